@@ -1,0 +1,50 @@
+# KnowLedger: `make help` lists the targets.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast lint typecheck contracts bench-gas bench-recommender devnet clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml package.json package-lock.json
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv, install the Python package and the pinned npm toolchain (solc, OpenZeppelin, anvil)
+
+demo: $(STAMP) ## Run the whole story on the embedded chain (eth-tester) and a SQLite file
+	$(BIN)/knowledger demo
+
+test: $(STAMP) ## Run every test (contracts on eth-tester and anvil, chain layer, recommender)
+	$(BIN)/pytest -m "" --timeout=900
+
+test-fast: $(STAMP) ## Run the tests without the slow real-data evaluations
+	$(BIN)/pytest -m "not slow"
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check backend recommender tests scripts
+
+typecheck: $(STAMP) ## mypy
+	$(BIN)/mypy backend recommender
+
+contracts: $(STAMP) ## Recompile the Solidity sources into contracts/artifacts/
+	$(BIN)/python -m backend.chain.compiler
+
+bench-gas: $(STAMP) ## Gas used per operation and tx/s on eth-tester and anvil (JSON)
+	$(BIN)/python scripts/bench_gas.py
+
+bench-recommender: $(STAMP) ## Recommender quality on MovieLens, cross-domain, Caravan and the demo world (JSON + PNG)
+	$(BIN)/python scripts/bench_recommender.py
+
+devnet: $(STAMP) ## Start a local anvil devnet (chain id 31337) in the foreground
+	$(BIN)/knowledger devnet start
+
+clean: ## Remove the virtualenv and node_modules
+	rm -rf $(VENV) node_modules

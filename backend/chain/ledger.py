@@ -1,0 +1,141 @@
+"""Typed client of ``SettlementLedger``.
+
+Recording defaults to the terms' reporter as sender when this process holds its key. ``conversions_of``
+reads a batch back from its ``ConversionsRecorded`` event, which is what ``merkle_proof`` needs to reverse
+one conversion later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eth_utils import keccak
+
+from .connection import ChainClient, ContractHandle
+from .errors import ChainError
+from .types import (
+    AgreementTerms,
+    BatchState,
+    Conversion,
+    ConversionStatus,
+    Totals,
+    TxResult,
+    checksum,
+    to_bytes32,
+)
+
+
+class LedgerClient:
+    contract_name = "SettlementLedger"
+
+    def __init__(self, client: ChainClient, address: str, *, from_block: int = 0) -> None:
+        self.client = client
+        self.contract: ContractHandle = client.contract(self.contract_name, address)
+        self.from_block = from_block
+
+    @property
+    def address(self) -> str:
+        return self.contract.address
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self.client.call(self.contract.fn(name, *args))
+
+    def _send(self, name: str, *args: Any, sender: str | None) -> TxResult:
+        return self.client.send(self.contract.fn(name, *args), sender=sender)
+
+    def _reporter(self, terms: AgreementTerms, sender: str | None) -> str | None:
+        if sender is not None:
+            return sender
+        return terms.reporter if terms.reporter in {a.address for a in self.client.accounts} else None
+
+    # ------------------------------------------------------------------ writes
+    def record_conversions(
+        self,
+        agreement_id: int,
+        terms: AgreementTerms,
+        conversions: Sequence[Conversion],
+        sender: str | None = None,
+    ) -> TxResult:
+        """Record a batch (all or nothing). ``result.value`` is the batch id."""
+        result = self._send(
+            "recordConversions",
+            int(agreement_id),
+            terms.as_abi(),
+            [c.as_abi() for c in conversions],
+            sender=self._reporter(terms, sender),
+        )
+        return _with_value(result, result.event("ConversionsRecorded")["batchId"])
+
+    def record_conversion(
+        self, agreement_id: int, terms: AgreementTerms, conversion: Conversion, sender: str | None = None
+    ) -> TxResult:
+        result = self._send(
+            "recordConversion",
+            int(agreement_id),
+            terms.as_abi(),
+            conversion.as_abi(),
+            sender=self._reporter(terms, sender),
+        )
+        return _with_value(result, result.event("ConversionsRecorded")["batchId"])
+
+    def reverse_conversion(
+        self,
+        batch_id: int,
+        terms: AgreementTerms,
+        conversion: Conversion,
+        proof: Sequence[bytes],
+        sender: str | None = None,
+    ) -> TxResult:
+        return self._send(
+            "reverseConversion",
+            int(batch_id),
+            terms.as_abi(),
+            conversion.as_abi(),
+            [to_bytes32(p) for p in proof],
+            sender=self._reporter(terms, sender),
+        )
+
+    def finalize_batch(self, batch_id: int, terms: AgreementTerms, sender: str | None = None) -> TxResult:
+        """Anyone may finalize once the batch's validation window has passed."""
+        return self._send("finalizeBatch", int(batch_id), terms.as_abi(), sender=sender)
+
+    # ------------------------------------------------------------------ views
+    def split_commission(self, terms: AgreementTerms, value: int) -> tuple[int, list[int]]:
+        commission, amounts = self._call("splitCommission", terms.as_abi(), int(value))
+        return int(commission), [int(a) for a in amounts]
+
+    def totals_of(self, agreement_id: int, party: str) -> Totals:
+        provisional, final, reversed_ = self._call("totalsOf", int(agreement_id), checksum(party))
+        return Totals(int(provisional), int(final), int(reversed_))
+
+    def conversion_status(self, conversion_id: int) -> ConversionStatus:
+        return ConversionStatus(int(self._call("conversionStatus", int(conversion_id))))
+
+    def batch_of(self, batch_id: int) -> BatchState:
+        return BatchState.from_abi(self._call("batchOf", int(batch_id)))
+
+    def batch_count(self) -> int:
+        return int(self._call("batchCount"))
+
+    def registry(self) -> str:
+        return checksum(self._call("registry"))
+
+    def agreements(self) -> str:
+        return checksum(self._call("agreements"))
+
+    # ------------------------------------------------------------------ logs
+    def conversions_of(self, batch_id: int) -> list[Conversion]:
+        """The conversions of ``batch_id`` in batch order, from its ``ConversionsRecorded`` event."""
+        topic0 = keccak(text="ConversionsRecorded(uint256,uint256,bytes32,(uint256,bytes32,bytes32)[])")
+        logs = self.client.get_logs(
+            self.address, [topic0, None, int(batch_id).to_bytes(32, "big")], self.from_block
+        )
+        for event in logs:
+            if event.name == "ConversionsRecorded":
+                return [Conversion.from_abi(c) for c in event["conversions"]]
+        raise ChainError(f"no ConversionsRecorded event for batch {batch_id} at {self.address}")
+
+
+def _with_value(result: TxResult, value: Any) -> TxResult:
+    return TxResult(result.tx_hash, result.block_number, result.gas_used, result.events, int(value))

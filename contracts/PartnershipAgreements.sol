@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+
+import {IPartnershipAgreements} from "./interfaces/IPartnershipAgreements.sol";
+
+/// @title PartnershipAgreements
+/// @notice KnowLedger's partnership agreements: proposed by a party, active once every party accepted.
+/// @dev Per agreement, two slots: the terms hash and a packed state word
+/// (status | acceptedMask | partyCount | validFrom | validUntil), plus one membership flag per party so that
+/// an amendment can check, without the old terms, that its proposer is a party of the agreement it amends.
+contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
+    /// @inheritdoc IPartnershipAgreements
+    bytes32 public constant ACCEPT_AGREEMENT_TYPEHASH =
+        keccak256("AcceptAgreement(uint256 agreementId,bytes32 termsHash,address party,uint40 deadline)");
+
+    uint8 internal constant STATUS_NONE = 0;
+    uint8 internal constant STATUS_PROPOSED = 1;
+    uint8 internal constant STATUS_ACTIVE = 2;
+    uint8 internal constant STATUS_TERMINATED = 3;
+    uint8 internal constant STATUS_SUPERSEDED = 4;
+
+    uint256 internal constant SHARE_SCALE = 1e6;
+    uint256 internal constant MIN_PARTIES = 2;
+    uint256 internal constant MAX_PARTIES = 32;
+
+    // Packed state word, low bits first.
+    uint256 private constant MASK_SHIFT = 8; // acceptedMask uint32
+    uint256 private constant COUNT_SHIFT = 40; // partyCount uint8
+    uint256 private constant FROM_SHIFT = 48; // validFrom uint40
+    uint256 private constant UNTIL_SHIFT = 88; // validUntil uint40
+    uint256 private constant MASK40 = (1 << 40) - 1;
+
+    uint256 private _agreementCount;
+    mapping(uint256 agreementId => bytes32) private _termsHashes;
+    mapping(uint256 agreementId => uint256) private _states;
+    mapping(uint256 agreementId => mapping(address account => bool)) private _parties;
+
+    constructor() EIP712("KnowLedger PartnershipAgreements", "1") {}
+
+    /// @inheritdoc IPartnershipAgreements
+    function propose(AgreementTerms calldata terms) external returns (uint256 agreementId) {
+        unchecked {
+            agreementId = ++_agreementCount;
+        }
+        uint256 n = terms.parties.length;
+        if (n < MIN_PARTIES || n > MAX_PARTIES) revert PartnershipAgreementsInvalidParties(n);
+        uint256 sum;
+        uint256 proposerIndex = type(uint256).max;
+        bool partnerIsParty;
+        address partner = terms.partner;
+        mapping(address => bool) storage members = _parties[agreementId];
+        for (uint256 i; i < n;) {
+            Party calldata p = terms.parties[i];
+            address account = p.account;
+            if (account == address(0) || members[account]) revert PartnershipAgreementsInvalidParty(i, account);
+            members[account] = true;
+            unchecked {
+                sum += p.share;
+            }
+            if (account == msg.sender) proposerIndex = i;
+            if (account == partner) partnerIsParty = true;
+            unchecked {
+                ++i;
+            }
+        }
+        if (sum != SHARE_SCALE) revert PartnershipAgreementsInvalidShares(sum);
+        if (proposerIndex == type(uint256).max) revert PartnershipAgreementsNotAParty(msg.sender);
+        if (!partnerIsParty) revert PartnershipAgreementsInvalidTerms("partner not a party");
+        if (terms.reporter == address(0)) revert PartnershipAgreementsInvalidTerms("zero reporter");
+        if (terms.commissionRate > SHARE_SCALE) {
+            revert PartnershipAgreementsInvalidCommissionRate(terms.commissionRate);
+        }
+        if (terms.attributionWindow == 0) revert PartnershipAgreementsInvalidTerms("zero attribution window");
+        uint40 validFrom = terms.validFrom;
+        uint40 validUntil = terms.validUntil;
+        if (validFrom >= validUntil || validUntil <= block.timestamp) {
+            revert PartnershipAgreementsInvalidValidity(validFrom, validUntil);
+        }
+        if (terms.currency == bytes32(0)) revert PartnershipAgreementsInvalidTerms("zero currency");
+        uint256 previous = terms.supersedes;
+        if (previous != 0) {
+            uint8 status = uint8(_states[previous]);
+            if (previous >= agreementId || (status != STATUS_PROPOSED && status != STATUS_ACTIVE)) {
+                revert PartnershipAgreementsInvalidTerms("bad supersedes");
+            }
+            if (!_parties[previous][msg.sender]) revert PartnershipAgreementsNotAParty(msg.sender);
+        }
+        bytes32 termsHash = keccak256(abi.encode(terms));
+        _termsHashes[agreementId] = termsHash;
+        _states[agreementId] = uint256(STATUS_PROPOSED) | ((uint256(1) << proposerIndex) << MASK_SHIFT)
+            | (n << COUNT_SHIFT) | (uint256(validFrom) << FROM_SHIFT) | (uint256(validUntil) << UNTIL_SHIFT);
+        emit AgreementProposed(agreementId, termsHash, msg.sender, terms);
+        emit AgreementAccepted(agreementId, msg.sender);
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function accept(uint256 agreementId, AgreementTerms calldata terms) external {
+        _requireTerms(agreementId, terms);
+        _accept(agreementId, terms, msg.sender);
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function acceptBySig(
+        uint256 agreementId,
+        AgreementTerms calldata terms,
+        address party,
+        uint40 deadline,
+        bytes calldata signature
+    ) external {
+        if (block.timestamp > deadline) revert PartnershipAgreementsSignatureExpired(deadline, block.timestamp);
+        bytes32 termsHash = _requireTerms(agreementId, terms);
+        bytes32 digest =
+            _hashTypedDataV4(keccak256(abi.encode(ACCEPT_AGREEMENT_TYPEHASH, agreementId, termsHash, party, deadline)));
+        if (!SignatureChecker.isValidSignatureNow(party, digest, signature)) {
+            revert PartnershipAgreementsInvalidSignature(party);
+        }
+        _accept(agreementId, terms, party);
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function terminate(uint256 agreementId, AgreementTerms calldata terms) external {
+        _requireTerms(agreementId, terms);
+        _partyIndex(terms, msg.sender);
+        uint256 state = _states[agreementId];
+        uint8 status = uint8(state);
+        if (status != STATUS_PROPOSED && status != STATUS_ACTIVE) {
+            revert PartnershipAgreementsCannotTerminate(agreementId, status);
+        }
+        _states[agreementId] = (state & ~uint256(0xff)) | STATUS_TERMINATED;
+        emit AgreementTerminated(agreementId, msg.sender);
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function agreementOf(uint256 agreementId) external view returns (AgreementState memory state) {
+        uint256 s = _states[agreementId];
+        state = AgreementState({
+            termsHash: _termsHashes[agreementId],
+            status: uint8(s),
+            acceptedMask: uint32(s >> MASK_SHIFT),
+            partyCount: uint8(s >> COUNT_SHIFT),
+            validFrom: uint40(s >> FROM_SHIFT),
+            validUntil: uint40(s >> UNTIL_SHIFT)
+        });
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function isActive(uint256 agreementId) public view returns (bool) {
+        uint256 s = _states[agreementId];
+        return uint8(s) == STATUS_ACTIVE && (s >> FROM_SHIFT) & MASK40 <= block.timestamp
+            && block.timestamp < (s >> UNTIL_SHIFT) & MASK40;
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function hashTerms(AgreementTerms calldata terms) external pure returns (bytes32) {
+        return keccak256(abi.encode(terms));
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function agreementCount() external view returns (uint256) {
+        return _agreementCount;
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function hasAccepted(uint256 agreementId, uint256 partyIndex) external view returns (bool) {
+        return partyIndex < MAX_PARTIES && (_states[agreementId] >> (MASK_SHIFT + partyIndex)) & 1 == 1;
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function isParty(uint256 agreementId, address account) external view returns (bool) {
+        return _parties[agreementId][account];
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function requireTerms(uint256 agreementId, AgreementTerms calldata terms) external view {
+        _requireTerms(agreementId, terms);
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    function requireActiveTerms(uint256 agreementId, AgreementTerms calldata terms) external view {
+        _requireTerms(agreementId, terms);
+        if (!isActive(agreementId)) revert PartnershipAgreementsNotActive(agreementId);
+    }
+
+    /// @inheritdoc IPartnershipAgreements
+    // solhint-disable-next-line func-name-mixedcase
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @dev Reverts unless `terms` hash to the stored terms hash of `agreementId`; returns that hash.
+    function _requireTerms(uint256 agreementId, AgreementTerms calldata terms) private view returns (bytes32) {
+        bytes32 expected = _termsHashes[agreementId];
+        if (expected == bytes32(0)) revert PartnershipAgreementsUnknownAgreement(agreementId);
+        bytes32 given = keccak256(abi.encode(terms));
+        if (given != expected) revert PartnershipAgreementsTermsMismatch(agreementId, expected, given);
+        return expected;
+    }
+
+    /// @dev The index of `account` among the parties; reverts `PartnershipAgreementsNotAParty` if absent.
+    function _partyIndex(AgreementTerms calldata terms, address account) private pure returns (uint256) {
+        uint256 n = terms.parties.length;
+        for (uint256 i; i < n;) {
+            if (terms.parties[i].account == account) return i;
+            unchecked {
+                ++i;
+            }
+        }
+        revert PartnershipAgreementsNotAParty(account);
+    }
+
+    /// @dev Records `party`'s acceptance of the agreement whose `terms` the caller has checked.
+    function _accept(uint256 agreementId, AgreementTerms calldata terms, address party) private {
+        uint256 state = _states[agreementId];
+        if (uint8(state) != STATUS_PROPOSED) revert PartnershipAgreementsNotProposed(agreementId, uint8(state));
+        uint256 index = _partyIndex(terms, party);
+        uint256 bit = (uint256(1) << index) << MASK_SHIFT;
+        if (state & bit != 0) revert PartnershipAgreementsAlreadyAccepted(agreementId, party);
+        state |= bit;
+        uint256 n = (state >> COUNT_SHIFT) & 0xff;
+        bool complete = (state >> MASK_SHIFT) & ((uint256(1) << n) - 1) == (uint256(1) << n) - 1;
+        if (complete) state = (state & ~uint256(0xff)) | STATUS_ACTIVE;
+        _states[agreementId] = state;
+        emit AgreementAccepted(agreementId, party);
+        if (complete) {
+            emit AgreementActivated(agreementId);
+            uint256 previous = terms.supersedes;
+            if (previous != 0) {
+                uint256 prevState = _states[previous];
+                uint8 prevStatus = uint8(prevState);
+                if (prevStatus == STATUS_PROPOSED || prevStatus == STATUS_ACTIVE) {
+                    _states[previous] = (prevState & ~uint256(0xff)) | STATUS_SUPERSEDED;
+                    emit AgreementSuperseded(previous, agreementId);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,580 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {IConsentRegistry} from "./interfaces/IConsentRegistry.sol";
+import {IPartnershipAgreements} from "./interfaces/IPartnershipAgreements.sol";
+import {ISettlementLedger} from "./interfaces/ISettlementLedger.sol";
+import {ConversionData} from "./types/ConversionData.sol";
+import {Purposes} from "./types/Purposes.sol";
+
+/// @title SettlementLedger
+/// @notice KnowLedger's settlement ledger: conversions recorded in batches under an active agreement, their
+/// commission split exactly among the parties, provisional until their validation window has passed.
+/// @dev Gas design (see contracts/README.md): conversion ids are deduplicated with packed bitmaps (256 ids
+/// a slot, each slot read and written once per run of ids in it); a batch's per-party sums are kept in
+/// memory and each running total is written once per batch; the conversions are not stored but committed to
+/// by a Merkle root and emitted in a single event; the consent check is one call to the registry per batch.
+contract SettlementLedger is ISettlementLedger {
+    uint256 internal constant SCALE = 1e6;
+
+    uint8 internal constant STATUS_UNKNOWN = 0;
+    uint8 internal constant STATUS_RECORDED = 1;
+    uint8 internal constant STATUS_REVERSED = 2;
+
+    uint256 private constant MASK128 = (1 << 128) - 1;
+
+    // A batch's head word, low bits first: the batch's metadata in the low 128 bits, the amount of
+    // parties[0] in the high 128 bits.
+    uint256 private constant MASK48 = (1 << 48) - 1;
+    uint256 private constant COUNT_SHIFT = 48; // count uint32
+    uint256 private constant FINAL_AFTER_SHIFT = 80; // finalAfter uint40
+    uint256 private constant PARTY_COUNT_SHIFT = 120; // partyCount uint6 (2..32)
+    uint256 private constant FINALIZED_BIT = 1 << 127; // finalized flag
+    uint256 private constant AMOUNT0_SHIFT = 128; // amount of parties[0], uint128
+
+    IConsentRegistry private immutable _registry;
+    IPartnershipAgreements private immutable _agreements;
+
+    /// @dev A party's running totals under one agreement.
+    struct Totals {
+        uint256 provisional;
+        uint256 final_;
+        uint256 reversed;
+    }
+
+    /// @dev A recorded batch: three slots for a batch of up to three parties.
+    /// @param head agreementId | count << 48 | finalAfter << 80 | partyCount << 120 | finalized << 127 |
+    /// amount of parties[0] << 128.
+    /// @param root The Merkle root of the batch's conversions.
+    /// @param pairs `pairs[k]` holds the amounts of parties 2k+1 (low 128 bits) and 2k+2 (high 128 bits).
+    struct Batch {
+        uint256 head;
+        bytes32 root;
+        uint256[16] pairs;
+    }
+
+    /// @dev The next batch id, starting at 1 (set at deployment so that the first batch does not pay for a
+    /// new slot): `batchCount() == _nextBatchId - 1`.
+    uint256 private _nextBatchId = 1;
+    mapping(uint256 batchId => Batch) private _batches;
+    mapping(uint256 agreementId => mapping(address party => Totals)) private _totals;
+    /// @dev Bit (id & 255) of word (id >> 8) is set iff conversion `id` was recorded.
+    mapping(uint256 word => uint256) private _recorded;
+    /// @dev Bit (id & 255) of word (id >> 8) is set iff conversion `id` was reversed.
+    mapping(uint256 word => uint256) private _reversed;
+
+    /// @param registry_ The consent registry checked at record time.
+    /// @param agreements_ The agreements contract the terms are checked against.
+    constructor(IConsentRegistry registry_, IPartnershipAgreements agreements_) {
+        _registry = registry_;
+        _agreements = agreements_;
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function recordConversions(
+        uint256 agreementId,
+        IPartnershipAgreements.AgreementTerms calldata terms,
+        Conversion[] calldata conversions
+    ) external returns (uint256 batchId) {
+        uint256 offset;
+        assembly ("memory-safe") {
+            offset := conversions.offset
+        }
+        return _record(agreementId, terms, offset, conversions.length);
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function recordConversion(
+        uint256 agreementId,
+        IPartnershipAgreements.AgreementTerms calldata terms,
+        Conversion calldata conversion
+    ) external returns (uint256 batchId) {
+        uint256 offset;
+        assembly ("memory-safe") {
+            offset := conversion
+        }
+        return _record(agreementId, terms, offset, 1);
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function reverseConversion(
+        uint256 batchId,
+        IPartnershipAgreements.AgreementTerms calldata terms,
+        Conversion calldata conversion,
+        bytes32[] calldata proof
+    ) external {
+        Batch storage b = _batches[batchId];
+        uint256 head = b.head;
+        if (head == 0) revert SettlementLedgerUnknownBatch(batchId);
+        if (msg.sender != terms.reporter) revert SettlementLedgerNotReporter(msg.sender, terms.reporter);
+        uint256 agreementId = head & MASK48;
+        _agreements.requireTerms(agreementId, terms);
+        ConversionData data = conversion.data;
+        uint64 id = data.id();
+        if (!MerkleProof.verifyCalldata(proof, b.root, keccak256(abi.encode(conversion)))) {
+            revert SettlementLedgerUnknownConversion(id);
+        }
+        uint256 bit = uint256(1) << (id & 0xff);
+        uint256 word = _reversed[id >> 8];
+        if (word & bit != 0) revert SettlementLedgerAlreadyReversed(id);
+        if (head & FINALIZED_BIT != 0 || block.timestamp >= uint256(data.time()) + terms.validationWindow) {
+            revert SettlementLedgerConversionFinal(id);
+        }
+        _reversed[id >> 8] = word | bit;
+        (uint256 commission, uint256[] memory amounts) = _split(terms, data.value());
+        mapping(address => Totals) storage totals = _totals[agreementId];
+        uint256 n = amounts.length;
+        for (uint256 j; j < n; ++j) {
+            uint256 a = amounts[j];
+            if (a == 0) continue;
+            // The batch's amount of each party includes this conversion's: no subtraction below underflows,
+            // and none borrows from the neighbouring 128-bit field.
+            unchecked {
+                if (j == 0) b.head = (head -= a << AMOUNT0_SHIFT);
+                else b.pairs[(j - 1) >> 1] -= a << (((j - 1) & 1) << 7);
+            }
+            Totals storage t = totals[terms.parties[j].account];
+            t.provisional -= a;
+            t.reversed += a;
+        }
+        emit ConversionReversed(agreementId, batchId, id, commission);
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function finalizeBatch(uint256 batchId, IPartnershipAgreements.AgreementTerms calldata terms) external {
+        Batch storage b = _batches[batchId];
+        uint256 head = b.head;
+        if (head == 0) revert SettlementLedgerUnknownBatch(batchId);
+        if (head & FINALIZED_BIT != 0) revert SettlementLedgerBatchAlreadyFinalized(batchId);
+        uint40 finalAfter = uint40(head >> FINAL_AFTER_SHIFT);
+        if (block.timestamp < finalAfter) revert SettlementLedgerNotYetFinal(batchId, finalAfter);
+        uint256 agreementId = head & MASK48;
+        _agreements.requireTerms(agreementId, terms);
+        b.head = head | FINALIZED_BIT;
+        uint256[] memory amounts = _batchAmounts(b, head);
+        mapping(address => Totals) storage totals = _totals[agreementId];
+        uint256 n = amounts.length;
+        for (uint256 j; j < n; ++j) {
+            uint256 a = amounts[j];
+            if (a == 0) continue;
+            Totals storage t = totals[terms.parties[j].account];
+            t.provisional -= a;
+            t.final_ += a;
+        }
+        emit BatchFinalized(agreementId, batchId);
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function splitCommission(IPartnershipAgreements.AgreementTerms calldata terms, uint256 value)
+        external
+        pure
+        returns (uint256 commission, uint256[] memory amounts)
+    {
+        return _split(terms, value);
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function totalsOf(uint256 agreementId, address party)
+        external
+        view
+        returns (uint256 provisional, uint256 final_, uint256 reversed)
+    {
+        Totals storage t = _totals[agreementId][party];
+        return (t.provisional, t.final_, t.reversed);
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function conversionStatus(uint64 conversionId) external view returns (uint8) {
+        uint256 bit = uint256(1) << (conversionId & 0xff);
+        if (_reversed[conversionId >> 8] & bit != 0) return STATUS_REVERSED;
+        if (_recorded[conversionId >> 8] & bit != 0) return STATUS_RECORDED;
+        return STATUS_UNKNOWN;
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function batchOf(uint256 batchId) external view returns (BatchState memory state) {
+        Batch storage b = _batches[batchId];
+        uint256 head = b.head;
+        state = BatchState({
+            agreementId: head & MASK48,
+            conversionsRoot: b.root,
+            count: uint32(head >> COUNT_SHIFT),
+            finalAfter: uint40(head >> FINAL_AFTER_SHIFT),
+            finalized: head & FINALIZED_BIT != 0,
+            amounts: _batchAmounts(b, head)
+        });
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function batchCount() external view returns (uint256) {
+        return _nextBatchId - 1;
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function registry() external view returns (IConsentRegistry) {
+        return _registry;
+    }
+
+    /// @inheritdoc ISettlementLedger
+    function agreements() external view returns (IPartnershipAgreements) {
+        return _agreements;
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev The split rule (see `ISettlementLedger`).
+    function _split(IPartnershipAgreements.AgreementTerms calldata terms, uint256 value)
+        private
+        pure
+        returns (uint256 commission, uint256[] memory amounts)
+    {
+        commission = value * terms.commissionRate / SCALE;
+        uint256 n = terms.parties.length;
+        amounts = new uint256[](n);
+        uint256 rest = commission;
+        for (uint256 j = 1; j < n; ++j) {
+            uint256 a = commission * terms.parties[j].share / SCALE;
+            amounts[j] = a;
+            rest -= a;
+        }
+        if (n != 0) amounts[0] = rest;
+    }
+
+    /// @dev The per-party amounts stored for a batch.
+    function _batchAmounts(Batch storage b, uint256 head) private view returns (uint256[] memory amounts) {
+        uint256 n = (head >> PARTY_COUNT_SHIFT) & 0x3f;
+        amounts = new uint256[](n);
+        if (n == 0) return amounts;
+        amounts[0] = head >> AMOUNT0_SHIFT;
+        uint256 pair;
+        for (uint256 j = 1; j < n; ++j) {
+            if (j & 1 == 1) pair = b.pairs[(j - 1) >> 1];
+            amounts[j] = (pair >> (((j - 1) & 1) << 7)) & MASK128;
+        }
+    }
+
+    /// @dev The state of one `_record` call, kept in memory so that each pass works with few stack slots.
+    /// The passes read it in assembly at fixed offsets (field k at `ctx + 32 * k`): keep the order.
+    /// @param n The number of conversions.
+    /// @param offset Where their ABI encoding starts in calldata.
+    /// @param ev The event's data: root | 0x40 | n | the conversions (copied once from calldata).
+    /// @param leaves The n leaves, then the Merkle tree, in place.
+    /// @param args The arguments of the registry's `areConsentedAt` (after its 4-byte selector).
+    /// @param shares The parties' shares (`shares[0]` unused: parties[0] gets the remainder).
+    /// @param sums The batch's per-party amounts.
+    struct Ctx {
+        uint256 n;
+        uint256 offset;
+        uint256 ev;
+        uint256 leaves;
+        uint256 args;
+        uint256[] shares;
+        uint256[] sums;
+        uint256 rate;
+        uint256 attributionWindow;
+        uint256 validFrom;
+        uint256 maxTime;
+        uint256 total;
+    }
+
+    // Failures of the record passes. A pass stops at the first failing conversion and `_revertConversion`
+    // re-reads it from calldata to revert with the named error.
+    uint256 private constant ERR_INVALID = 1; // zero id, zero value, time or attribution window
+    uint256 private constant ERR_DUPLICATE = 2;
+    uint256 private constant ERR_CONSENT = 3;
+
+    /// @dev Records the `n` conversions ABI-encoded in calldata from `offset` (the items of a `Conversion[]`,
+    /// or a single `Conversion`), in passes over memory allocated once: check and dedupe; hash the leaves,
+    /// split, and write the consent-check arguments; one `areConsentedAt` call for the whole batch; the
+    /// Merkle root; then each storage word written once and one event.
+    function _record(
+        uint256 agreementId,
+        IPartnershipAgreements.AgreementTerms calldata terms,
+        uint256 offset,
+        uint256 n
+    ) private returns (uint256 batchId) {
+        if (msg.sender != terms.reporter) revert SettlementLedgerNotReporter(msg.sender, terms.reporter);
+        _agreements.requireActiveTerms(agreementId, terms);
+        if (n == 0) revert SettlementLedgerEmptyBatch();
+        Ctx memory ctx = _prepare(terms, offset, n);
+        _checkAndDedupe(ctx);
+        _hashAndSplit(ctx);
+        _checkConsent(ctx);
+        batchId = _commit(agreementId, terms, ctx);
+    }
+
+    /// @dev Allocates the memory of a `_record` call and fills in what the passes read.
+    function _prepare(IPartnershipAgreements.AgreementTerms calldata terms, uint256 offset, uint256 n)
+        private
+        pure
+        returns (Ctx memory ctx)
+    {
+        uint256 partyCount = terms.parties.length;
+        uint256[] memory shares = new uint256[](partyCount);
+        for (uint256 j = 1; j < partyCount; ++j) {
+            shares[j] = terms.parties[j].share;
+        }
+        ctx.n = n;
+        ctx.offset = offset;
+        ctx.shares = shares;
+        ctx.sums = new uint256[](partyCount);
+        ctx.rate = terms.commissionRate;
+        ctx.attributionWindow = terms.attributionWindow;
+        // The agreement is active, so validFrom <= now < validUntil: `validFrom <= time <= now` is the whole
+        // time check.
+        ctx.validFrom = terms.validFrom;
+        address partner = terms.partner;
+        bytes4 selector = IConsentRegistry.areConsentedAt.selector;
+        uint256 purpose = Purposes.PRODUCT_RECOMMENDATION;
+        uint256 ev;
+        uint256 leaves;
+        uint256 args;
+        assembly ("memory-safe") {
+            ev := mload(0x40)
+            let size := mul(n, 0x60)
+            mstore(add(ev, 0x20), 0x40)
+            mstore(add(ev, 0x40), n)
+            calldatacopy(add(ev, 0x60), offset, size)
+            leaves := add(add(ev, 0x60), size)
+            let callData := add(leaves, shl(5, n))
+            mstore(callData, selector)
+            args := add(callData, 4)
+            mstore(args, 0x80) // subjects
+            mstore(add(args, 0x20), partner)
+            mstore(add(args, 0x40), purpose)
+            mstore(add(args, 0x60), add(0xa0, shl(5, n))) // times
+            mstore(add(args, 0x80), n)
+            mstore(add(args, add(0xa0, shl(5, n))), n)
+            mstore(0x40, add(args, add(0xc0, shl(6, n))))
+        }
+        ctx.ev = ev;
+        ctx.leaves = leaves;
+        ctx.args = args;
+    }
+
+    /// @dev Pass 1: the cheap checks of every conversion in one branch, the dedupe against the `_recorded`
+    /// bitmap (each bitmap word read and written once per run of ids in it, so duplicates within the batch
+    /// are caught too), and the latest conversion time.
+    function _checkAndDedupe(Ctx memory ctx) private {
+        uint256 recordedSlot;
+        uint256 err;
+        uint256 at;
+        assembly ("memory-safe") {
+            recordedSlot := _recorded.slot
+            let first := add(mload(add(ctx, 0x40)), 0x60)
+            let end := add(first, mul(mload(ctx), 0x60))
+            let validFrom := mload(add(ctx, 0x120))
+            let window := mload(add(ctx, 0x100))
+            let wordIndex := not(0)
+            let word := 0
+            let maxTime := 0
+            for { let m := first } lt(m, end) { m := add(m, 0x60) } {
+                let d := mload(m)
+                let id := and(d, 0xffffffffffffffff)
+                let time := and(shr(64, d), 0xffffffffff)
+                // zero id, zero value, time outside [validFrom, now], or outside the attribution window
+                // (time - recommendedAt wraps around when recommendedAt > time).
+                if or(
+                    or(iszero(id), iszero(shr(144, d))),
+                    or(
+                        or(lt(time, validFrom), gt(time, timestamp())),
+                        gt(sub(time, and(shr(104, d), 0xffffffffff)), window)
+                    )
+                ) {
+                    err := ERR_INVALID
+                    at := div(sub(m, first), 0x60)
+                    break
+                }
+                if iszero(eq(shr(8, id), wordIndex)) {
+                    mstore(0x20, recordedSlot)
+                    if iszero(eq(wordIndex, not(0))) {
+                        mstore(0x00, wordIndex)
+                        sstore(keccak256(0x00, 0x40), word)
+                    }
+                    wordIndex := shr(8, id)
+                    mstore(0x00, wordIndex)
+                    word := sload(keccak256(0x00, 0x40))
+                }
+                let bit := shl(and(id, 0xff), 1)
+                if and(word, bit) {
+                    err := ERR_DUPLICATE
+                    at := div(sub(m, first), 0x60)
+                    break
+                }
+                word := or(word, bit)
+                if gt(time, maxTime) { maxTime := time }
+            }
+            if iszero(err) {
+                mstore(0x00, wordIndex)
+                mstore(0x20, recordedSlot)
+                sstore(keccak256(0x00, 0x40), word)
+                mstore(add(ctx, 0x140), maxTime)
+            }
+        }
+        if (err != 0) _revertConversion(err, ctx, at);
+    }
+
+    /// @dev Pass 2: the leaves, the consent-check arguments (subjects and times) and the split.
+    function _hashAndSplit(Ctx memory ctx) private pure {
+        assembly ("memory-safe") {
+            let n := mload(ctx)
+            let m := add(mload(add(ctx, 0x40)), 0x60)
+            let end := add(m, mul(n, 0x60))
+            let leaf := mload(add(ctx, 0x60))
+            // subject i at leaf + subjectsFromLeaves, time i one array further
+            let subjectsFromLeaves := sub(add(mload(add(ctx, 0x80)), 0xa0), leaf)
+            let timesFromSubjects := add(shl(5, n), 0x20)
+            let rate := mload(add(ctx, 0xe0))
+            let total := 0
+            for {} lt(m, end) {
+                m := add(m, 0x60)
+                leaf := add(leaf, 0x20)
+            } {
+                let d := mload(m)
+                mstore(leaf, keccak256(m, 0x60))
+                let subject := add(leaf, subjectsFromLeaves)
+                mstore(subject, mload(add(m, 0x40)))
+                mstore(add(subject, timesFromSubjects), and(shr(64, d), 0xffffffffff))
+                // value < 2^112 and rate, shares <= 1e6: nothing below overflows.
+                let c := div(mul(shr(144, d), rate), 1000000)
+                total := add(total, c)
+                let shares := mload(add(ctx, 0xa0))
+                let sumsFromShares := sub(mload(add(ctx, 0xc0)), shares)
+                let lastShare := add(shares, shl(5, mload(shares)))
+                // parties 1.. (shares[0] is unused)
+                for { let sp := add(shares, 0x40) } iszero(gt(sp, lastShare)) { sp := add(sp, 0x20) } {
+                    let acc := add(sp, sumsFromShares)
+                    mstore(acc, add(mload(acc), div(mul(c, mload(sp)), 1000000)))
+                }
+            }
+            mstore(add(ctx, 0x160), total)
+        }
+    }
+
+    /// @dev Pass 3: one `areConsentedAt` call for the batch; reverts at the first subject without consent.
+    function _checkConsent(Ctx memory ctx) private view {
+        address reg = address(_registry);
+        uint256 bad;
+        assembly ("memory-safe") {
+            let n := mload(ctx)
+            let args := mload(add(ctx, 0x80))
+            if iszero(staticcall(gas(), reg, sub(args, 4), add(4, add(0xc0, shl(6, n))), 0, 0)) {
+                let p := mload(0x40)
+                returndatacopy(p, 0, returndatasize())
+                revert(p, returndatasize())
+            }
+            // bool[] returned as (0x20, n, items): copy the items over the times, no longer needed.
+            if lt(returndatasize(), add(0x40, shl(5, n))) { revert(0, 0) }
+            let out := add(args, add(0xc0, shl(5, n)))
+            returndatacopy(out, 0x40, shl(5, n))
+            let end := add(out, shl(5, n))
+            for { let p := out } lt(p, end) { p := add(p, 0x20) } {
+                if iszero(mload(p)) {
+                    bad := add(shr(5, sub(p, out)), 1)
+                    break
+                }
+            }
+        }
+        if (bad != 0) _revertConversion(ERR_CONSENT, ctx, bad - 1);
+    }
+
+    /// @dev Pass 4: the batch, the running totals (each written once) and the event.
+    function _commit(uint256 agreementId, IPartnershipAgreements.AgreementTerms calldata terms, Ctx memory ctx)
+        private
+        returns (uint256 batchId)
+    {
+        uint256[] memory sums = ctx.sums;
+        uint256 partyCount = sums.length;
+        unchecked {
+            uint256 others;
+            for (uint256 j = 1; j < partyCount; ++j) {
+                others += sums[j];
+            }
+            sums[0] = ctx.total - others;
+            batchId = _nextBatchId++;
+        }
+        bytes32 root = _merkleRoot(ctx.leaves, ctx.n);
+        {
+            Batch storage b = _batches[batchId];
+            uint256 amount0 = sums[0];
+            if (amount0 > MASK128) revert SettlementLedgerBatchTooLarge(batchId);
+            b.head = SafeCast.toUint48(agreementId) | (ctx.n << COUNT_SHIFT)
+                | ((ctx.maxTime + terms.validationWindow) << FINAL_AFTER_SHIFT) | (partyCount << PARTY_COUNT_SHIFT)
+                | (amount0 << AMOUNT0_SHIFT);
+            b.root = root;
+            for (uint256 j = 1; j < partyCount; j += 2) {
+                uint256 lo = sums[j];
+                uint256 hi = j + 1 < partyCount ? sums[j + 1] : 0;
+                if (lo > MASK128 || hi > MASK128) revert SettlementLedgerBatchTooLarge(batchId);
+                if (lo | hi != 0) b.pairs[(j - 1) >> 1] = lo | (hi << 128);
+            }
+        }
+        {
+            mapping(address => Totals) storage totals = _totals[agreementId];
+            for (uint256 j; j < partyCount; ++j) {
+                uint256 a = sums[j];
+                if (a != 0) totals[terms.parties[j].account].provisional += a;
+            }
+        }
+        bytes32 topic0 = ConversionsRecorded.selector;
+        uint256 ev = ctx.ev;
+        uint256 size = 0x60 + ctx.n * 0x60;
+        assembly ("memory-safe") {
+            mstore(ev, root)
+            log3(ev, size, topic0, agreementId, batchId)
+        }
+    }
+
+    /// @dev Reverts with the named error for failure `err` at conversion `i`.
+    function _revertConversion(uint256 err, Ctx memory ctx, uint256 i) private view {
+        ConversionData d;
+        bytes32 subject;
+        uint256 offset = ctx.offset;
+        assembly ("memory-safe") {
+            let ptr := add(offset, mul(i, 0x60))
+            d := calldataload(ptr)
+            subject := calldataload(add(ptr, 0x40))
+        }
+        uint64 id = d.id();
+        if (err == ERR_DUPLICATE) revert SettlementLedgerDuplicateConversion(id);
+        if (err == ERR_CONSENT) revert SettlementLedgerNoConsent(id, subject);
+        if (id == 0) revert SettlementLedgerZeroConversionId();
+        if (d.value() == 0) revert SettlementLedgerZeroValue(id);
+        uint40 time = d.time();
+        if (time < ctx.validFrom || time > block.timestamp) revert SettlementLedgerInvalidConversionTime(id, time);
+        revert SettlementLedgerOutsideAttributionWindow(id, d.recommendedAt(), time);
+    }
+
+    /// @dev The Merkle root of the `n` leaves at `leaves` (see `ISettlementLedger`), computed in place.
+    function _merkleRoot(uint256 leaves, uint256 n) private pure returns (bytes32 root) {
+        assembly ("memory-safe") {
+            for {} gt(n, 1) {} {
+                let half := shr(1, n)
+                for { let j := 0 } lt(j, half) { j := add(j, 1) } {
+                    let a := mload(add(leaves, shl(6, j)))
+                    let b := mload(add(leaves, add(shl(6, j), 0x20)))
+                    switch lt(a, b)
+                    case 1 {
+                        mstore(0x00, a)
+                        mstore(0x20, b)
+                    }
+                    default {
+                        mstore(0x00, b)
+                        mstore(0x20, a)
+                    }
+                    mstore(add(leaves, shl(5, j)), keccak256(0x00, 0x40))
+                }
+                switch and(n, 1)
+                case 1 {
+                    mstore(add(leaves, shl(5, half)), mload(add(leaves, shl(5, sub(n, 1)))))
+                    n := add(half, 1)
+                }
+                default { n := half }
+            }
+            root := mload(leaves)
+        }
+    }
+}

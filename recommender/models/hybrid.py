@@ -1,0 +1,387 @@
+"""Hybrid two-tower model in torch: course-domain profile + product history -> product scores.
+
+Item tower: an item id embedding plus a linear projection of the item content features (LSA topics of
+the product text), and an item bias. Items without any interaction still get a vector from their
+content, so new products can be ranked.
+
+User tower: ``tanh(bias + pool(history) + MLP(user_features))`` where ``pool`` is the 1/sqrt(n)
+normalised sum of a second item embedding table over the user's target-domain history, and the MLP reads
+the user's side features (the course-domain profile: topic interests and behaviour). There is no user
+id table on purpose: a user is represented by what they did and what they studied, so a new learner
+whose consent has just been granted is scored by the same function as a known one, with no retraining.
+For a cold-start user the history term is empty and the transfer from the course domain to the
+product domain runs entirely through the shared topic space (user topic interests -> MLP, product
+topics -> item tower); :mod:`recommender.trainer` trains this path explicitly by hiding whole
+histories with probability ``cold_prob``.
+
+Score = user vector . item vector + item bias. Training is torch (CPU by default, CUDA when
+available); after ``fit`` the weights are exported to numpy and all scoring (here and in
+:mod:`recommender.serving`) is plain numpy: precomputed item vectors and a two-layer user tower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from recommender.models.base import InteractionData, Recommender
+from recommender.trainer import LossName, TrainConfig, TrainReport, train_two_tower
+
+_STD_FLOOR = 1e-3
+
+#: How the user side features are scaled before the MLP: per-column standardisation (dense profiles such
+#: as topic interests and socio-demographics), per-row L2 normalisation (bag-of-items profiles, where
+#: standardising would blow up rare columns), or nothing.
+FeatureScaling = Literal["standard", "l2", "none"]
+
+
+class TwoTowerNet(nn.Module):
+    """The torch module; see the module docstring for the architecture."""
+
+    def __init__(
+        self,
+        n_items: int,
+        dim: int = 64,
+        user_feat_dim: int = 0,
+        item_feat_dim: int = 0,
+        hidden: int = 128,
+        use_item_ids: bool = True,
+        use_history: bool = True,
+        source_dim: int = 0,
+        wide: bool = False,
+    ) -> None:
+        super().__init__()
+        if not use_item_ids and item_feat_dim == 0:
+            raise ValueError("the item tower needs item ids or item features (item_feat_dim > 0)")
+        if not use_history and user_feat_dim == 0:
+            raise ValueError("the user tower needs the history or user features (user_feat_dim > 0)")
+        self.item_emb = nn.Embedding(n_items, dim) if use_item_ids else None
+        self.item_proj = nn.Linear(item_feat_dim, dim, bias=False) if item_feat_dim else None
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
+        self.hist_emb = nn.Embedding(n_items, dim) if use_history else None
+        self.user_mlp = (
+            nn.Sequential(nn.Linear(user_feat_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+            if user_feat_dim
+            else None
+        )
+        self.user_bias = nn.Parameter(torch.zeros(dim))
+        # Training-only head for the auxiliary source-profile reconstruction; never exported.
+        self.source_decoder = nn.Linear(dim, source_dim) if source_dim else None
+        # Wide part: a direct linear map from the profile features to item scores (memorisation of
+        # feature -> item associations), added to the two-tower dot product.
+        self.wide = nn.Linear(user_feat_dim, n_items, bias=False) if wide and user_feat_dim else None
+        if self.wide is not None:
+            nn.init.zeros_(self.wide.weight)
+        for emb in (self.item_emb, self.hist_emb):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.05)
+
+    def item_vectors(self, item_features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_items, dim) item vectors and (n_items,) biases."""
+        parts: list[torch.Tensor] = []
+        if self.item_emb is not None:
+            parts.append(self.item_emb.weight)
+        if self.item_proj is not None:
+            if item_features is None:
+                raise ValueError("this network was built with item features; item_features is None")
+            parts.append(self.item_proj(item_features))
+        vec = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        return vec, self.item_bias
+
+    def user_vectors(
+        self,
+        input_items: torch.Tensor,
+        input_offsets: torch.Tensor,
+        input_weights: torch.Tensor,
+        user_features: torch.Tensor | None,
+        users: torch.Tensor,
+    ) -> torch.Tensor:
+        """(B, dim) user vectors from the pooled input history and the side features."""
+        a = self.user_bias.expand(users.shape[0], -1)
+        if self.hist_emb is not None:
+            pooled = nn.functional.embedding_bag(
+                input_items, self.hist_emb.weight, input_offsets, mode="sum", per_sample_weights=input_weights
+            )
+            a = a + pooled
+        if self.user_mlp is not None:
+            if user_features is None:
+                raise ValueError("this network was built with user features; user_features is None")
+            a = a + self.user_mlp(user_features)
+        return torch.tanh(a)
+
+
+def _standardise_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0).astype(np.float32)
+    std = np.maximum(x.std(axis=0), _STD_FLOOR).astype(np.float32)
+    return mean, std
+
+
+def _export(net: TwoTowerNet, item_features: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """The trained weights as numpy arrays: what scoring and serving need, nothing else."""
+    was_training = net.training
+    net.eval()
+    out: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        device = net.item_bias.device
+        feats = None if item_features is None else item_features.to(device)
+        vec, bias = net.item_vectors(feats)
+        out["item_vectors"] = vec.detach().cpu().numpy().astype(np.float32).copy()
+        out["item_bias"] = bias.detach().cpu().numpy().astype(np.float32).copy()
+        out["user_bias"] = net.user_bias.detach().cpu().numpy().astype(np.float32).copy()
+        if net.hist_emb is not None:
+            out["history_embedding"] = net.hist_emb.weight.detach().cpu().numpy().astype(np.float32).copy()
+        if net.user_mlp is not None:
+            first, last = net.user_mlp[0], net.user_mlp[2]
+            assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
+            out["mlp_w0"] = first.weight.detach().cpu().numpy().T.astype(np.float32).copy()
+            out["mlp_b0"] = first.bias.detach().cpu().numpy().astype(np.float32).copy()
+            out["mlp_w1"] = last.weight.detach().cpu().numpy().T.astype(np.float32).copy()
+            out["mlp_b1"] = last.bias.detach().cpu().numpy().astype(np.float32).copy()
+        if net.wide is not None:
+            out["wide_w"] = net.wide.weight.detach().cpu().numpy().T.astype(np.float32).copy()
+    net.train(was_training)
+    return out
+
+
+def _scale_features(feats: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    f = (np.asarray(feats, dtype=np.float32) - arrays["user_mean"]) / arrays["user_std"]
+    if bool(arrays.get("user_l2", np.array([False]))[0]):
+        norms = np.linalg.norm(f, axis=1, keepdims=True)
+        f = np.divide(f, norms, out=np.zeros_like(f), where=norms > 1e-12)
+    return f.astype(np.float32)
+
+
+def _history_matrix(history: Any, n_items: int) -> sp.csr_matrix:
+    """Binary CSR history from a sparse matrix or a dense (n, n_items) / (n_items,) array."""
+    if history is None:
+        raise ValueError("history is None")
+    if sp.issparse(history):
+        mat = sp.csr_matrix(history, dtype=np.float32)
+    else:
+        arr = np.asarray(history, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        mat = sp.csr_matrix(arr)
+    if mat.shape[1] != n_items:
+        raise ValueError(f"history has {mat.shape[1]} item columns, the model knows {n_items} items")
+    mat.data = (mat.data != 0).astype(np.float32)
+    mat.eliminate_zeros()
+    return mat
+
+
+class HybridTwoTower(Recommender):
+    """Two-tower hybrid recommender (see the module docstring).
+
+    ``use_user_features`` / ``use_item_features`` switch the side inputs (they are also ignored when the
+    data has none); ``use_item_ids`` and ``use_history`` switch the collaborative parts. Training
+    hyperparameters go to :class:`recommender.trainer.TrainConfig`.
+    """
+
+    name: ClassVar[str] = "hybrid"
+
+    def __init__(
+        self,
+        dim: int = 64,
+        hidden: int = 128,
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        loss: LossName = "softmax",
+        n_negatives: int | None = None,
+        history_dropout: float = 0.5,
+        cold_prob: float = 0.1,
+        use_user_features: bool = True,
+        use_item_features: bool = True,
+        use_item_ids: bool = True,
+        use_history: bool = True,
+        user_feature_scaling: FeatureScaling = "standard",
+        feature_dropout: float = 0.0,
+        source_weight: float = 0.0,
+        wide: bool = False,
+        seed: int = 0,
+        device: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if dim < 1 or hidden < 1:
+            raise ValueError(f"dim and hidden must be positive, got dim={dim}, hidden={hidden}")
+        self.dim = dim
+        self.hidden = hidden
+        self.config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
+            n_negatives=n_negatives, history_dropout=history_dropout, cold_prob=cold_prob,
+            feature_dropout=feature_dropout, source_weight=source_weight, seed=seed,
+            device=device, verbose=verbose,
+        )
+        self.use_user_features = use_user_features
+        self.use_item_features = use_item_features
+        self.use_item_ids = use_item_ids
+        self.use_history = use_history
+        if user_feature_scaling not in ("standard", "l2", "none"):
+            raise ValueError(
+                f"user_feature_scaling must be 'standard', 'l2' or 'none', got {user_feature_scaling!r}"
+            )
+        self.user_feature_scaling: FeatureScaling = user_feature_scaling
+        self.wide = wide
+        self.seed = seed
+        self.arrays: dict[str, np.ndarray] | None = None
+        self.report: TrainReport | None = None
+        #: Called after every training epoch with the model, already scorable (progress, validation).
+        self.epoch_callback: Callable[[int, HybridTwoTower], None] | None = None
+
+    # ------------------------------------------------------------------ training
+    def fit(self, data: InteractionData) -> HybridTwoTower:
+        n_items = data.n_items
+        uf = data.user_features if self.use_user_features else None
+        itf = data.item_features if self.use_item_features else None
+        if uf is not None:
+            uf = np.asarray(uf, dtype=np.float32)
+            if uf.shape[0] != data.n_users:
+                raise ValueError(f"user_features has {uf.shape[0]} rows, interactions has {data.n_users} users")
+            if not np.isfinite(uf).all():
+                raise ValueError("user_features contains NaN or infinite values")
+        if itf is not None:
+            itf = np.asarray(itf, dtype=np.float32)
+            if itf.shape[0] != n_items:
+                raise ValueError(f"item_features has {itf.shape[0]} rows, interactions has {n_items} items")
+            if not np.isfinite(itf).all():
+                raise ValueError("item_features contains NaN or infinite values")
+        arrays: dict[str, np.ndarray] = {}
+        source_targets = None
+        if uf is not None and self.config.source_weight > 0:
+            # The raw (non-negative part of the) profile, normalised per user to a distribution.
+            raw = np.maximum(uf, 0.0)
+            totals = raw.sum(axis=1, keepdims=True)
+            source_targets = np.divide(raw, totals, out=np.zeros_like(raw), where=totals > 0)
+        if uf is not None:
+            if self.user_feature_scaling == "standard":
+                mean, std = _standardise_stats(uf)
+            else:
+                mean, std = np.zeros(uf.shape[1], np.float32), np.ones(uf.shape[1], np.float32)
+            arrays["user_mean"], arrays["user_std"] = mean, std
+            arrays["user_l2"] = np.array([self.user_feature_scaling == "l2"], dtype=bool)
+            uf = _scale_features(uf, arrays)
+        if itf is not None:
+            imean, istd = _standardise_stats(itf)
+            itf = (itf - imean) / istd
+        torch.manual_seed(self.seed)
+        net = TwoTowerNet(
+            n_items,
+            dim=self.dim,
+            user_feat_dim=0 if uf is None else uf.shape[1],
+            item_feat_dim=0 if itf is None else itf.shape[1],
+            hidden=self.hidden,
+            use_item_ids=self.use_item_ids or itf is None,
+            use_history=self.use_history or uf is None,
+            source_dim=0 if source_targets is None else source_targets.shape[1],
+            wide=self.wide,
+        )
+        itf_t = None if itf is None else torch.as_tensor(itf)
+
+        def on_epoch(epoch: int, report: TrainReport) -> None:
+            if self.epoch_callback is not None:
+                self.arrays = {**arrays, **_export(net, itf_t)}
+                self.epoch_callback(epoch, self)
+                net.train()
+
+        self.report = train_two_tower(
+            net, data.interactions, uf, itf, self.config, on_epoch=on_epoch, source_targets=source_targets
+        )
+        self.arrays = {**arrays, **_export(net, itf_t)}
+        return self
+
+    # ------------------------------------------------------------------ numpy scoring
+    def _require(self) -> dict[str, np.ndarray]:
+        if self.arrays is None:
+            raise RuntimeError("HybridTwoTower must be fitted (or loaded) before scoring")
+        return self.arrays
+
+    @property
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, dim) item vectors, precomputed for serving."""
+        return self._require()["item_vectors"]
+
+    @property
+    def item_bias(self) -> np.ndarray:
+        """(n_items,) item biases (added to the dot product)."""
+        return self._require()["item_bias"]
+
+    @property
+    def user_feature_dim(self) -> int:
+        """Number of user side features the user tower expects (0 when it reads none)."""
+        arr = self._require()
+        return int(arr["mlp_w0"].shape[0]) if "mlp_w0" in arr else 0
+
+    def user_embeddings(self, user_features: np.ndarray | None, history: Any = None) -> np.ndarray:
+        """(n, dim) user vectors for a batch: features (n, e) and history (sparse or dense (n, n_items))."""
+        return user_tower_numpy(self._require(), user_features, history)
+
+    def user_embedding(self, user_features: np.ndarray | None, history_row: Any = None) -> np.ndarray:
+        """(dim,) vector of one user from the profile features (e,) and an optional history row."""
+        feats = None if user_features is None else np.asarray(user_features, dtype=np.float32).reshape(1, -1)
+        return self.user_embeddings(feats, history_row)[0]
+
+    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
+        arr = self._require()
+        users = np.asarray(users, dtype=np.int64)
+        if data.n_items != arr["item_vectors"].shape[0]:
+            raise ValueError(f"data has {data.n_items} items, the model knows {arr['item_vectors'].shape[0]}")
+        feats = None
+        if "mlp_w0" in arr:
+            if data.user_features is None:
+                raise ValueError("the model reads user_features but data.user_features is None")
+            feats = np.asarray(data.user_features, dtype=np.float32)[users]
+        return scores_numpy(arr, feats, data.interactions[users])
+
+
+def scores_numpy(arrays: dict[str, np.ndarray], user_features: np.ndarray | None, history: Any) -> np.ndarray:
+    """(n, n_items) scores: user tower . item vectors + item bias (+ the wide feature -> item part)."""
+    u = user_tower_numpy(arrays, user_features, history)
+    scores = u @ arrays["item_vectors"].T + arrays["item_bias"]
+    if "wide_w" in arrays and user_features is not None:
+        feats = np.asarray(user_features, dtype=np.float32)
+        scores = scores + _scale_features(feats.reshape(len(u), -1), arrays) @ arrays["wide_w"]
+    return np.asarray(scores, dtype=np.float32)
+
+
+def user_tower_numpy(arrays: dict[str, np.ndarray], user_features: np.ndarray | None, history: Any) -> np.ndarray:
+    """The exported user tower in numpy: ``tanh(bias + pool(history) + MLP(features))``.
+
+    Shared by :class:`HybridTwoTower` and :mod:`recommender.serving`, so both score identically.
+    """
+    n_items = arrays["item_vectors"].shape[0]
+    n: int | None = None
+    hist = None
+    if history is not None:
+        hist = _history_matrix(history, n_items)
+        n = hist.shape[0]
+    feats = None
+    if "mlp_w0" in arrays:
+        if user_features is None:
+            raise ValueError("user_features is required: the user tower reads the profile features")
+        feats = np.asarray(user_features, dtype=np.float32)
+        if feats.ndim == 1:
+            feats = feats[None, :]
+        expected = arrays["mlp_w0"].shape[0]
+        if feats.shape[1] != expected:
+            raise ValueError(f"user_features has {feats.shape[1]} columns, the model expects {expected}")
+        if n is not None and feats.shape[0] != n:
+            raise ValueError(f"user_features has {feats.shape[0]} rows but history has {n}")
+        n = feats.shape[0]
+    if n is None:
+        raise ValueError("give user_features or a history: the user tower has no input")
+    a = np.broadcast_to(arrays["user_bias"], (n, arrays["user_bias"].shape[0])).astype(np.float32)
+    if hist is not None and "history_embedding" in arrays:
+        counts = np.diff(hist.indptr)
+        scale = 1.0 / np.sqrt(np.maximum(counts, 1))
+        a = a + np.asarray(sp.diags(scale.astype(np.float32)) @ hist @ arrays["history_embedding"])
+    if feats is not None:
+        f = _scale_features(feats, arrays)
+        h = np.maximum(f @ arrays["mlp_w0"] + arrays["mlp_b0"], 0.0)
+        a = a + h @ arrays["mlp_w1"] + arrays["mlp_b1"]
+    return np.tanh(a).astype(np.float32)
