@@ -289,16 +289,20 @@ def _wait_forever(alive: Callable[[], bool]) -> None:
 
 @app.command("demo")
 def demo_command(
-    seed: int = typer.Option(0, help="Seed of the demo world and of training."),
-    epochs: int = typer.Option(20, min=1, max=500, help="Training epochs of the hybrid model."),
-    out_dir: Path = typer.Option(Path("var/demo"), "--out", help="Where the manifest and summary.json go."),
+    seed: Annotated[int, typer.Option(help="Seed of the demo world and of training.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs of the hybrid model.")] = 20,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the manifest and summary.json go.")] = Path(
+        "var/demo"
+    ),
 ) -> None:
     """Run the whole story on the embedded chain: deploy, seed, train, grant, recommend, agree, convert,
     settle, statement, revoke, refusal."""
     from backend.demo import run_demo  # imports torch: only for this command
 
+    # a log or a pipe gets 120 columns: the narrated tables do not fit the default 80
+    console = out if out.is_terminal else Console(width=120, soft_wrap=True, highlight=False)
     with user_errors():
-        run_demo(out, seed=seed, epochs=epochs, out_dir=out_dir)
+        run_demo(console, seed=seed, epochs=epochs, out_dir=out_dir)
 
 
 def main() -> None:  # pragma: no cover

@@ -40,10 +40,9 @@ from backend.chain import (
 from backend.privacy import new_user_key, pseudonym, reference_hash
 from recommender.data.demo import DemoSplit, demo_interaction_data, generate_demo_world
 from recommender.evaluator import evaluate
-from recommender.explain import explain
-from recommender.models.base import InteractionData
 from recommender.models.hybrid import HybridTwoTower
 from recommender.models.popularity import Popularity
+from recommender.serving import ProductRanker, save_hybrid_artifact
 
 DAY = 86_400
 #: The purposes a partner needs before a profile may reach the recommender.
@@ -135,38 +134,27 @@ def _pick_learner(split: DemoSplit, world_interests: np.ndarray, finance_theme: 
     return int(cold[np.argmax(world_interests[cold, finance_theme])])
 
 
-def _recommend(
-    model: HybridTwoTower, split: DemoSplit, user: int, k: int = 5
-) -> list[dict[str, Any]]:
-    """Rank products for one consented user and explain each one."""
-    data = InteractionData(
-        interactions=split.train.interactions[[user]],
-        item_features=split.train.item_features,
-        user_features=None if split.train.user_features is None else split.train.user_features[[user]],
-        meta=split.train.meta,
-    )
-    top = model.recommend(np.array([0]), data, k=k)[0]
-    scores = model.score(np.array([0]), data)[0]
-    profile = split.profiles.profile(split.user_ids[user])
-    course_index = {cid: i for i, cid in enumerate(split.train_dataset.items["item_id"])}
+def _recommend(ranker: ProductRanker, split: DemoSplit, user: int, k: int = 5) -> list[dict[str, Any]]:
+    """Rank products for one consented learner through the serving path (a loaded artifact)."""
+    user_id = split.user_ids[user]
+    features = split.profiles.profile(user_id).features()
+    row = {cid: i for i, cid in enumerate(split.train_dataset.items["item_id"])}
     history = split.train_dataset.interactions
-    mine = history.loc[history["user_id"] == split.user_ids[user], "item_id"].unique()
-    courses = [course_index[c] for c in mine if c in course_index]
+    courses = [row[c] for c in history.loc[history["user_id"] == user_id, "item_id"].unique() if c in row]
+    owned = split.train.interactions[user].indices.tolist()
     products = split.train_dataset.products.set_index("product_id")
+    titles = split.train_dataset.items["title"]
     out = []
-    for p in top:
-        pid = split.product_ids[int(p)]
-        why = explain(profile.topics, int(p), split.knowledge, courses)
+    for ranked in ranker.rank(features, k=k, history=owned, course_indices=courses):
+        why = ranked.explanation or {"topics": [], "keywords": [], "courses": []}
         out.append(
             {
-                "product_id": pid,
-                "name": str(products.loc[pid, "name"]),
-                "kind": str(products.loc[pid, "kind"]),
-                "score": float(scores[int(p)]),
-                "why": why.to_dict(),
-                "course_titles": [
-                    str(split.train_dataset.items.iloc[i]["title"]) for i, _ in why.courses
-                ],
+                "product_id": ranked.product_id,
+                "name": str(products.loc[ranked.product_id, "name"]),
+                "kind": str(products.loc[ranked.product_id, "kind"]),
+                "score": ranked.score,
+                "why": why,
+                "course_titles": [str(titles.iloc[c["course_index"]]) for c in why["courses"]],
             }
         )
     return out
@@ -205,11 +193,23 @@ def run_demo(
     ds = world.dataset
     say.say(
         f"{len(ds.users):,} learners, {len(ds.items):,} courses/e-books/audio, {len(ds.interactions):,} "
-        f"interactions, {len(ds.products)} finance and insurance products, {len(ds.conversions):,} conversions"
+        f"interactions, {len(ds.products)} finance and insurance products, "
+        f"{len(ds.conversions):,} conversions"
     )
     model, metrics, train_s = _train(split, seed, epochs, console)
+    artifact = save_hybrid_artifact(
+        model,
+        split.train,
+        out_dir / "models",
+        knowledge=split.knowledge,
+        metrics=metrics["hybrid"],
+        item_ids=split.product_ids,
+        overwrite=True,
+    )
+    ranker = ProductRanker.load(artifact)
     result.metrics = {k: {m: float(v) for m, v in vals.items()} for k, vals in metrics.items()}
     result.timings["train_s"] = train_s
+    say.say(f"model artifact {artifact} (version {ranker.metadata.version})")
     say.say(
         f"cold-start learners (course history only): NDCG@10 hybrid {metrics['hybrid']['ndcg@10']:.3f} vs "
         f"popularity {metrics['popularity']['ndcg@10']:.3f} (trained in {train_s:.1f} s)"
@@ -229,9 +229,13 @@ def run_demo(
         result.refusals.append(str(refused))
         say.say(f"[red]refused[/]: {refused}; no profile was read")
 
-    say.step("The learner grants profiling and product-recommendation consent (registrar path)")
+    say.step("The learner grants profiling and product-recommendation consent")
     expires = chain.now() + 365 * DAY
-    receipt = {"subject": subject.hex(), "partner": acc.partner, "purposes": ["profiling", "product_recommendation"]}
+    receipt = {
+        "subject": subject.hex(),
+        "partner": acc.partner,
+        "purposes": ["profiling", "product_recommendation"],
+    }
     receipt_hash = reference_hash("receipt", json.dumps(receipt, sort_keys=True))
     tx = d.consent.grant_batch(
         [
@@ -240,19 +244,22 @@ def run_demo(
         ],
         sender=acc.registrar,
     )
-    say.say(f"tx {_short(tx.tx_hash)} in block {tx.block_number}, {tx.gas_used:,} gas, receipt {_short(receipt_hash)}")
+    say.say(
+        f"tx {_short(tx.tx_hash)} in block {tx.block_number}, {tx.gas_used:,} gas, "
+        f"receipt {_short(receipt_hash)}"
+    )
 
-    say.step("The partner asks again: consent is checked on chain, then the profile reaches the model")
+    say.step("The partner asks again: consent checked on chain, then the model")
     result.consent_block = consent_gate(d, subject, acc.partner)
-    recs = _recommend(model, split, user)
+    recs = _recommend(ranker, split, user)
     result.recommendations = recs
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    for col in ("product", "kind", "score", "because of"):
+    for col in ("product", "kind", "score", "topic", "your course"):
         table.add_column(col)
     for r in recs:
-        topics = ", ".join(t["topic"] for t in r["why"]["topics"][:2])
-        courses = "; ".join(r["course_titles"][:1])
-        table.add_row(r["name"], r["kind"], f"{r['score']:.2f}", f"{topics} | {courses}")
+        topic = r["why"]["topics"][0]["topic"] if r["why"]["topics"] else ""
+        course = r["course_titles"][0] if r["course_titles"] else ""
+        table.add_row(r["name"], r["kind"], f"{r['score']:.2f}", topic, course)
     say.say(f"consent verified at block {result.consent_block}")
     console.print(table)
 
@@ -338,7 +345,9 @@ def run_demo(
 
     result.timings["total_s"] = time.perf_counter() - t0
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(result), indent=2), encoding="utf-8")
-    console.rule(f"[bold green]done in {result.timings['total_s']:.1f} s — summary in {out_dir / 'summary.json'}")
+    console.rule(
+        f"[bold green]done in {result.timings['total_s']:.1f} s — summary in {out_dir / 'summary.json'}"
+    )
     return result
 
 

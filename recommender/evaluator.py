@@ -115,7 +115,7 @@ def evaluate(
         f"recall@{k}": float(per_user["recall"].mean()),
         f"hr@{k}": float(per_user["hr"].mean()),
         "coverage": float(len(np.unique(top)) / max(n_catalogue, 1)),
-        "n_users": int(len(eval_users)),
+        "n_users": len(eval_users),
     }
     if compute_auc:
         aucs: list[np.ndarray] = []

@@ -63,7 +63,7 @@ def _validate(
 
 
 def _label_in_product(
-    pole: np.ndarray, term_idx: np.ndarray, term_weights: np.ndarray, terms: Sequence[str], n: int = 3
+    pole: np.ndarray, term_idx: np.ndarray, term_weights: np.ndarray, terms: np.ndarray, n: int = 3
 ) -> str:
     """A topic pole as it shows in one product: the product's own terms that load most on the pole.
 

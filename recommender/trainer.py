@@ -41,7 +41,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` -> CUDA when available, else CPU; an explicit ``"cuda"`` without a GPU is an error."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False")
     if dev.type not in ("cpu", "cuda"):
@@ -69,11 +72,11 @@ class TrainConfig:
     ``loss``: ``"softmax"`` (multinomial log-likelihood of the target items; over the full catalogue, or
     over ``n_negatives`` shared uniform negatives per batch when set) or ``"bpr"`` (one uniform negative
     per target). ``feature_dropout``: input dropout on the user side features (denoising the source
-    profile, which regularises the transfer path). ``source_weight``: weight of the auxiliary loss that
-    reconstructs the user's (normalised, non-negative) source profile from the user vector, which lets
-    every user with a course profile shape the user tower, not only those with product history.
-    ``history_dropout``: probability that a history item is moved from input to target.
-    ``cold_prob``: probability that a user's entire history is hidden from the user tower.
+    profile, which regularises the transfer path). ``history_dropout``: probability that a history item
+    is moved from input to target.
+    ``cold_prob``: probability that a user's entire history is hidden from the user tower. ``targets``:
+    ``"held_out"`` scores only the items moved out of the input, ``"all"`` the whole history (the
+    Mult-DAE recipe, better when every user has history, as on MovieLens).
     """
 
     epochs: int = 20
@@ -84,8 +87,8 @@ class TrainConfig:
     n_negatives: int | None = None
     history_dropout: float = 0.5
     cold_prob: float = 0.1
+    targets: Literal["held_out", "all"] = "held_out"
     feature_dropout: float = 0.0
-    source_weight: float = 0.0
     seed: int = 0
     device: str | None = None
     verbose: bool = False
@@ -101,12 +104,12 @@ class TrainConfig:
             raise ValueError(f"loss must be 'softmax' or 'bpr', got {self.loss!r}")
         if not 0.0 <= self.history_dropout < 1.0:
             raise ValueError(f"history_dropout must be in [0, 1), got {self.history_dropout}")
+        if self.targets not in ("held_out", "all"):
+            raise ValueError(f"targets must be 'held_out' or 'all', got {self.targets!r}")
         if not 0.0 <= self.cold_prob <= 1.0:
             raise ValueError(f"cold_prob must be in [0, 1], got {self.cold_prob}")
         if not 0.0 <= self.feature_dropout < 1.0:
             raise ValueError(f"feature_dropout must be in [0, 1), got {self.feature_dropout}")
-        if self.source_weight < 0:
-            raise ValueError(f"source_weight must be >= 0, got {self.source_weight}")
         if self.n_negatives is not None and self.n_negatives < 1:
             raise ValueError(f"n_negatives must be positive or None, got {self.n_negatives}")
 
@@ -141,6 +144,7 @@ def make_user_batch(
     history_dropout: float,
     cold_prob: float,
     device: torch.device,
+    all_targets: bool = False,
 ) -> UserBatch:
     """Split each user's history into input and target parts (see the module docstring)."""
     indptr = interactions.indptr
@@ -148,9 +152,10 @@ def make_user_batch(
     lengths = ends - starts
     total = int(lengths.sum())
     rows = np.repeat(np.arange(len(users)), lengths)
-    flat = np.concatenate([interactions.indices[s:e] for s, e in zip(starts, ends, strict=True)]) if total else (
-        np.zeros(0, dtype=np.int64)
-    )
+    if total:
+        flat = np.concatenate([interactions.indices[s:e] for s, e in zip(starts, ends, strict=True)])
+    else:
+        flat = np.zeros(0, dtype=np.int64)
     keep = rng.random(total) >= history_dropout
     cold = rng.random(len(users)) < cold_prob
     keep &= ~cold[rows]
@@ -158,7 +163,7 @@ def make_user_batch(
     n_kept = np.bincount(kept_rows, minlength=len(users))
     offsets = np.concatenate([[0], np.cumsum(n_kept)[:-1]])
     weights = 1.0 / np.sqrt(np.maximum(n_kept, 1))[kept_rows]
-    target = ~keep
+    target = np.ones_like(keep) if all_targets else ~keep
     return UserBatch(
         users=torch.as_tensor(users, dtype=torch.long, device=device),
         input_items=torch.as_tensor(flat[keep], dtype=torch.long, device=device),
@@ -186,33 +191,19 @@ def two_tower_loss(
     item_features: torch.Tensor | None,
     config: TrainConfig,
     neg_gen: torch.Generator,
-    source_targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Loss of one batch: multinomial softmax (full or sampled) or BPR over the target items, plus
-    ``config.source_weight`` times the source-profile reconstruction loss when ``source_targets`` is set.
-    """
+    """Loss of one batch: multinomial softmax (full or sampled) or BPR over the target items."""
     feats = None if user_features is None else user_features[batch.users]
     if feats is not None and config.feature_dropout > 0:
         keep = torch.rand(feats.shape, generator=neg_gen).to(feats.device) >= config.feature_dropout
         feats = feats * keep / (1.0 - config.feature_dropout)
     u = net.user_vectors(batch.input_items, batch.input_offsets, batch.input_weights, feats, batch.users)
-    n_rows = u.shape[0]
-    loss = u.new_zeros(())
-    if batch.target_items.numel() > 0:
-        wide = net.wide(feats) if net.wide is not None and feats is not None else None
-        loss = loss + _target_loss(net, u, wide, batch, item_features, config, neg_gen)
-    if source_targets is not None and net.source_decoder is not None:
-        # Cross-entropy between the user's normalised source profile and a softmax over source columns:
-        # the user vector must also explain what the user did in the source domain.
-        logp = torch.log_softmax(net.source_decoder(u), dim=1)
-        loss = loss + config.source_weight * -(source_targets[batch.users] * logp).sum() / n_rows
-    return loss
+    return _target_loss(net, u, batch, item_features, config, neg_gen)
 
 
 def _target_loss(
     net: TwoTowerNet,
     u: torch.Tensor,
-    wide: torch.Tensor | None,
     batch: UserBatch,
     item_features: torch.Tensor | None,
     config: TrainConfig,
@@ -224,26 +215,20 @@ def _target_loss(
     device = u.device
     if config.loss == "softmax" and config.n_negatives is None:
         logits = u @ item_vec.T + item_bias
-        if wide is not None:
-            logits = logits + wide
         logp = torch.log_softmax(logits, dim=1)
         return -logp[batch.target_rows, batch.target_items].sum() / u.shape[0]
     pos = (u[batch.target_rows] * item_vec[batch.target_items]).sum(1) + item_bias[batch.target_items]
-    if wide is not None:
-        pos = pos + wide[batch.target_rows, batch.target_items]
     if config.loss == "bpr":
         neg_items = torch.randint(0, n_items, (n_targets,), generator=neg_gen).to(device)
         neg = (u[batch.target_rows] * item_vec[neg_items]).sum(1) + item_bias[neg_items]
-        if wide is not None:
-            neg = neg + wide[batch.target_rows, neg_items]
         return -nn.functional.logsigmoid(pos - neg).mean()
     n_neg = int(config.n_negatives or 1)
     neg_items = torch.randint(0, n_items, (n_neg,), generator=neg_gen).to(device)
-    neg_logits = u @ item_vec[neg_items].T + item_bias[neg_items]  # (B, n_neg), shared negatives
-    if wide is not None:
-        neg_logits = neg_logits + wide[:, neg_items]
-    all_logits = torch.cat([pos[:, None], neg_logits[batch.target_rows]], dim=1)
-    return -torch.log_softmax(all_logits, dim=1)[:, 0].sum() / u.shape[0]
+    neg_logits = u @ item_vec[neg_items].T + item_bias[neg_items]  # (B, n_neg), shared by the user's targets
+    # softmax of each target against the shared negatives: -pos + log(exp(pos) + sum exp(neg)), with the
+    # negatives' log-sum-exp computed once per user instead of once per target
+    neg_lse = torch.logsumexp(neg_logits, dim=1)[batch.target_rows]
+    return (torch.logaddexp(pos, neg_lse) - pos).sum() / u.shape[0]
 
 
 def train_two_tower(
@@ -253,24 +238,16 @@ def train_two_tower(
     item_features: np.ndarray | None,
     config: TrainConfig,
     on_epoch: Callable[[int, TrainReport], None] | None = None,
-    source_targets: np.ndarray | None = None,
 ) -> TrainReport:
     """Fit ``net`` in place; returns the per-epoch report.
 
-    ``source_targets``: optional (n_users, e) non-negative rows summing to 1 (the normalised source
-    profile) for the auxiliary reconstruction loss; users with such a row train even without target
-    history (their course profile is known even if they never bought). Otherwise users with an empty
-    history carry no signal and are skipped. ``on_epoch`` is called after every epoch.
+    Users with an empty history carry no training signal and are skipped. ``on_epoch`` is called after
+    every epoch (e.g. for progress output or validation).
     """
     device = resolve_device(config.device)
     x = sp.csr_matrix(interactions)
     x.sort_indices()
-    has_history = np.diff(x.indptr) > 0
-    if source_targets is not None:
-        if source_targets.shape[0] != x.shape[0]:
-            raise ValueError(f"source_targets has {source_targets.shape[0]} rows, interactions {x.shape[0]}")
-        has_history = has_history | (np.asarray(source_targets).sum(axis=1) > 0)
-    active = np.flatnonzero(has_history)
+    active = np.flatnonzero(np.diff(x.indptr) > 0)
     report = TrainReport(device=str(device))
     if active.size == 0:
         raise ValueError("interactions has no nonzero entry: nothing to train on")
@@ -278,7 +255,6 @@ def train_two_tower(
         net.to(device)
         uf = _as_tensor(user_features, device)
         itf = _as_tensor(item_features, device)
-        src = _as_tensor(source_targets, device)
         rng = np.random.default_rng(config.seed)
         neg_gen = torch.Generator().manual_seed(config.seed + 1)
         opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -289,10 +265,12 @@ def train_two_tower(
             total_loss, seen = 0.0, 0
             for start in range(0, len(order), config.batch_size):
                 users = order[start : start + config.batch_size]
-                batch = make_user_batch(x, users, rng, config.history_dropout, config.cold_prob, device)
-                if batch.target_items.numel() == 0 and src is None:
+                batch = make_user_batch(
+                    x, users, rng, config.history_dropout, config.cold_prob, device, config.targets == "all"
+                )
+                if batch.target_items.numel() == 0:
                     continue
-                loss = two_tower_loss(net, batch, uf, itf, config, neg_gen, src)
+                loss = two_tower_loss(net, batch, uf, itf, config, neg_gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -304,8 +282,11 @@ def train_two_tower(
             report.epoch_loss.append(total_loss / len(order))
             report.epoch_seconds.append(secs)
             report.interactions_per_s.append(seen / secs if secs > 0 else float("inf"))
-            _log(config.verbose, f"epoch {epoch + 1}/{config.epochs} loss {report.epoch_loss[-1]:.4f} "
-                 f"{report.interactions_per_s[-1]:,.0f} interactions/s")
+            _log(
+                config.verbose,
+                f"epoch {epoch + 1}/{config.epochs} loss {report.epoch_loss[-1]:.4f} "
+                f"{report.interactions_per_s[-1]:,.0f} interactions/s",
+            )
             if on_epoch is not None:
                 on_epoch(epoch, report)
     net.eval()
@@ -313,21 +294,33 @@ def train_two_tower(
 
 
 class BPRMF(nn.Module):
-    """Plain matrix factorisation with item biases, trained by BPR: the throughput reference."""
+    """Plain matrix factorisation with item biases, trained by BPR: the throughput reference.
 
-    def __init__(self, n_users: int, n_items: int, dim: int = 64) -> None:
+    Embeddings are sparse (only the rows of a batch get gradients) and are updated by plain SGD on the
+    summed loss, the cheapest correct setup for factorisation models in torch (dense Adam touches every
+    embedding row on every step, which dominates the cost once there are 100k users).
+    """
+
+    def __init__(self, n_users: int, n_items: int, dim: int = 64, seed: int = 0) -> None:
         super().__init__()
-        self.user = nn.Embedding(n_users, dim)
-        self.item = nn.Embedding(n_items, dim)
-        self.bias = nn.Embedding(n_items, 1)
-        nn.init.normal_(self.user.weight, std=0.1)
-        nn.init.normal_(self.item.weight, std=0.1)
+        self.user = nn.Embedding(n_users, dim, sparse=True)
+        self.item = nn.Embedding(n_items, dim, sparse=True)
+        self.bias = nn.Embedding(n_items, 1, sparse=True)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.user.weight.copy_(torch.randn(n_users, dim, generator=gen) * 0.1)
+            self.item.weight.copy_(torch.randn(n_items, dim, generator=gen) * 0.1)
         nn.init.zeros_(self.bias.weight)
 
-    def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        u = self.user(users)
-        diff = (u * (self.item(pos) - self.item(neg))).sum(1) + (self.bias(pos) - self.bias(neg)).squeeze(1)
-        return -nn.functional.logsigmoid(diff).mean()
+    def forward(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, l2: float = 0.0
+    ) -> torch.Tensor:
+        u, p, n = self.user(users), self.item(pos), self.item(neg)
+        diff = (u * (p - n)).sum(1) + (self.bias(pos) - self.bias(neg)).squeeze(1)
+        loss = -nn.functional.logsigmoid(diff).sum()
+        if l2 > 0:
+            loss = loss + l2 * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum())
+        return loss
 
 
 def train_bpr_mf(
@@ -335,8 +328,8 @@ def train_bpr_mf(
     interactions: sp.csr_matrix,
     epochs: int = 10,
     batch_size: int = 8192,
-    lr: float = 5e-3,
-    l2: float = 1e-5,
+    lr: float = 0.05,
+    l2: float = 0.0,
     seed: int = 0,
     device: str | None = None,
     verbose: bool = False,
@@ -353,7 +346,7 @@ def train_bpr_mf(
     with deterministic(seed):
         net.to(dev)
         gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
         for epoch in range(epochs):
             t0 = time.perf_counter()
             perm = torch.randperm(coo.nnz, generator=gen)
@@ -361,23 +354,26 @@ def train_bpr_mf(
             total = 0.0
             for start in range(0, coo.nnz, batch_size):
                 idx = perm[start : start + batch_size]
-                u = users_all[idx].to(dev)
-                p = items_all[idx].to(dev)
-                n = negs[start : start + batch_size].to(dev)
-                loss = net(u, p, n)
-                if l2 > 0:
-                    loss = loss + l2 * (net.user(u).pow(2).sum() + net.item(p).pow(2).sum()) / len(idx)
+                loss = net(
+                    users_all[idx].to(dev),
+                    items_all[idx].to(dev),
+                    negs[start : start + batch_size].to(dev),
+                    l2,
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
+                total += float(loss.detach())
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             secs = time.perf_counter() - t0
             report.epoch_loss.append(total / coo.nnz)
             report.epoch_seconds.append(secs)
             report.interactions_per_s.append(coo.nnz / secs)
-            _log(verbose, f"bpr-mf epoch {epoch + 1}/{epochs} loss {report.epoch_loss[-1]:.4f} "
-                 f"{report.interactions_per_s[-1]:,.0f} interactions/s")
+            _log(
+                verbose,
+                f"bpr-mf epoch {epoch + 1}/{epochs} loss {report.epoch_loss[-1]:.4f} "
+                f"{report.interactions_per_s[-1]:,.0f} interactions/s",
+            )
     net.eval()
     return report

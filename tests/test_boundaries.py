@@ -27,11 +27,15 @@ def _python_files(*dirs: str) -> list[Path]:
     return sorted(p for d in dirs for p in (ROOT / d).rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", _python_files("backend", "recommender", "scripts"), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", _python_files("backend", "recommender", "scripts"), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_only_the_chain_layer_imports_web3(path: Path) -> None:
     if (ROOT / "backend" / "chain") in path.parents:
         return
-    assert not {"web3", "eth_tester"} & _imports(path), f"{path} imports web3 directly: go through backend.chain"
+    assert not {"web3", "eth_tester"} & _imports(path), (
+        f"{path} imports web3 directly: go through backend.chain"
+    )
 
 
 @pytest.mark.parametrize("path", _python_files("recommender"), ids=lambda p: str(p.relative_to(ROOT)))

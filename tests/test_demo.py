@@ -31,9 +31,18 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
 
     # the statement is final and equals the exact split of the one settled premium
     terms = AgreementTerms(
-        parties=(Party("0x" + "11" * 20, 600_000), Party("0x" + "22" * 20, 400_000), Party("0x" + "33" * 20, 0)),
-        partner="0x" + "33" * 20, reporter="0x" + "44" * 20, commission_rate=80_000,
-        attribution_window=1, validation_window=1, valid_from=0, valid_until=1,
+        parties=(
+            Party("0x" + "11" * 20, 600_000),
+            Party("0x" + "22" * 20, 400_000),
+            Party("0x" + "33" * 20, 0),
+        ),
+        partner="0x" + "33" * 20,
+        reporter="0x" + "44" * 20,
+        commission_rate=80_000,
+        attribution_window=1,
+        validation_window=1,
+        valid_from=0,
+        valid_until=1,
     )
     commission, amounts = split_commission(terms, 1_234_567)
     finals = [result.statement[p]["final"] for p in ("platform", "creator", "bank")]

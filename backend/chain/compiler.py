@@ -77,7 +77,7 @@ def _resolve(import_path: str, importer_key: str) -> tuple[str, Path]:
         return import_path, NODE_MODULES / import_path
     if import_path.startswith("."):
         base = Path(importer_key).parent
-        key = str((base / import_path)).replace("\\", "/")
+        key = str(base / import_path).replace("\\", "/")
         parts: list[str] = []
         for part in key.split("/"):
             if part == "..":

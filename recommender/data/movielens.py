@@ -34,9 +34,25 @@ _MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{}"
 
 #: The 19 MovieLens genre labels, in the order used for the genre feature matrix.
 GENRES: tuple[str, ...] = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-    "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 
 
@@ -59,8 +75,16 @@ def recbole_wheel(download: bool = True) -> Path:
         raise MovieLensUnavailable(f"{wheel} is not cached and download=False")
     target.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        f"recbole=={RECBOLE_VERSION}", "-d", str(target), "--quiet",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        f"recbole=={RECBOLE_VERSION}",
+        "-d",
+        str(target),
+        "--quiet",
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
@@ -230,7 +254,9 @@ def ml100k_split(ratio: float = 0.75, seed: int = 42, filter_by: str = "item") -
     return frames_to_split(train_df, test_df, user_ids, item_ids)
 
 
-def validation_split(train: sp.csr_matrix, ratio: float = 0.75, seed: int = 7) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def validation_split(
+    train: sp.csr_matrix, ratio: float = 0.75, seed: int = 7
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Carve a validation split out of a training matrix with the same per-item stratified procedure.
 
     Hyperparameters are chosen on this split only; the test split is never looked at.

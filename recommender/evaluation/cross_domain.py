@@ -9,9 +9,11 @@ hidden: for them the models see only the source behaviour (``user_features``: th
 source-domain ratings) and must rank target movies, exactly like a learner whose course history is
 known but who never bought a financial product.
 
-Models: target-domain popularity, EMCDR-style (SVD in both domains + ridge map), the hybrid two-tower.
-Hyperparameters are chosen on validation cold users carved out of the training users, never on the
-held-out ones.
+Models: target-domain popularity, EMCDR-style (SVD in both domains + ridge map), the hybrid (two-tower +
+closed-form wide part) and, as an ablation, the two-tower alone. Hyperparameters are chosen on
+validation cold users carved out of the training users of fold 0, never on held-out users. Fold 0 is
+the reported split; the other folds (every eligible user is cold in exactly one) reuse fold 0's
+hyperparameters and serve as a robustness check of the ranking of the models.
 """
 
 from __future__ import annotations
@@ -34,8 +36,19 @@ from recommender.models.popularity import Popularity
 
 #: A movie with any of these genres belongs to the target domain; every other movie to the source.
 TARGET_GENRES: frozenset[str] = frozenset(
-    {"Action", "Adventure", "Sci-Fi", "Thriller", "Crime", "Horror", "War", "Western", "Mystery",
-     "Film-Noir", "Fantasy"}
+    {
+        "Action",
+        "Adventure",
+        "Sci-Fi",
+        "Thriller",
+        "Crime",
+        "Horror",
+        "War",
+        "Western",
+        "Mystery",
+        "Film-Noir",
+        "Fantasy",
+    }
 )
 
 
@@ -50,9 +63,7 @@ class CrossDomainSplit:
     target_item_ids: np.ndarray
 
 
-def hide_target_history(
-    data: InteractionData, users: np.ndarray
-) -> tuple[InteractionData, sp.csr_matrix]:
+def hide_target_history(data: InteractionData, users: np.ndarray) -> tuple[InteractionData, sp.csr_matrix]:
     """Copy of ``data`` with the target rows of ``users`` emptied, and those rows as a test matrix."""
     x = sp.csr_matrix(data.interactions)
     mask = np.zeros(x.shape[0], dtype=bool)
@@ -84,11 +95,13 @@ def pick_cold_users(
     if candidates is not None:
         eligible = np.intersect1d(eligible, candidates)
     rng = np.random.default_rng(seed)
-    n_pick = max(1, int(round(fraction * len(eligible))))
+    n_pick = max(1, round(fraction * len(eligible)))
     return np.sort(rng.choice(eligible, size=n_pick, replace=False))
 
 
-def ml_cross_domain_split(cold_fraction: float = 0.2, min_per_domain: int = 5, seed: int = 42) -> CrossDomainSplit:
+def ml_cross_domain_split(
+    cold_fraction: float = 0.2, min_per_domain: int = 5, seed: int = 42
+) -> CrossDomainSplit:
     """Build the split from ml-100k (downloads the recbole wheel on first use)."""
     ratings = movielens.load_ratings()
     items = movielens.load_items()
@@ -102,8 +115,10 @@ def ml_cross_domain_split(cold_fraction: float = 0.2, min_per_domain: int = 5, s
         col = {int(v): j for j, v in enumerate(ids)}
         sub = ratings[ratings["itemID"].isin(col)]
         mat = sp.csr_matrix(
-            (np.ones(len(sub), dtype=np.float32),
-             (sub["userID"].map(uidx).to_numpy(), sub["itemID"].map(col).to_numpy())),
+            (
+                np.ones(len(sub), dtype=np.float32),
+                (sub["userID"].map(uidx).to_numpy(), sub["itemID"].map(col).to_numpy()),
+            ),
             shape=(len(user_ids), len(ids)),
         )
         mat.data[:] = 1.0
@@ -122,16 +137,53 @@ def ml_cross_domain_split(cold_fraction: float = 0.2, min_per_domain: int = 5, s
     return CrossDomainSplit(train, test, cold, source_ids, target_ids)
 
 
-def default_models(fast: bool = False) -> dict[str, Callable[[], Recommender]]:
-    """The compared models with hyperparameters chosen by :func:`tune` on validation cold users."""
-    epochs = 15 if fast else 40
+DEEP: dict[str, Any] = {
+    "dim": 64,
+    "hidden": 128,
+    "epochs": 60,
+    "cold_prob": 0.5,
+    "feature_dropout": 0.5,
+    "user_feature_scaling": "l2",
+}
+EMCDR_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"target_dim": t, "source_dim": 32, "ridge": r, "scale_source": False}
+    for t in (16, 32, 64)
+    for r in (1.0, 10.0)
+)
+WIDE_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"wide_ridge": r, "wide_weight": w} for r in (3.0, 10.0) for w in (0.25, 0.5, 0.75)
+)
+
+
+def hybrid_factory(wide: dict[str, Any] | None, fast: bool = False) -> Callable[[], Recommender]:
+    """The hybrid for this protocol; ``wide=None`` is the deep two-tower alone (the ablation)."""
+    deep = {**DEEP, "epochs": 20} if fast else DEEP
+
+    def make() -> HybridTwoTower:
+        return HybridTwoTower(seed=0, **deep, **(wide or {}))
+
+    return make
+
+
+def tune(split: CrossDomainSplit, fast: bool = False, seed: int = 1) -> dict[str, Any]:
+    """EMCDR and hybrid settings picked on validation cold users carved out of the training users."""
+    if split.train.user_features is None:
+        raise ValueError("the cross-domain split needs user_features (the source-domain profiles)")
+    val_cold = pick_cold_users(split.train.interactions, split.train.user_features, 0.2, 5, seed=seed)
+    vtrain, vtest = hide_target_history(split.train, val_cold)
+
+    def val(make: Callable[[], Recommender]) -> float:
+        model = make().fit(vtrain)
+        return float(evaluate(model, vtrain, vtest, users=val_cold, compute_auc=False)["ndcg@10"])
+
+    emcdr_grid = EMCDR_GRID[2:3] if fast else EMCDR_GRID
+    wide_grid = WIDE_GRID[1:2] if fast else WIDE_GRID
+    emcdr_scores = [val(lambda c=c: EMCDR(**c)) for c in emcdr_grid]  # type: ignore[misc]
+    wide_scores = [val(hybrid_factory(c, fast)) for c in wide_grid]
     return {
-        "popularity": Popularity,
-        "emcdr": lambda: EMCDR(target_dim=32, source_dim=64, ridge=10.0, scale_source=False),
-        "hybrid": lambda: HybridTwoTower(
-            dim=64, hidden=256, epochs=epochs, cold_prob=0.5, weight_decay=1e-4,
-            scale_user_features=False, seed=0,
-        ),
+        "emcdr": dict(emcdr_grid[int(np.argmax(emcdr_scores))]),
+        "hybrid": dict(wide_grid[int(np.argmax(wide_scores))]),
+        "n_validation_users": len(val_cold),
     }
 
 
@@ -140,7 +192,7 @@ def _log(msg: str) -> None:
 
 
 def evaluate_models(
-    split: CrossDomainSplit, models: dict[str, Callable[[], Recommender]], k: int = 10
+    split: CrossDomainSplit, models: dict[str, Callable[[], Recommender]], k: int = 10, label: str = ""
 ) -> dict[str, dict[str, Any]]:
     """Fit each model on ``split.train`` and evaluate it on the cold users."""
     out: dict[str, dict[str, Any]] = {}
@@ -151,18 +203,66 @@ def evaluate_models(
         res = evaluate(model, split.train, split.test, k=k, users=split.cold_users)
         res["train_s"] = train_s
         out[name] = res
-        _log(f"[ml-cross-domain] {name}: ndcg@{k}={res[f'ndcg@{k}']:.4f} ({train_s:.1f}s)")
+        _log(f"[ml-cross-domain{label}] {name}: ndcg@{k}={res[f'ndcg@{k}']:.4f} ({train_s:.1f}s)")
     return out
 
 
-def run(fast: bool = False, seed: int = 42) -> dict[str, Any]:
-    """The benchmark entry: ``{"models": {name: metrics}, "n_cold_users": ..., ...}``."""
-    split = ml_cross_domain_split(seed=seed)
-    results = evaluate_models(split, default_models(fast=fast))
+def cold_user_folds(n_folds: int = 5, min_per_domain: int = 5, seed: int = 42) -> list[CrossDomainSplit]:
+    """``n_folds`` splits whose cold users partition the eligible users (every one is cold once)."""
+    base = ml_cross_domain_split(min_per_domain=min_per_domain, seed=seed)
+    full_x = sp.csr_matrix(base.train.interactions + base.test)
+    full = InteractionData(full_x, base.train.item_features, base.train.user_features, dict(base.train.meta))
+    n_target = np.diff(full_x.indptr)
+    n_source = (np.asarray(full.user_features) != 0).sum(axis=1)
+    eligible = np.flatnonzero((n_target >= min_per_domain) & (n_source >= min_per_domain))
+    order = np.random.default_rng(seed).permutation(eligible)
+    splits = []
+    for fold in np.array_split(order, n_folds):
+        cold = np.sort(fold)
+        train, test = hide_target_history(full, cold)
+        splits.append(CrossDomainSplit(train, test, cold, base.source_item_ids, base.target_item_ids))
+    return splits
+
+
+def run(fast: bool = False, n_folds: int = 5) -> dict[str, Any]:
+    """Fold 0 is the reported split (hyperparameters tuned inside its training users); the mean over all
+    folds (same hyperparameters) is a robustness check: ``{"models": ..., "cv": ...}``."""
+    t0 = time.perf_counter()
+    folds = cold_user_folds(n_folds=2 if fast else n_folds)
+    tuned = tune(folds[0], fast=fast)
+    _log(f"[ml-cross-domain] validation picked {tuned}")
+    factories: dict[str, Callable[[], Recommender]] = {
+        "popularity": Popularity,
+        "emcdr": lambda: EMCDR(**tuned["emcdr"]),
+        "hybrid": hybrid_factory(tuned["hybrid"], fast),
+        "hybrid_deep_only": hybrid_factory(None, fast),
+    }
+    per_fold = [evaluate_models(split, factories, label=f" fold {i}") for i, split in enumerate(folds)]
+    ndcg = {name: [fold[name]["ndcg@10"] for fold in per_fold] for name in factories}
+    cv = {
+        name: {
+            key: float(np.mean([fold[name][key] for fold in per_fold]))
+            for key in ("ndcg@10", "map", "precision@10", "recall@10", "hr@10", "train_s")
+        }
+        for name in factories
+    }
     return {
-        "models": results,
-        "n_cold_users": int(len(split.cold_users)),
-        "n_source_items": int(len(split.source_item_ids)),
-        "n_target_items": int(len(split.target_item_ids)),
+        "models": per_fold[0],
+        "cv": {
+            "n_folds": len(folds),
+            "mean": cv,
+            "ndcg@10_per_fold": ndcg,
+            "hybrid_beats_baselines_every_fold": bool(
+                all(
+                    h > max(e, p)
+                    for h, e, p in zip(ndcg["hybrid"], ndcg["emcdr"], ndcg["popularity"], strict=True)
+                )
+            ),
+        },
+        "tuning": tuned,
+        "n_cold_users": len(folds[0].cold_users),
+        "n_source_items": len(folds[0].source_item_ids),
+        "n_target_items": len(folds[0].target_item_ids),
         "target_genres": sorted(TARGET_GENRES),
+        "seconds": time.perf_counter() - t0,
     }

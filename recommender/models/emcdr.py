@@ -93,7 +93,9 @@ class EMCDR(Recommender):
         if self.item_factors is None or self._map is None:
             raise RuntimeError("EMCDR must be fitted before scoring")
         if data.n_items != self.item_factors.shape[0]:
-            raise ValueError(f"data has {data.n_items} items, the model was fitted on {self.item_factors.shape[0]}")
+            raise ValueError(
+                f"data has {data.n_items} items, the model was fitted on {self.item_factors.shape[0]}"
+            )
         if data.user_features is None:
             raise ValueError("EMCDR needs data.user_features to score")
         users = np.asarray(users, dtype=np.int64)
