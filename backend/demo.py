@@ -54,7 +54,7 @@ class ConsentRefused(Exception):
 
     def __init__(self, missing: frozenset[Purpose], block: int) -> None:
         names = ", ".join(sorted(p.name.lower() for p in missing))
-        super().__init__(f"no on-chain consent for {names} (checked at block {block})")
+        super().__init__(f"no on-chain consent for {names}, checked at block {block}")
         self.missing = missing
         self.block = block
 

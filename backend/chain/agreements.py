@@ -11,28 +11,15 @@ from typing import Any
 from eth_utils import keccak
 
 from . import eip712
-from .connection import ChainClient, ContractHandle
+from .base import Eip712Client
 from .errors import ChainError
 from .types import AgreementState, AgreementTerms, TxResult, Wallet, checksum, to_bytes32
 
 
-class AgreementsClient:
+class AgreementsClient(Eip712Client):
+    """``PartnershipAgreements`` at ``address`` on ``client``'s chain."""
+
     contract_name = "PartnershipAgreements"
-
-    def __init__(self, client: ChainClient, address: str, *, from_block: int = 0) -> None:
-        self.client = client
-        self.contract: ContractHandle = client.contract(self.contract_name, address)
-        self.from_block = from_block
-
-    @property
-    def address(self) -> str:
-        return self.contract.address
-
-    def _call(self, name: str, *args: Any) -> Any:
-        return self.client.call(self.contract.fn(name, *args))
-
-    def _send(self, name: str, *args: Any, sender: str | None) -> TxResult:
-        return self.client.send(self.contract.fn(name, *args), sender=sender)
 
     # ------------------------------------------------------------------ writes
     def propose(self, terms: AgreementTerms, sender: str | None = None) -> TxResult:
@@ -109,21 +96,6 @@ class AgreementsClient:
 
     def accept_agreement_typehash(self) -> bytes:
         return bytes(self._call("ACCEPT_AGREEMENT_TYPEHASH"))
-
-    def domain_separator(self) -> bytes:
-        return bytes(self._call("DOMAIN_SEPARATOR"))
-
-    def eip712_domain(self) -> dict[str, Any]:
-        fields, name, version, chain_id, contract, salt, extensions = self._call("eip712Domain")
-        return {
-            "fields": bytes(fields),
-            "name": name,
-            "version": version,
-            "chainId": int(chain_id),
-            "verifyingContract": checksum(contract),
-            "salt": bytes(salt),
-            "extensions": list(extensions),
-        }
 
     # ------------------------------------------------------------------ logs
     def terms_of(self, agreement_id: int) -> AgreementTerms:

@@ -7,10 +7,10 @@ default to the registrar's account when this process holds its key, notice-versi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from . import eip712
-from .connection import ChainClient, ContractHandle
+from .base import Eip712Client
+from .connection import ChainClient
 from .types import (
     ConsentGrant,
     ConsentRevocation,
@@ -28,40 +28,24 @@ from .types import (
 DEFAULT_ADMIN_ROLE = b"\0" * 32
 
 
-class ConsentRegistryClient:
+class ConsentRegistryClient(Eip712Client):
     """``ConsentRegistry`` at ``address`` on ``client``'s chain."""
 
     contract_name = "ConsentRegistry"
 
-    def __init__(self, client: ChainClient, address: str, *, admin: str | None = None) -> None:
-        self.client = client
-        self.contract: ContractHandle = client.contract(self.contract_name, address)
+    def __init__(
+        self, client: ChainClient, address: str, *, admin: str | None = None, from_block: int = 0
+    ) -> None:
+        super().__init__(client, address, from_block=from_block)
         self.admin = checksum(admin) if admin else None
         self._registrar: str | None = None
 
-    @property
-    def address(self) -> str:
-        return self.contract.address
-
     # ------------------------------------------------------------------ internals
-    def _call(self, name: str, *args: Any) -> Any:
-        return self.client.call(self.contract.fn(name, *args))
-
-    def _send(self, name: str, *args: Any, sender: str | None) -> TxResult:
-        return self.client.send(self.contract.fn(name, *args), sender=sender)
-
     def _registrar_sender(self, sender: str | None) -> str | None:
-        if sender is not None:
-            return sender
-        registrar = self.registrar()
-        return registrar if registrar in {a.address for a in self.client.accounts} else None
+        return sender if sender is not None else self._if_held(self.registrar())
 
     def _admin_sender(self, sender: str | None) -> str | None:
-        if sender is not None:
-            return sender
-        if self.admin and self.admin in {a.address for a in self.client.accounts}:
-            return self.admin
-        return None
+        return sender if sender is not None else self._if_held(self.admin)
 
     # ------------------------------------------------------------------ registrar path
     def grant(
@@ -215,21 +199,6 @@ class ConsentRegistryClient:
 
     def notice_admin_role(self) -> bytes:
         return bytes(self._call("NOTICE_ADMIN_ROLE"))
-
-    def domain_separator(self) -> bytes:
-        return bytes(self._call("DOMAIN_SEPARATOR"))
-
-    def eip712_domain(self) -> dict[str, Any]:
-        fields, name, version, chain_id, contract, salt, extensions = self._call("eip712Domain")
-        return {
-            "fields": bytes(fields),
-            "name": name,
-            "version": version,
-            "chainId": int(chain_id),
-            "verifyingContract": checksum(contract),
-            "salt": bytes(salt),
-            "extensions": list(extensions),
-        }
 
     # ------------------------------------------------------------------ helpers
     def current_terms(self, partner: str, purpose: Purpose | int, expires_at: int) -> ConsentTerms:

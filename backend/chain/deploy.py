@@ -239,7 +239,9 @@ def _clients(client: ChainClient, manifest: Manifest) -> Deployment:
     first_block = min(r.block_number for r in manifest.contracts.values())
     return Deployment(
         client=client,
-        consent=ConsentRegistryClient(client, manifest.address_of("ConsentRegistry"), admin=manifest.admin),
+        consent=ConsentRegistryClient(
+            client, manifest.address_of("ConsentRegistry"), admin=manifest.admin, from_block=first_block
+        ),
         agreements=AgreementsClient(
             client, manifest.address_of("PartnershipAgreements"), from_block=first_block
         ),

@@ -12,7 +12,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from .connection import ChainClient, ContractHandle
+from .base import ContractClient
 from .errors import ChainError
 from .types import (
     AgreementTerms,
@@ -26,28 +26,13 @@ from .types import (
 )
 
 
-class LedgerClient:
+class LedgerClient(ContractClient):
+    """``SettlementLedger`` at ``address`` on ``client``'s chain."""
+
     contract_name = "SettlementLedger"
 
-    def __init__(self, client: ChainClient, address: str, *, from_block: int = 0) -> None:
-        self.client = client
-        self.contract: ContractHandle = client.contract(self.contract_name, address)
-        self.from_block = from_block
-
-    @property
-    def address(self) -> str:
-        return self.contract.address
-
-    def _call(self, name: str, *args: Any) -> Any:
-        return self.client.call(self.contract.fn(name, *args))
-
-    def _send(self, name: str, *args: Any, sender: str | None) -> TxResult:
-        return self.client.send(self.contract.fn(name, *args), sender=sender)
-
     def _reporter(self, terms: AgreementTerms, sender: str | None) -> str | None:
-        if sender is not None:
-            return sender
-        return terms.reporter if terms.reporter in {a.address for a in self.client.accounts} else None
+        return sender if sender is not None else self._if_held(terms.reporter)
 
     # ------------------------------------------------------------------ writes
     def record_conversions(

@@ -1,0 +1,59 @@
+"""What the three typed contract clients share: the handle, calls, sends, and the EIP-712 domain."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .connection import ChainClient, ContractHandle
+from .types import TxResult, checksum
+
+
+class ContractClient:
+    """A typed client of the contract ``contract_name`` at ``address`` on ``client``'s chain.
+
+    ``from_block`` is where the contract was deployed: log queries (rebuilding terms or batches from
+    events) start there instead of at genesis.
+    """
+
+    contract_name: ClassVar[str]
+
+    def __init__(self, client: ChainClient, address: str, *, from_block: int = 0) -> None:
+        self.client = client
+        self.contract: ContractHandle = client.contract(self.contract_name, address)
+        self.from_block = from_block
+
+    @property
+    def address(self) -> str:
+        return self.contract.address
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self.client.call(self.contract.fn(name, *args))
+
+    def _send(self, name: str, *args: Any, sender: str | None) -> TxResult:
+        return self.client.send(self.contract.fn(name, *args), sender=sender)
+
+    def _if_held(self, account: str | None) -> str | None:
+        """``account`` if this process holds its key (so it can be the default sender), else None."""
+        if account and account in {a.address for a in self.client.accounts}:
+            return account
+        return None
+
+
+class Eip712Client(ContractClient):
+    """A contract that verifies EIP-712 signatures (OpenZeppelin ``EIP712``)."""
+
+    def domain_separator(self) -> bytes:
+        return bytes(self._call("DOMAIN_SEPARATOR"))
+
+    def eip712_domain(self) -> dict[str, Any]:
+        """The ERC-5267 domain the contract signs under."""
+        fields, name, version, chain_id, contract, salt, extensions = self._call("eip712Domain")
+        return {
+            "fields": bytes(fields),
+            "name": name,
+            "version": version,
+            "chainId": int(chain_id),
+            "verifyingContract": checksum(contract),
+            "salt": bytes(salt),
+            "extensions": list(extensions),
+        }
