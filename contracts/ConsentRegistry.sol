@@ -77,15 +77,20 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         bool bad;
         bytes32 slot;
         uint256 w;
-        // `_termsInvalid`, `_recordSlot` and the load, inlined by hand: this is the benchmarked path, and a
-        // shared internal function called from three places is not inlined by the optimizer (about 100 gas).
+        // `_termsInvalid`, the wallet-subject check, `_recordSlot` and the load, inlined by hand: this is the
+        // benchmarked path, and a shared internal function called from three places is not inlined by the
+        // optimizer (about 100 gas). `_revertInvalidGrant` works out which check failed, and reverts even if
+        // none of its named checks does, so a drift between the two can never store a flagged grant.
         assembly ("memory-safe") {
             let expiresAt := and(shr(168, t), 0xffffffffff)
             bad := or(
                 or(iszero(and(t, 0xffffffffffffffffffffffffffffffffffffffff)), gt(and(shr(160, t), 0xff), 3)),
                 or(
                     or(iszero(gt(expiresAt, timestamp())), gt(expiresAt, maxExpiresAt)),
-                    or(or(iszero(and(shr(208, t), 0xffffff)), iszero(shr(232, t))), iszero(receiptHash))
+                    or(
+                        or(or(iszero(and(shr(208, t), 0xffffff)), iszero(shr(232, t))), iszero(receiptHash)),
+                        iszero(shr(160, subject))
+                    )
                 )
             )
             let p := mload(0x40)
@@ -95,7 +100,7 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
             slot := keccak256(p, 0x60)
             w := sload(slot)
         }
-        if (bad) _revertInvalidTerms(subject, terms, receiptHash, maxExpiresAt);
+        if (bad) _revertInvalidGrant(subject, terms, receiptHash, maxExpiresAt);
         if (w == 0) {
             // A first grant: grantedAt = now, nonce = 1.
             unchecked {
@@ -115,6 +120,7 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
 
     /// @inheritdoc IConsentRegistry
     function revoke(bytes32 subject, address partner, uint8 purpose) external onlyRegistrar {
+        _requirePseudonym(subject);
         bytes32 slot = _recordSlot(subject, partner, purpose);
         _revoke(slot, _load(slot), subject, partner, purpose);
     }
@@ -137,6 +143,7 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         for (uint256 i; i < n;) {
             ConsentRevocation calldata r = revocations[i];
             (bytes32 subject, address partner, uint8 purpose) = (r.subject, r.partner, r.purpose);
+            _requirePseudonym(subject);
             bytes32 slot = _recordSlot(subject, partner, purpose);
             _revoke(slot, _load(slot), subject, partner, purpose);
             unchecked {
@@ -410,6 +417,19 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         }
     }
 
+    /// @dev The revert of a registrar-path grant flagged by the inlined check in `grant`: the wallet subject
+    /// first, then the terms.
+    function _revertInvalidGrant(bytes32 subject, ConsentTerms terms, bytes32 receiptHash, uint256 maxExpiresAt)
+        private
+        view
+    {
+        _requirePseudonym(subject);
+        _revertInvalidTerms(subject, terms, receiptHash, maxExpiresAt);
+    }
+
+    /// @dev Reverts with the named error of the first failing check of `_termsInvalid`; called only once a
+    /// grant was flagged, it always reverts: the last revert catches a flag that none of the named checks
+    /// explains (a drift between a hand-inlined check and this function), so a flagged grant is never stored.
     function _revertInvalidTerms(bytes32 subject, ConsentTerms terms, bytes32 receiptHash, uint256 maxExpiresAt)
         private
         view
@@ -424,10 +444,18 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
             revert ConsentRegistryInvalidNoticeVersion(terms.platformNoticeVersion(), terms.partnerNoticeVersion());
         }
         if (receiptHash == bytes32(0)) revert ConsentRegistryMissingReceipt(subject);
+        revert ConsentRegistryInvalidGrant(subject, terms, receiptHash);
+    }
+
+    /// @dev The registrar path writes pseudonyms only: a wallet subject (upper 96 bits zero) writes its own
+    /// consents, with its signature.
+    function _requirePseudonym(bytes32 subject) private pure {
+        if (uint256(subject) >> 160 == 0) revert ConsentRegistrySubjectIsAWallet(subject);
     }
 
     /// @dev A validated grant on the registrar path.
     function _grant(bytes32 subject, uint256 t, bytes32 receiptHash) private {
+        _requirePseudonym(subject);
         _validateTerms(subject, t, receiptHash);
         bytes32 slot = _recordSlot(subject, t);
         _store(slot, _granted(_load(slot), t));

@@ -9,8 +9,10 @@ import {IPartnershipAgreements} from "./interfaces/IPartnershipAgreements.sol";
 /// @title PartnershipAgreements
 /// @notice KnowLedger's partnership agreements: proposed by a party, active once every party accepted.
 /// @dev Per agreement, two slots: the terms hash and a packed state word
-/// (status | acceptedMask | partyCount | validFrom | validUntil), plus one membership flag per party so that
-/// an amendment can check, without the old terms, that its proposer is a party of the agreement it amends.
+/// (status | acceptedMask | partyCount | validFrom | validUntil | activatedAt | endedAt), plus one role byte
+/// per party (bit 0: a party, bit 1: the partner) so that an amendment can check, without the old terms,
+/// that its proposer is a party of the agreement it amends and that it keeps the same partner. Marking the
+/// partner costs nothing extra: the party's byte is written at proposal anyway.
 contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
     /// @inheritdoc IPartnershipAgreements
     bytes32 public constant ACCEPT_AGREEMENT_TYPEHASH =
@@ -31,12 +33,19 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
     uint256 private constant COUNT_SHIFT = 40; // partyCount uint8
     uint256 private constant FROM_SHIFT = 48; // validFrom uint40
     uint256 private constant UNTIL_SHIFT = 88; // validUntil uint40
+    uint256 private constant ACTIVATED_SHIFT = 128; // activatedAt uint40 (0 until every party accepted)
+    uint256 private constant ENDED_SHIFT = 168; // endedAt uint40 (0 until terminated or superseded)
     uint256 private constant MASK40 = (1 << 40) - 1;
+
+    // Role byte of an account in an agreement.
+    uint8 private constant ROLE_PARTY = 1;
+    uint8 private constant ROLE_PARTNER = 2;
 
     uint256 private _agreementCount;
     mapping(uint256 agreementId => bytes32) private _termsHashes;
     mapping(uint256 agreementId => uint256) private _states;
-    mapping(uint256 agreementId => mapping(address account => bool)) private _parties;
+    /// @dev ROLE_PARTY for every party, | ROLE_PARTNER for the partner; 0 for anyone else.
+    mapping(uint256 agreementId => mapping(address account => uint8)) private _roles;
 
     constructor() EIP712("KnowLedger PartnershipAgreements", "1") {}
 
@@ -51,17 +60,23 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
         uint256 proposerIndex = type(uint256).max;
         bool partnerIsParty;
         address partner = terms.partner;
-        mapping(address => bool) storage members = _parties[agreementId];
+        mapping(address => uint8) storage members = _roles[agreementId];
         for (uint256 i; i < n;) {
             Party calldata p = terms.parties[i];
             address account = p.account;
-            if (account == address(0) || members[account]) revert PartnershipAgreementsInvalidParty(i, account);
-            members[account] = true;
+            if (account == address(0) || members[account] != 0) {
+                revert PartnershipAgreementsInvalidParty(i, account);
+            }
+            uint8 role = ROLE_PARTY;
+            if (account == partner) {
+                partnerIsParty = true;
+                role = ROLE_PARTY | ROLE_PARTNER;
+            }
+            members[account] = role;
             unchecked {
                 sum += p.share;
             }
             if (account == msg.sender) proposerIndex = i;
-            if (account == partner) partnerIsParty = true;
             unchecked {
                 ++i;
             }
@@ -86,7 +101,11 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
             if (previous >= agreementId || (status != STATUS_PROPOSED && status != STATUS_ACTIVE)) {
                 revert PartnershipAgreementsInvalidTerms("bad supersedes");
             }
-            if (!_parties[previous][msg.sender]) revert PartnershipAgreementsNotAParty(msg.sender);
+            mapping(address => uint8) storage previousRoles = _roles[previous];
+            if (previousRoles[msg.sender] == 0) revert PartnershipAgreementsNotAParty(msg.sender);
+            if (previousRoles[partner] & ROLE_PARTNER == 0) {
+                revert PartnershipAgreementsPartnerChanged(previous, partner);
+            }
         }
         bytes32 termsHash = keccak256(abi.encode(terms));
         _termsHashes[agreementId] = termsHash;
@@ -129,7 +148,7 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
         if (status != STATUS_PROPOSED && status != STATUS_ACTIVE) {
             revert PartnershipAgreementsCannotTerminate(agreementId, status);
         }
-        _states[agreementId] = (state & ~uint256(0xff)) | STATUS_TERMINATED;
+        _states[agreementId] = (state & ~uint256(0xff)) | STATUS_TERMINATED | (block.timestamp << ENDED_SHIFT);
         emit AgreementTerminated(agreementId, msg.sender);
     }
 
@@ -142,7 +161,9 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
             acceptedMask: uint32(s >> MASK_SHIFT),
             partyCount: uint8(s >> COUNT_SHIFT),
             validFrom: uint40(s >> FROM_SHIFT),
-            validUntil: uint40(s >> UNTIL_SHIFT)
+            validUntil: uint40(s >> UNTIL_SHIFT),
+            activatedAt: uint40(s >> ACTIVATED_SHIFT),
+            endedAt: uint40(s >> ENDED_SHIFT)
         });
     }
 
@@ -170,7 +191,7 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
 
     /// @inheritdoc IPartnershipAgreements
     function isParty(uint256 agreementId, address account) external view returns (bool) {
-        return _parties[agreementId][account];
+        return _roles[agreementId][account] != 0;
     }
 
     /// @inheritdoc IPartnershipAgreements
@@ -185,9 +206,32 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
     }
 
     /// @inheritdoc IPartnershipAgreements
+    function requireTermsInForce(uint256 agreementId, AgreementTerms calldata terms)
+        external
+        view
+        returns (uint40 start, uint40 end)
+    {
+        _requireTerms(agreementId, terms);
+        return _inForce(agreementId, _states[agreementId]);
+    }
+
+    /// @inheritdoc IPartnershipAgreements
     // solhint-disable-next-line func-name-mixedcase
     function DOMAIN_SEPARATOR() external view returns (bytes32) {
         return _domainSeparatorV4();
+    }
+
+    /// @dev The window `[start, end)` in which agreement `agreementId` (state word `s`) was in force:
+    /// `start = max(validFrom, activatedAt)`, `end = min(validUntil, endedAt)` (`validUntil` while not ended).
+    /// Reverts `PartnershipAgreementsNotActive` for an agreement never activated.
+    function _inForce(uint256 agreementId, uint256 s) private pure returns (uint40 start, uint40 end) {
+        uint256 activatedAt = (s >> ACTIVATED_SHIFT) & MASK40;
+        if (activatedAt == 0) revert PartnershipAgreementsNotActive(agreementId);
+        uint256 from = (s >> FROM_SHIFT) & MASK40;
+        uint256 until = (s >> UNTIL_SHIFT) & MASK40;
+        uint256 endedAt = (s >> ENDED_SHIFT) & MASK40;
+        start = uint40(from > activatedAt ? from : activatedAt);
+        end = uint40(endedAt != 0 && endedAt < until ? endedAt : until);
     }
 
     /// @dev Reverts unless `terms` hash to the stored terms hash of `agreementId`; returns that hash.
@@ -221,19 +265,23 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
         state |= bit;
         uint256 n = (state >> COUNT_SHIFT) & 0xff;
         bool complete = (state >> MASK_SHIFT) & ((uint256(1) << n) - 1) == (uint256(1) << n) - 1;
-        if (complete) state = (state & ~uint256(0xff)) | STATUS_ACTIVE;
+        if (complete) state = (state & ~uint256(0xff)) | STATUS_ACTIVE | (block.timestamp << ACTIVATED_SHIFT);
         _states[agreementId] = state;
         emit AgreementAccepted(agreementId, party);
         if (complete) {
             emit AgreementActivated(agreementId);
             uint256 previous = terms.supersedes;
             if (previous != 0) {
+                // Only one amendment of an agreement may activate: the first to complete supersedes it, and
+                // any other (or one of an agreement terminated meanwhile) can no longer complete.
                 uint256 prevState = _states[previous];
                 uint8 prevStatus = uint8(prevState);
-                if (prevStatus == STATUS_PROPOSED || prevStatus == STATUS_ACTIVE) {
-                    _states[previous] = (prevState & ~uint256(0xff)) | STATUS_SUPERSEDED;
-                    emit AgreementSuperseded(previous, agreementId);
+                if (prevStatus != STATUS_PROPOSED && prevStatus != STATUS_ACTIVE) {
+                    revert PartnershipAgreementsCannotSupersede(agreementId, previous, prevStatus);
                 }
+                _states[previous] =
+                    (prevState & ~uint256(0xff)) | STATUS_SUPERSEDED | (block.timestamp << ENDED_SHIFT);
+                emit AgreementSuperseded(previous, agreementId);
             }
         }
     }

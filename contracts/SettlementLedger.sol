@@ -11,12 +11,14 @@ import {ConversionData} from "./types/ConversionData.sol";
 import {Purposes} from "./types/Purposes.sol";
 
 /// @title SettlementLedger
-/// @notice KnowLedger's settlement ledger: conversions recorded in batches under an active agreement, their
-/// commission split exactly among the parties, provisional until their validation window has passed.
-/// @dev Gas design (see contracts/README.md): conversion ids are deduplicated with packed bitmaps (256 ids
-/// a slot, each slot read and written once per run of ids in it); a batch's per-party sums are kept in
-/// memory and each running total is written once per batch; the conversions are not stored but committed to
-/// by a Merkle root and emitted in a single event; the consent check is one call to the registry per batch.
+/// @notice KnowLedger's settlement ledger: conversions recorded in batches under an agreement, each within the
+/// agreement's in-force window, their commission split exactly among the parties, provisional until their
+/// validation window has passed.
+/// @dev Gas design (see contracts/README.md): conversion ids, unique per agreement, are deduplicated with
+/// packed bitmaps per agreement (256 ids a slot, each slot read and written once per run of ids in it); a
+/// batch's per-party sums are kept in memory and each running total is written once per batch; the
+/// conversions are not stored but committed to by a Merkle root and emitted in a single event; the consent
+/// check is one call to the registry per batch.
 contract SettlementLedger is ISettlementLedger {
     uint256 internal constant SCALE = 1e6;
 
@@ -61,10 +63,11 @@ contract SettlementLedger is ISettlementLedger {
     uint256 private _nextBatchId = 1;
     mapping(uint256 batchId => Batch) private _batches;
     mapping(uint256 agreementId => mapping(address party => Totals)) private _totals;
-    /// @dev Bit (id & 255) of word (id >> 8) is set iff conversion `id` was recorded.
-    mapping(uint256 word => uint256) private _recorded;
-    /// @dev Bit (id & 255) of word (id >> 8) is set iff conversion `id` was reversed.
-    mapping(uint256 word => uint256) private _reversed;
+    /// @dev Bit (id & 255) of word (id >> 8) of an agreement is set iff its conversion `id` was recorded.
+    /// Ids are namespaced by agreement: another agreement's reporter cannot claim (and so block) an id.
+    mapping(uint256 agreementId => mapping(uint256 word => uint256)) private _recorded;
+    /// @dev Bit (id & 255) of word (id >> 8) of an agreement is set iff its conversion `id` was reversed.
+    mapping(uint256 agreementId => mapping(uint256 word => uint256)) private _reversed;
 
     /// @param registry_ The consent registry checked at record time.
     /// @param agreements_ The agreements contract the terms are checked against.
@@ -118,12 +121,13 @@ contract SettlementLedger is ISettlementLedger {
             revert SettlementLedgerUnknownConversion(id);
         }
         uint256 bit = uint256(1) << (id & 0xff);
-        uint256 word = _reversed[id >> 8];
+        mapping(uint256 => uint256) storage reversed = _reversed[agreementId];
+        uint256 word = reversed[id >> 8];
         if (word & bit != 0) revert SettlementLedgerAlreadyReversed(id);
         if (head & FINALIZED_BIT != 0 || block.timestamp >= uint256(data.time()) + terms.validationWindow) {
             revert SettlementLedgerConversionFinal(id);
         }
-        _reversed[id >> 8] = word | bit;
+        reversed[id >> 8] = word | bit;
         (uint256 commission, uint256[] memory amounts) = _split(terms, data.value());
         mapping(address => Totals) storage totals = _totals[agreementId];
         uint256 n = amounts.length;
@@ -187,10 +191,10 @@ contract SettlementLedger is ISettlementLedger {
     }
 
     /// @inheritdoc ISettlementLedger
-    function conversionStatus(uint64 conversionId) external view returns (uint8) {
+    function conversionStatus(uint256 agreementId, uint64 conversionId) external view returns (uint8) {
         uint256 bit = uint256(1) << (conversionId & 0xff);
-        if (_reversed[conversionId >> 8] & bit != 0) return STATUS_REVERSED;
-        if (_recorded[conversionId >> 8] & bit != 0) return STATUS_RECORDED;
+        if (_reversed[agreementId][conversionId >> 8] & bit != 0) return STATUS_REVERSED;
+        if (_recorded[agreementId][conversionId >> 8] & bit != 0) return STATUS_RECORDED;
         return STATUS_UNKNOWN;
     }
 
@@ -265,6 +269,8 @@ contract SettlementLedger is ISettlementLedger {
     /// @param args The arguments of the registry's `areConsentedAt` (after its 4-byte selector).
     /// @param shares The parties' shares (`shares[0]` unused: parties[0] gets the remainder).
     /// @param sums The batch's per-party amounts.
+    /// @param start The start of the agreement's in-force window (inclusive).
+    /// @param end Its end (exclusive).
     struct Ctx {
         uint256 n;
         uint256 offset;
@@ -275,19 +281,21 @@ contract SettlementLedger is ISettlementLedger {
         uint256[] sums;
         uint256 rate;
         uint256 attributionWindow;
-        uint256 validFrom;
+        uint256 start;
         uint256 maxTime;
         uint256 total;
+        uint256 end;
     }
 
     // Failures of the record passes. A pass stops at the first failing conversion and `_revertConversion`
     // re-reads it from calldata to revert with the named error.
-    uint256 private constant ERR_INVALID = 1; // zero id, zero value, time or attribution window
+    uint256 private constant ERR_INVALID = 1; // zero id, zero value, time, in-force or attribution window
     uint256 private constant ERR_DUPLICATE = 2;
     uint256 private constant ERR_CONSENT = 3;
 
     /// @dev Records the `n` conversions ABI-encoded in calldata from `offset` (the items of a `Conversion[]`,
-    /// or a single `Conversion`), in passes over memory allocated once: check and dedupe; hash the leaves,
+    /// or a single `Conversion`), in passes over memory allocated once: check (each time against the
+    /// agreement's in-force window, fetched once with the terms check) and dedupe; hash the leaves,
     /// split, and write the consent-check arguments; one `areConsentedAt` call for the whole batch; the
     /// Merkle root; then each storage word written once and one event.
     function _record(
@@ -297,10 +305,12 @@ contract SettlementLedger is ISettlementLedger {
         uint256 n
     ) private returns (uint256 batchId) {
         if (msg.sender != terms.reporter) revert SettlementLedgerNotReporter(msg.sender, terms.reporter);
-        _agreements.requireActiveTerms(agreementId, terms);
+        (uint40 start, uint40 end) = _agreements.requireTermsInForce(agreementId, terms);
         if (n == 0) revert SettlementLedgerEmptyBatch();
         Ctx memory ctx = _prepare(terms, offset, n);
-        _checkAndDedupe(ctx);
+        ctx.start = start;
+        ctx.end = end;
+        _checkAndDedupe(ctx, agreementId);
         _hashAndSplit(ctx);
         _checkConsent(ctx);
         batchId = _commit(agreementId, terms, ctx);
@@ -323,9 +333,6 @@ contract SettlementLedger is ISettlementLedger {
         ctx.sums = new uint256[](partyCount);
         ctx.rate = terms.commissionRate;
         ctx.attributionWindow = terms.attributionWindow;
-        // The agreement is active, so validFrom <= now < validUntil: `validFrom <= time <= now` is the whole
-        // time check.
-        ctx.validFrom = terms.validFrom;
         address partner = terms.partner;
         bytes4 selector = IConsentRegistry.areConsentedAt.selector;
         uint256 purpose = Purposes.PRODUCT_RECOMMENDATION;
@@ -355,18 +362,22 @@ contract SettlementLedger is ISettlementLedger {
         ctx.args = args;
     }
 
-    /// @dev Pass 1: the cheap checks of every conversion in one branch, the dedupe against the `_recorded`
-    /// bitmap (each bitmap word read and written once per run of ids in it, so duplicates within the batch
-    /// are caught too), and the latest conversion time.
-    function _checkAndDedupe(Ctx memory ctx) private {
+    /// @dev Pass 1: the cheap checks of every conversion in one branch, the dedupe against the agreement's
+    /// `_recorded` bitmap (each bitmap word read and written once per run of ids in it, so duplicates within
+    /// the batch are caught too), and the latest conversion time.
+    function _checkAndDedupe(Ctx memory ctx, uint256 agreementId) private {
         uint256 recordedSlot;
         uint256 err;
         uint256 at;
         assembly ("memory-safe") {
-            recordedSlot := _recorded.slot
+            // The agreement's inner mapping: word w lives at keccak256(w, keccak256(agreementId, _recorded)).
+            mstore(0x00, agreementId)
+            mstore(0x20, _recorded.slot)
+            recordedSlot := keccak256(0x00, 0x40)
             let first := add(mload(add(ctx, 0x40)), 0x60)
             let end := add(first, mul(mload(ctx), 0x60))
-            let validFrom := mload(add(ctx, 0x120))
+            let start := mload(add(ctx, 0x120))
+            let termEnd := mload(add(ctx, 0x180))
             let window := mload(add(ctx, 0x100))
             let wordIndex := not(0)
             let word := 0
@@ -375,12 +386,12 @@ contract SettlementLedger is ISettlementLedger {
                 let d := mload(m)
                 let id := and(d, 0xffffffffffffffff)
                 let time := and(shr(64, d), 0xffffffffff)
-                // zero id, zero value, time outside [validFrom, now], or outside the attribution window
-                // (time - recommendedAt wraps around when recommendedAt > time).
+                // zero id, zero value, time outside [start, end) or after now, or outside the attribution
+                // window (time - recommendedAt wraps around when recommendedAt > time).
                 if or(
-                    or(iszero(id), iszero(shr(144, d))),
+                    or(or(iszero(id), iszero(shr(144, d))), iszero(lt(time, termEnd))),
                     or(
-                        or(lt(time, validFrom), gt(time, timestamp())),
+                        or(lt(time, start), gt(time, timestamp())),
                         gt(sub(time, and(shr(104, d), 0xffffffffff)), window)
                     )
                 ) {
@@ -544,7 +555,10 @@ contract SettlementLedger is ISettlementLedger {
         if (id == 0) revert SettlementLedgerZeroConversionId();
         if (d.value() == 0) revert SettlementLedgerZeroValue(id);
         uint40 time = d.time();
-        if (time < ctx.validFrom || time > block.timestamp) revert SettlementLedgerInvalidConversionTime(id, time);
+        if (time > block.timestamp) revert SettlementLedgerInvalidConversionTime(id, time);
+        if (time < ctx.start || time >= ctx.end) {
+            revert SettlementLedgerOutsideAgreementTerm(id, time, uint40(ctx.start), uint40(ctx.end));
+        }
         revert SettlementLedgerOutsideAttributionWindow(id, d.recommendedAt(), time);
     }
 

@@ -94,6 +94,12 @@ class AgreementsClient(Eip712Client):
         """Raises the named error unless ``terms`` are the agreement's and it is active now."""
         self._call("requireActiveTerms", int(agreement_id), terms.as_abi())
 
+    def require_terms_in_force(self, agreement_id: int, terms: AgreementTerms) -> tuple[int, int]:
+        """The in-force window ``(start, end)`` (end exclusive) the ledger settles conversions in; raises the
+        named error unless ``terms`` are the agreement's and it was activated."""
+        start, end = self._call("requireTermsInForce", int(agreement_id), terms.as_abi())
+        return int(start), int(end)
+
     def accept_agreement_typehash(self) -> bytes:
         return bytes(self._call("ACCEPT_AGREEMENT_TYPEHASH"))
 

@@ -144,6 +144,8 @@ _TIME_PARAMS = {
     "finalAfter",
     "validFrom",
     "validUntil",
+    "start",
+    "end",
 }
 
 _PURPOSES = {0: "Profiling", 1: "ProductRecommendation", 2: "MarketingContact", 3: "DataSharing"}
@@ -182,6 +184,15 @@ HINTS: dict[str, str] = {
     "ConsentRegistrySubjectNotAWallet": (
         "subject {subject} is a pseudonym, not a wallet: signed grants and revocations need "
         "subject_for_wallet(signer); use the registrar path for pseudonyms"
+    ),
+    "ConsentRegistrySubjectIsAWallet": (
+        "subject {subject} is a wallet: only the wallet itself may write its consents; have the user sign "
+        "the grant or revocation (consent.sign_grant / sign_revocation) and relay it with grant_by_sig or "
+        "revoke_by_sig"
+    ),
+    "ConsentRegistryInvalidGrant": (
+        "the grant for subject {subject} failed the registry's validation for no named reason (terms "
+        "{terms}, receipt {receiptHash}): this points at a registry bug; check the terms and report it"
     ),
     "ConsentRegistryInvalidSignature": (
         "the signature recovers to {signer}, not to the wallet of subject {subject}: sign with the subject's "
@@ -263,10 +274,20 @@ HINTS: dict[str, str] = {
     ),
     "PartnershipAgreementsNotActive": (
         "agreement {agreementId} is not active (not yet accepted by every party, terminated, superseded, or "
-        "outside its validity period): check agreements.agreement_of(id)"
+        "outside its validity period; conversions need an agreement that was activated): check "
+        "agreements.agreement_of(id)"
     ),
     "PartnershipAgreementsCannotTerminate": (
         "agreement {agreementId} is {status}: only a Proposed or Active agreement can be terminated"
+    ),
+    "PartnershipAgreementsCannotSupersede": (
+        "amendment {agreementId} cannot activate: agreement {previousId} it supersedes is {status} (already "
+        "superseded by another amendment, or terminated); terminate this amendment and propose a new one if "
+        "needed"
+    ),
+    "PartnershipAgreementsPartnerChanged": (
+        "an amendment of agreement {previousId} must keep its partner, not {partner}: set partner to the "
+        "superseded agreement's partner (agreements.terms_of(id).partner), or propose a new agreement"
     ),
     # SettlementLedger
     "SettlementLedgerNotReporter": (
@@ -277,14 +298,17 @@ HINTS: dict[str, str] = {
     "SettlementLedgerZeroConversionId": "a conversion has id 0: conversion ids start at 1",
     "SettlementLedgerDuplicateConversion": (
         "conversion {conversionId} is already recorded (or twice in this batch): each conversion is settled "
-        "once; check ledger.conversion_status(id) and drop it from the batch"
+        "once per agreement; check ledger.conversion_status(agreement_id, id) and drop it from the batch"
     ),
     "SettlementLedgerZeroValue": "conversion {conversionId} has value 0: only conversions with a value "
     "settle",
     "SettlementLedgerInvalidConversionTime": (
-        "conversion {conversionId}'s time {time} is in the future or outside the agreement's validity "
-        "period: "
-        "use the real conversion time, within [valid_from, valid_until) and not after the current block"
+        "conversion {conversionId}'s time {time} is after the current block: use the real conversion time"
+    ),
+    "SettlementLedgerOutsideAgreementTerm": (
+        "conversion {conversionId} at {time} is outside the agreement's in-force window [{start}, {end}) "
+        "(from max(valid_from, activation) to min(valid_until, termination or supersession)): it was not "
+        "earned under this agreement"
     ),
     "SettlementLedgerOutsideAttributionWindow": (
         "conversion {conversionId} at {time} was recommended at {recommendedAt}: the recommendation must "

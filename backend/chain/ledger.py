@@ -94,8 +94,9 @@ class LedgerClient(ContractClient):
         provisional, final, reversed_ = self._call("totalsOf", int(agreement_id), checksum(party))
         return Totals(int(provisional), int(final), int(reversed_))
 
-    def conversion_status(self, conversion_id: int) -> ConversionStatus:
-        return ConversionStatus(int(self._call("conversionStatus", int(conversion_id))))
+    def conversion_status(self, agreement_id: int, conversion_id: int) -> ConversionStatus:
+        """The status of ``conversion_id`` under ``agreement_id`` (ids are unique per agreement)."""
+        return ConversionStatus(int(self._call("conversionStatus", int(agreement_id), int(conversion_id))))
 
     def batch_of(self, batch_id: int) -> BatchState:
         return BatchState.from_abi(self._call("batchOf", int(batch_id)))

@@ -154,8 +154,14 @@ class ConsentTerms:
         object.__setattr__(self, "partner", checksum(self.partner))
         object.__setattr__(self, "purpose", Purpose(self.purpose))
         _check_range("expires_at", self.expires_at, UINT40_MAX)
-        _check_range("platform_notice_version", self.platform_notice_version, UINT24_MAX)
-        _check_range("partner_notice_version", self.partner_notice_version, UINT24_MAX)
+        for name in ("platform_notice_version", "partner_notice_version"):
+            version = _check_range(name, getattr(self, name), UINT24_MAX)
+            if version == 0:
+                # The registry refuses it (ConsentRegistryInvalidNoticeVersion): refuse it here, by name.
+                raise ValueError(
+                    f"{name} must be at least 1, got 0: notice versions start at 1 (a partner without a "
+                    "notice needs consent.set_partner_notice_version first)"
+                )
 
     def pack(self) -> int:
         return (
@@ -219,6 +225,10 @@ class SignedConsentGrant:
     r: bytes
     vs: bytes
 
+    def __post_init__(self) -> None:
+        _check_range("nonce", self.nonce, UINT32_MAX)
+        _check_range("deadline", self.deadline, UINT40_MAX)
+
     def as_abi(self) -> tuple[bytes, int, bytes, int, int, bytes, bytes]:
         return (
             self.subject,
@@ -240,6 +250,10 @@ class SignedConsentRevocation:
     deadline: int
     r: bytes
     vs: bytes
+
+    def __post_init__(self) -> None:
+        _check_range("nonce", self.nonce, UINT32_MAX)
+        _check_range("deadline", self.deadline, UINT40_MAX)
 
     def as_abi(self) -> tuple[bytes, str, int, int, int, bytes, bytes]:
         return (self.subject, self.partner, int(self.purpose), self.nonce, self.deadline, self.r, self.vs)
@@ -377,17 +391,42 @@ class AgreementStatus(IntEnum):
 
 @dataclass(frozen=True)
 class AgreementState:
+    """``agreementOf``: the stored state. ``activated_at`` is 0 until every party accepted, ``ended_at`` 0
+    until it was terminated or superseded; see ``in_force`` for the window conversions are settled in."""
+
     terms_hash: bytes
     status: AgreementStatus
     accepted_mask: int
     party_count: int
     valid_from: int
     valid_until: int
+    activated_at: int = 0
+    ended_at: int = 0
 
     @classmethod
     def from_abi(cls, value: Sequence[Any]) -> AgreementState:
-        terms_hash, status, mask, count, valid_from, valid_until = value
-        return cls(bytes(terms_hash), AgreementStatus(status), mask, count, valid_from, valid_until)
+        terms_hash, status, mask, count, valid_from, valid_until, activated_at, ended_at = value
+        return cls(
+            bytes(terms_hash),
+            AgreementStatus(status),
+            mask,
+            count,
+            valid_from,
+            valid_until,
+            activated_at,
+            ended_at,
+        )
+
+    @property
+    def in_force(self) -> tuple[int, int] | None:
+        """The in-force window ``(start, end)`` (end exclusive) of ``requireTermsInForce``, or None if the
+        agreement was never activated: a conversion is recordable iff ``start <= time < end`` and
+        ``time <= now``."""
+        if self.activated_at == 0:
+            return None
+        start = max(self.valid_from, self.activated_at)
+        end = min(self.valid_until, self.ended_at) if self.ended_at else self.valid_until
+        return start, end
 
 
 # ---------------------------------------------------------------------------------------------- ledger

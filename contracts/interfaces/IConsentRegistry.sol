@@ -16,9 +16,16 @@ import {ConsentTerms} from "../types/ConsentTerms.sol";
 /// A grant while the record counts now is a renewal: it keeps `grantedAt` and replaces the expiry and
 /// versions; any other grant starts a new interval (`grantedAt = now`, `revokedAt = 0`). Every write,
 /// on either path, increments the record's nonce.
+/// Two write paths, split by subject: the registrar path (`grant`, `revoke`, `grantBatch`, `revokeBatch`)
+/// writes pseudonyms only and refuses a wallet subject (`ConsentRegistrySubjectIsAWallet`); a wallet subject
+/// is written only by its own wallet's EIP-712 signature (`grantBySig`, `revokeBySig` and their batches), so
+/// the platform can neither grant nor renew consent on a wallet's behalf, nor override its revocation.
+/// Every batch is all or nothing: one failing item reverts the whole batch. For the signed batches this
+/// means that anyone who relays one of the signed items first (a front-run) makes the batch revert on that
+/// item's nonce; the relayer resubmits the batch without it.
 interface IConsentRegistry {
     /// @notice A grant written by the registrar.
-    /// @param subject The subject pseudonym (or wallet, left-padded).
+    /// @param subject The subject pseudonym (never a wallet: upper 96 bits non-zero).
     /// @param terms Partner, purpose, expiry and the notice versions shown, packed.
     /// @param receiptHash Hash of the off-chain consent receipt (must be non-zero).
     struct ConsentGrant {
@@ -129,6 +136,11 @@ interface IConsentRegistry {
     /// @param subject The subject.
     error ConsentRegistrySubjectNotAWallet(bytes32 subject);
 
+    /// @notice A registrar-path write whose subject is a wallet (its upper 96 bits are zero): only the wallet
+    /// itself may write its consents, by signature.
+    /// @param subject The subject.
+    error ConsentRegistrySubjectIsAWallet(bytes32 subject);
+
     /// @notice The signature was not made by the subject's wallet.
     /// @param signer The address recovered from the signature (zero if none could be recovered).
     /// @param subject The subject the write is for.
@@ -167,6 +179,14 @@ interface IConsentRegistry {
     /// @param subject The subject.
     error ConsentRegistryMissingReceipt(bytes32 subject);
 
+    /// @notice A grant failed validation for a reason none of the named errors reports. Not expected to
+    /// happen: it guards against a drift between the inlined validation and the named checks, so that a
+    /// grant flagged invalid is never stored.
+    /// @param subject The subject.
+    /// @param terms The terms given.
+    /// @param receiptHash The receipt hash given.
+    error ConsentRegistryInvalidGrant(bytes32 subject, ConsentTerms terms, bytes32 receiptHash);
+
     /// @notice A new notice version must be greater than the current one.
     /// @param current The current version.
     /// @param given The version given.
@@ -178,7 +198,8 @@ interface IConsentRegistry {
     error ConsentRegistryLengthMismatch(uint256 subjects, uint256 times);
 
     /// @notice Registrar path: records a grant (or a renewal) for a subject without a wallet.
-    /// @dev Only the registrar. Reverts on a zero partner, an unknown purpose, an expiry outside
+    /// @dev Only the registrar. Reverts `ConsentRegistrySubjectIsAWallet` on a wallet subject (upper 96 bits
+    /// zero: use `grantBySig`), then on a zero partner, an unknown purpose, an expiry outside
     /// `(now, now + maxConsentDuration]`, a zero notice version or a zero receipt hash. Emits `ConsentGranted`.
     /// @param subject The subject pseudonym.
     /// @param terms The packed terms.
@@ -186,18 +207,19 @@ interface IConsentRegistry {
     function grant(bytes32 subject, ConsentTerms terms, bytes32 receiptHash) external;
 
     /// @notice Registrar path: revokes a consent. An expired but unrevoked record can be revoked.
-    /// @dev Only the registrar. Reverts `ConsentRegistryNotGranted` if never granted or already revoked.
-    /// Emits `ConsentRevoked`.
+    /// @dev Only the registrar. Reverts `ConsentRegistrySubjectIsAWallet` on a wallet subject (use
+    /// `revokeBySig`), and `ConsentRegistryNotGranted` if never granted or already revoked. Emits
+    /// `ConsentRevoked`.
     /// @param subject The subject pseudonym.
     /// @param partner The partner.
     /// @param purpose The purpose code.
     function revoke(bytes32 subject, address partner, uint8 purpose) external;
 
-    /// @notice Registrar path: `grant` for each element, all or nothing.
+    /// @notice Registrar path: `grant` for each element, all or nothing (wallet subjects refused).
     /// @param grants The grants.
     function grantBatch(ConsentGrant[] calldata grants) external;
 
-    /// @notice Registrar path: `revoke` for each element, all or nothing.
+    /// @notice Registrar path: `revoke` for each element, all or nothing (wallet subjects refused).
     /// @param revocations The revocations.
     function revokeBatch(ConsentRevocation[] calldata revocations) external;
 
@@ -214,10 +236,15 @@ interface IConsentRegistry {
     function revokeBySig(SignedConsentRevocation calldata r) external;
 
     /// @notice Wallet path: `grantBySig` for each element, all or nothing.
+    /// @dev One failing item reverts the whole batch. Signed items can be relayed by anyone, so an item
+    /// relayed first on its own (a front-run) makes this batch revert with `ConsentRegistryInvalidNonce` for
+    /// it: the relayer resubmits the batch without that item (it is already recorded).
     /// @param grants The signed grants.
     function grantBySigBatch(SignedConsentGrant[] calldata grants) external;
 
     /// @notice Wallet path: `revokeBySig` for each element, all or nothing.
+    /// @dev As `grantBySigBatch`: an item relayed first on its own makes the batch revert
+    /// (`ConsentRegistryInvalidNonce`); resubmit the batch without it.
     /// @param revocations The signed revocations.
     function revokeBySigBatch(SignedConsentRevocation[] calldata revocations) external;
 

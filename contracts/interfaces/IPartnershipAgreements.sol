@@ -8,7 +8,14 @@ pragma solidity ^0.8.24;
 /// @dev Only a hash of the terms is stored (0xSplits style): every call that needs them takes the full
 /// terms in calldata and checks them against the hash, and `AgreementProposed` carries the full terms so
 /// anyone can rebuild them from the logs. Terms never change: an amendment is a new agreement whose
-/// `supersedes` names the old one, which becomes `Superseded` when the new one becomes active.
+/// `supersedes` names the old one, which becomes `Superseded` when the new one becomes active. An amendment
+/// must be proposed by a party of the old agreement and keep its `partner`; only one amendment of an
+/// agreement can ever activate (the first to collect every acceptance; the others can no longer complete).
+/// In-force window: an agreement that was activated (Active, or Terminated or Superseded after it was
+/// activated) was in force over `[max(validFrom, activatedAt), min(validUntil, endedAt))`, where `endedAt` is
+/// when it was terminated or superseded (`validUntil` alone while it has not ended). Conversions are
+/// settled against that window, not against the status now: ending an agreement does not cancel
+/// commission already earned, and a conversion shortly before `validUntil` can be recorded after it.
 /// Status codes: 0 None, 1 Proposed, 2 Active, 3 Terminated, 4 Superseded.
 interface IPartnershipAgreements {
     /// @notice One party of an agreement and its share of the commission.
@@ -32,8 +39,8 @@ interface IPartnershipAgreements {
     /// @param validFrom Start of validity (unix seconds, inclusive).
     /// @param validUntil End of validity (unix seconds, exclusive); after `validFrom` and in the future.
     /// @param currency The unit of conversion values: right-padded ASCII such as "CNY" or "wei" (non-zero).
-    /// @param supersedes 0, or the id of the agreement this one amends (Proposed or Active, and the proposer
-    /// must be one of its parties).
+    /// @param supersedes 0, or the id of the agreement this one amends (Proposed or Active, the proposer must
+    /// be one of its parties and `partner` must be its partner).
     struct AgreementTerms {
         Party[] parties;
         address partner;
@@ -54,6 +61,8 @@ interface IPartnershipAgreements {
     /// @param partyCount The number of parties.
     /// @param validFrom Start of validity (inclusive).
     /// @param validUntil End of validity (exclusive).
+    /// @param activatedAt When the last party accepted (0 if never activated).
+    /// @param endedAt When it was terminated or superseded (0 if it was not).
     struct AgreementState {
         bytes32 termsHash;
         uint8 status;
@@ -61,6 +70,8 @@ interface IPartnershipAgreements {
         uint8 partyCount;
         uint40 validFrom;
         uint40 validUntil;
+        uint40 activatedAt;
+        uint40 endedAt;
     }
 
     /// @notice An agreement was proposed; the proposer's acceptance is recorded at once.
@@ -81,12 +92,13 @@ interface IPartnershipAgreements {
     /// @param agreementId The agreement.
     event AgreementActivated(uint256 indexed agreementId);
 
-    /// @notice An agreement was terminated by one of its parties.
+    /// @notice An agreement was terminated by one of its parties (its in-force window ends now).
     /// @param agreementId The agreement.
     /// @param by The party that terminated it.
     event AgreementTerminated(uint256 indexed agreementId, address indexed by);
 
-    /// @notice An amendment became active and replaced the agreement it amends.
+    /// @notice An amendment became active and replaced the agreement it amends (whose in-force window ends
+    /// now).
     /// @param previousId The amended agreement, now Superseded.
     /// @param nextId The amendment, now Active.
     event AgreementSuperseded(uint256 indexed previousId, uint256 indexed nextId);
@@ -151,8 +163,8 @@ interface IPartnershipAgreements {
     /// @param timestamp The current block time.
     error PartnershipAgreementsSignatureExpired(uint40 deadline, uint256 timestamp);
 
-    /// @notice The agreement is not active (not accepted by all, terminated, superseded, or outside its
-    /// validity period).
+    /// @notice The agreement is not active: for `requireActiveTerms`, not accepted by all, terminated,
+    /// superseded, or outside its validity period now; for `requireTermsInForce`, never activated.
     /// @param agreementId The agreement.
     error PartnershipAgreementsNotActive(uint256 agreementId);
 
@@ -160,6 +172,18 @@ interface IPartnershipAgreements {
     /// @param agreementId The agreement.
     /// @param status Its status.
     error PartnershipAgreementsCannotTerminate(uint256 agreementId, uint8 status);
+
+    /// @notice An amendment cannot complete: the agreement it supersedes is no longer Proposed or Active
+    /// (another amendment superseded it, or it was terminated).
+    /// @param agreementId The amendment whose last acceptance failed.
+    /// @param previousId The agreement it supersedes.
+    /// @param status The status of `previousId`.
+    error PartnershipAgreementsCannotSupersede(uint256 agreementId, uint256 previousId, uint8 status);
+
+    /// @notice An amendment names another partner than the agreement it supersedes.
+    /// @param previousId The agreement it supersedes.
+    /// @param partner The partner given, which is not the partner of `previousId`.
+    error PartnershipAgreementsPartnerChanged(uint256 previousId, address partner);
 
     /// @notice Proposes an agreement; the caller must be one of its parties and its acceptance is recorded.
     /// @dev Emits `AgreementProposed` (with the full terms) and `AgreementAccepted` for the proposer.
@@ -169,7 +193,8 @@ interface IPartnershipAgreements {
 
     /// @notice Accepts a proposed agreement; the caller must be one of its parties.
     /// @dev Emits `AgreementAccepted`, and `AgreementActivated` (plus `AgreementSuperseded` for an amendment)
-    /// when the last party accepts.
+    /// when the last party accepts; that acceptance reverts `PartnershipAgreementsCannotSupersede` for an
+    /// amendment whose superseded agreement is no longer Proposed or Active.
     /// @param agreementId The agreement.
     /// @param terms Its terms (checked against the stored hash).
     function accept(uint256 agreementId, AgreementTerms calldata terms) external;
@@ -192,7 +217,8 @@ interface IPartnershipAgreements {
     ) external;
 
     /// @notice Terminates a Proposed or Active agreement; any party may.
-    /// @dev Emits `AgreementTerminated`.
+    /// @dev Sets `endedAt` to now: conversions before it can still be recorded (see the in-force window).
+    /// Emits `AgreementTerminated`.
     /// @param agreementId The agreement.
     /// @param terms Its terms.
     function terminate(uint256 agreementId, AgreementTerms calldata terms) external;
@@ -229,11 +255,23 @@ interface IPartnershipAgreements {
     /// @param terms The terms to check.
     function requireTerms(uint256 agreementId, AgreementTerms calldata terms) external view;
 
-    /// @notice Reverts unless `terms` are the agreement's terms and the agreement is active
-    /// (`PartnershipAgreementsNotActive`); used by the settlement ledger.
+    /// @notice Reverts unless `terms` are the agreement's terms and the agreement is active now
+    /// (`PartnershipAgreementsNotActive`).
     /// @param agreementId The agreement.
     /// @param terms The terms to check.
     function requireActiveTerms(uint256 agreementId, AgreementTerms calldata terms) external view;
+
+    /// @notice Reverts unless `terms` are the agreement's terms and it was activated
+    /// (`PartnershipAgreementsNotActive` otherwise); returns its in-force window. Used by the settlement
+    /// ledger, once per batch: a conversion is recordable iff `start <= time < end` (and `time <= now`).
+    /// @param agreementId The agreement.
+    /// @param terms The terms to check.
+    /// @return start `max(validFrom, activatedAt)` (inclusive).
+    /// @return end `min(validUntil, endedAt)`, or `validUntil` while not terminated or superseded (exclusive).
+    function requireTermsInForce(uint256 agreementId, AgreementTerms calldata terms)
+        external
+        view
+        returns (uint40 start, uint40 end);
 
     /// @notice The EIP-712 type hash of
     /// `AcceptAgreement(uint256 agreementId,bytes32 termsHash,address party,uint40 deadline)`.

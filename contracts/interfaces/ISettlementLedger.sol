@@ -6,8 +6,8 @@ import {IConsentRegistry} from "./IConsentRegistry.sol";
 import {IPartnershipAgreements} from "./IPartnershipAgreements.sol";
 
 /// @title ISettlementLedger
-/// @notice Records the conversions of recommendations under an active partnership agreement and splits
-/// their commission among the parties exactly, to the wei.
+/// @notice Records the conversions of recommendations under a partnership agreement and splits their
+/// commission among the parties exactly, to the wei.
 /// @dev Split rule, per conversion: `commission = value * commissionRate / 1e6` (floor); party `i` gets
 /// `commission * share_i / 1e6` (floor); the remainder (fewer wei than there are parties) goes to
 /// `parties[0]`, by convention the platform. The amounts always sum to the commission.
@@ -18,6 +18,13 @@ import {IPartnershipAgreements} from "./IPartnershipAgreements.sol";
 /// `keccak256(abi.encode(conversions[i]))`; each level pairs adjacent nodes left to right with OpenZeppelin's
 /// commutative keccak (`Hashes.commutativeKeccak256`) and promotes an unpaired last node unchanged; the root
 /// of a one-conversion batch is its leaf. `MerkleProof.verifyCalldata` verifies proofs of that tree.
+/// In-force window: a conversion is recordable iff the agreement was activated and
+/// `start <= time < end` with `start = max(validFrom, activatedAt)` and `end = min(validUntil, endedAt)`
+/// (see `IPartnershipAgreements.requireTermsInForce`), and `time <= now`. The status now does not matter:
+/// commission earned while the agreement was in force can be recorded after it was terminated, superseded
+/// or expired, so no party can cancel what is already owed by ending the agreement first.
+/// Conversion ids are unique per agreement: dedupe and `conversionStatus` are keyed by (agreementId, id),
+/// so two agreements may use the same id and neither's reporter can block the other's.
 interface ISettlementLedger {
     /// @notice One conversion.
     /// @param data Id, time, recommendedAt and value, packed (see `ConversionData`).
@@ -80,7 +87,8 @@ interface ISettlementLedger {
     /// @notice A conversion id of zero.
     error SettlementLedgerZeroConversionId();
 
-    /// @notice A conversion id already recorded (in an earlier batch or earlier in the same batch).
+    /// @notice A conversion id already recorded under this agreement (in an earlier batch or earlier in the
+    /// same batch).
     /// @param conversionId The id.
     error SettlementLedgerDuplicateConversion(uint64 conversionId);
 
@@ -88,10 +96,17 @@ interface ISettlementLedger {
     /// @param conversionId The id.
     error SettlementLedgerZeroValue(uint64 conversionId);
 
-    /// @notice The conversion time is in the future or outside the agreement's validity period.
+    /// @notice The conversion time is in the future.
     /// @param conversionId The id.
     /// @param time The conversion time.
     error SettlementLedgerInvalidConversionTime(uint64 conversionId, uint40 time);
+
+    /// @notice The conversion time is outside the agreement's in-force window `[start, end)`.
+    /// @param conversionId The id.
+    /// @param time The conversion time.
+    /// @param start `max(validFrom, activatedAt)` (inclusive).
+    /// @param end `min(validUntil, endedAt)` (exclusive).
+    error SettlementLedgerOutsideAgreementTerm(uint64 conversionId, uint40 time, uint40 start, uint40 end);
 
     /// @notice The conversion is not within the attribution window after its recommendation.
     /// @param conversionId The id.
@@ -112,7 +127,7 @@ interface ISettlementLedger {
     /// @param conversionId The id.
     error SettlementLedgerUnknownConversion(uint64 conversionId);
 
-    /// @notice The conversion was already reversed.
+    /// @notice The conversion was already reversed (under this batch's agreement).
     /// @param conversionId The id.
     error SettlementLedgerAlreadyReversed(uint64 conversionId);
 
@@ -134,10 +149,12 @@ interface ISettlementLedger {
     error SettlementLedgerBatchTooLarge(uint256 batchId);
 
     /// @notice Records a batch of conversions, all or nothing; only the agreement's reporter.
-    /// @dev Checks the reporter, that the terms are the agreement's and it is active, and per conversion:
-    /// a non-zero id never recorded (including earlier in the batch), a non-zero value,
-    /// `validFrom <= time <= now`, `time < validUntil`, `recommendedAt <= time <= recommendedAt +
-    /// attributionWindow`, and ProductRecommendation consent of the subject for `terms.partner` at `time`.
+    /// @dev Checks the reporter, that the terms are the agreement's and it was activated
+    /// (`IPartnershipAgreements.requireTermsInForce`, one call per batch), and per conversion: a non-zero id
+    /// never recorded under this agreement (including earlier in the batch), a non-zero value,
+    /// `time <= now`, `start <= time < end` (the in-force window, whatever the agreement's status now),
+    /// `recommendedAt <= time <= recommendedAt + attributionWindow`, and ProductRecommendation consent of
+    /// the subject for `terms.partner` at `time`.
     /// Adds each conversion's split to the parties' provisional totals. Emits one `ConversionsRecorded`.
     /// @param agreementId The agreement.
     /// @param terms Its terms.
@@ -201,9 +218,10 @@ interface ISettlementLedger {
         view
         returns (uint256 provisional, uint256 final_, uint256 reversed);
 
-    /// @notice The status of a conversion id: 0 Unknown, 1 Recorded, 2 Reversed.
+    /// @notice The status of a conversion id under an agreement: 0 Unknown, 1 Recorded, 2 Reversed.
+    /// @param agreementId The agreement (ids are unique per agreement).
     /// @param conversionId The id.
-    function conversionStatus(uint64 conversionId) external view returns (uint8);
+    function conversionStatus(uint256 agreementId, uint64 conversionId) external view returns (uint8);
 
     /// @notice The stored state of a batch.
     /// @param batchId The batch.

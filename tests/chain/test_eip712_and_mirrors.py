@@ -197,7 +197,7 @@ def test_merkle_root_and_proofs_agree_with_the_ledger(deployed: Deployment, n: i
     # every proof verifies on chain: reverse the last one with its proof
     i = n - 1
     deployed.ledger.reverse_conversion(result.value, terms, conversions[i], merkle_proof(conversions, i))
-    assert deployed.ledger.conversion_status(conversions[i].data.id) is ConversionStatus.REVERSED
+    assert deployed.ledger.conversion_status(aid, conversions[i].data.id) is ConversionStatus.REVERSED
     if n > 1:
         with pytest.raises(errors.SettlementLedgerUnknownConversion):
             deployed.ledger.reverse_conversion(

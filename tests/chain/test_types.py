@@ -17,6 +17,8 @@ from backend.chain.types import (
     ConversionData,
     Party,
     Purpose,
+    SignedConsentGrant,
+    SignedConsentRevocation,
     Wallet,
     conversions_root,
     currency_code,
@@ -32,7 +34,10 @@ addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 uint = lambda bits: st.integers(min_value=0, max_value=(1 << bits) - 1)  # noqa: E731
 
 
-@given(addresses, st.sampled_from(list(Purpose)), uint(40), uint(24), uint(24))
+versions = st.integers(min_value=1, max_value=(1 << 24) - 1)
+
+
+@given(addresses, st.sampled_from(list(Purpose)), uint(40), versions, versions)
 def test_consent_terms_pack_round_trip(
     partner: str, purpose: Purpose, expires: int, pv: int, qv: int
 ) -> None:
@@ -60,6 +65,37 @@ def test_out_of_range_fields_are_refused_with_the_field_name() -> None:
         ConversionData(1, 1, 1, 1 << 112)
     with pytest.raises(ValueError, match="not an Ethereum address"):
         ConsentTerms("0x1234", Purpose.PROFILING, 1)
+
+
+@pytest.mark.parametrize("field", ["platform_notice_version", "partner_notice_version"])
+def test_zero_notice_version_is_refused_client_side_by_name(field: str) -> None:
+    versions = {"platform_notice_version": 1, "partner_notice_version": 1, field: 0}
+    with pytest.raises(ValueError, match=f"{field} must be at least 1, got 0"):
+        ConsentTerms("0x" + "11" * 20, Purpose.PROFILING, 1, **versions)
+    shift = {"platform_notice_version": 208, "partner_notice_version": 232}[field]
+    word = ConsentTerms("0x" + "11" * 20, Purpose.PROFILING, 1).pack() & ~(((1 << 24) - 1) << shift)
+    with pytest.raises(ValueError, match=field):
+        ConsentTerms.unpack(word)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [("nonce", 1 << 32), ("nonce", -1), ("deadline", 1 << 40), ("deadline", -1), ("nonce", True)],
+)
+def test_signed_writes_range_check_nonce_and_deadline(field: str, bad: int) -> None:
+    terms = ConsentTerms("0x" + "11" * 20, Purpose.PROFILING, 1)
+    values = {"nonce": (1 << 32) - 1, "deadline": (1 << 40) - 1, field: bad}
+    with pytest.raises(ValueError, match=field):
+        SignedConsentGrant(b"\1" * 32, terms, b"\2" * 32, r=b"\3" * 32, vs=b"\4" * 32, **values)
+    with pytest.raises(ValueError, match=field):
+        SignedConsentRevocation(
+            b"\1" * 32, "0x" + "11" * 20, Purpose.PROFILING, r=b"\3" * 32, vs=b"\4" * 32, **values
+        )
+    ok = {"nonce": (1 << 32) - 1, "deadline": (1 << 40) - 1}
+    assert (
+        SignedConsentGrant(b"\1" * 32, terms, b"\2" * 32, r=b"\3" * 32, vs=b"\4" * 32, **ok).nonce
+        == ok["nonce"]
+    )
 
 
 def test_subject_for_wallet_is_the_address_left_padded() -> None:

@@ -156,13 +156,41 @@ def test_amendment_supersedes_when_active(chain: ChainHelper) -> None:
     assert chain.agreements.is_active(new.id) and not chain.agreements.is_active(old.id)
 
 
-def test_amendment_of_a_terminated_agreement_leaves_it_terminated(chain: ChainHelper) -> None:
-    old = chain.active_agreement()
+def test_activation_and_end_times_and_the_in_force_window(chain: ChainHelper) -> None:
+    proposed = chain.propose()
+    state = chain.agreements.agreement_of(proposed.id)
+    assert (state.activated_at, state.ended_at, state.in_force) == (0, 0, None)
+    a = chain.activate(proposed)
+    activated = chain.now()
+    state = chain.agreements.agreement_of(a.id)
+    assert (state.activated_at, state.ended_at) == (activated, 0)
+    # validFrom (a day ago) is before the activation: the window starts at the activation
+    window = (activated, a.terms.valid_until)
+    assert state.in_force == window == chain.agreements.require_terms_in_force(a.id, a.terms)
+    chain.advance(DAY)
+    chain.agreements.terminate(a.id, a.terms, sender=chain.acc.creator)
+    ended = chain.now()
+    state = chain.agreements.agreement_of(a.id)
+    assert (state.status, state.activated_at, state.ended_at) == (
+        AgreementStatus.TERMINATED,
+        activated,
+        ended,
+    )
+    assert state.in_force == (activated, ended) == chain.agreements.require_terms_in_force(a.id, a.terms)
+
+
+def test_in_force_window_of_a_superseded_agreement_ends_at_the_supersession(chain: ChainHelper) -> None:
+    now = chain.now()
+    old = chain.active_agreement(valid_from=now + DAY, valid_until=now + 10 * DAY)
     new = chain.propose(chain.agreement_terms(supersedes=old.id))
-    chain.agreements.terminate(old.id, old.terms, sender=chain.acc.partner)
+    chain.advance(2 * DAY)
     chain.activate(new)
-    assert chain.agreements.agreement_of(old.id).status == AgreementStatus.TERMINATED
-    assert chain.agreements.is_active(new.id)
+    superseded = chain.now()
+    state = chain.agreements.agreement_of(old.id)
+    assert (state.status, state.ended_at) == (AgreementStatus.SUPERSEDED, superseded)
+    # validFrom is after the activation: the window starts at validFrom
+    assert chain.agreements.require_terms_in_force(old.id, old.terms) == (now + DAY, superseded)
+    assert chain.agreements.require_terms_in_force(new.id, new.terms) == (superseded, new.terms.valid_until)
 
 
 def test_partner_with_zero_share_and_many_parties(chain: ChainHelper) -> None:
@@ -376,6 +404,74 @@ def test_RevertWhen_AmendmentProposedByOutsiderOfTheOldAgreement(chain: ChainHel
     with pytest.raises(errors.PartnershipAgreementsNotAParty) as exc:
         chain.agreements.propose(terms, sender=chain.acc.outsider)
     assert same_address(exc.value.args_by_name["account"], chain.acc.outsider)
+
+
+def test_RevertWhen_AmendmentOfATerminatedAgreementCompletes(chain: ChainHelper) -> None:
+    old = chain.active_agreement()
+    new = chain.propose(chain.agreement_terms(supersedes=old.id))
+    chain.agreements.terminate(old.id, old.terms, sender=chain.acc.partner)
+    chain.agreements.accept(new.id, new.terms, sender=chain.acc.partner)
+    with pytest.raises(errors.PartnershipAgreementsCannotSupersede) as exc:
+        chain.agreements.accept(new.id, new.terms, sender=chain.acc.creator)
+    assert exc.value.args_by_name == {
+        "agreementId": new.id,
+        "previousId": old.id,
+        "status": AgreementStatus.TERMINATED,
+    }
+    assert chain.agreements.agreement_of(old.id).status == AgreementStatus.TERMINATED
+    assert chain.agreements.agreement_of(new.id).status == AgreementStatus.PROPOSED
+    assert not chain.agreements.is_active(new.id)
+
+
+def test_RevertWhen_SecondAmendmentOfTheSameAgreementCompletes(chain: ChainHelper) -> None:
+    """Two amendments of one agreement: only the first to collect every acceptance activates."""
+    old = chain.active_agreement()
+    first = chain.propose(chain.agreement_terms(supersedes=old.id))
+    second = chain.propose(chain.agreement_terms(supersedes=old.id, commission_rate=60_000))
+    chain.activate(first)
+    chain.agreements.accept(second.id, second.terms, sender=chain.acc.partner)
+    with pytest.raises(errors.PartnershipAgreementsCannotSupersede) as exc:
+        chain.agreements.accept(second.id, second.terms, sender=chain.acc.creator)
+    assert exc.value.args_by_name == {
+        "agreementId": second.id,
+        "previousId": old.id,
+        "status": AgreementStatus.SUPERSEDED,
+    }
+    assert chain.agreements.is_active(first.id) and not chain.agreements.is_active(second.id)
+    assert chain.agreements.agreement_of(old.id).status == AgreementStatus.SUPERSEDED
+
+
+def test_RevertWhen_AmendmentChangesThePartner(chain: ChainHelper) -> None:
+    """A minor party cannot replace the agreement with one between itself and a friend."""
+    old = chain.active_agreement()
+    creator, friend = chain.acc.creator, chain.acc.outsider
+    terms = chain.agreement_terms(
+        parties=(Party(creator, 500_000), Party(friend, 500_000)),
+        partner=friend,
+        reporter=creator,
+        supersedes=old.id,
+    )
+    with pytest.raises(errors.PartnershipAgreementsPartnerChanged) as exc:
+        chain.agreements.propose(terms, sender=creator)
+    assert exc.value.args_by_name["previousId"] == old.id
+    assert same_address(exc.value.args_by_name["partner"], friend)
+    # another party of the old agreement as partner is refused too: the partner must be the same account
+    terms = chain.agreement_terms(partner=chain.acc.creator, supersedes=old.id)
+    with pytest.raises(errors.PartnershipAgreementsPartnerChanged):
+        chain.agreements.propose(terms, sender=chain.acc.platform)
+    assert chain.agreements.is_active(old.id)
+
+
+def test_RevertWhen_TermsInForceOfAnAgreementNeverActivated(chain: ChainHelper) -> None:
+    proposed = chain.propose()
+    with pytest.raises(errors.PartnershipAgreementsNotActive) as exc:
+        chain.agreements.require_terms_in_force(proposed.id, proposed.terms)
+    assert exc.value.args_by_name == {"agreementId": proposed.id}
+    chain.agreements.terminate(proposed.id, proposed.terms, sender=chain.acc.platform)
+    with pytest.raises(errors.PartnershipAgreementsNotActive):
+        chain.agreements.require_terms_in_force(proposed.id, proposed.terms)
+    with pytest.raises(errors.PartnershipAgreementsTermsMismatch):
+        chain.agreements.require_terms_in_force(proposed.id, replace(proposed.terms, commission_rate=1))
 
 
 def test_RevertWhen_AmendingATerminatedAgreement(chain: ChainHelper) -> None:

@@ -369,13 +369,24 @@ def test_signed_batches(chain: ChainHelper) -> None:
     )
 
 
-def test_registrar_can_also_write_for_a_wallet_subject(chain: ChainHelper) -> None:
-    w = wallet()
-    s = subject_for_wallet(w.address)
-    chain.grant(s)
-    # the wallet's next signature must carry the nonce the registrar's write produced
-    chain.consent.revoke_by_sig(signed_revocation(chain, w), sender=chain.acc.outsider)
-    assert chain.consent.nonce_of(s, chain.acc.partner, Purpose.PRODUCT_RECOMMENDATION) == 2
+def test_signed_batch_front_run_then_resubmitted_without_the_item(chain: ChainHelper) -> None:
+    """Signed batches are all or nothing: an item relayed first on its own makes the batch revert on that
+    item's nonce, and the relayer resubmits the batch without it."""
+    wallets = [wallet() for _ in range(3)]
+    signed = [signed_grant(chain, w) for w in wallets]
+    chain.consent.grant_by_sig(signed[1], sender=chain.acc.outsider)  # someone relays one item first
+    with pytest.raises(errors.ConsentRegistryInvalidNonce) as exc:
+        chain.consent.grant_by_sig_batch(signed, sender=chain.acc.platform)
+    assert exc.value.args_by_name == {"subject": signed[1].subject, "expected": 1, "given": 0}
+    assert not chain.consent.is_consented(
+        signed[0].subject, chain.acc.partner, Purpose.PRODUCT_RECOMMENDATION
+    )
+    result = chain.consent.grant_by_sig_batch([signed[0], signed[2]], sender=chain.acc.platform)
+    assert len(result.events_named("ConsentGranted")) == 2
+    subjects = [g.subject for g in signed]
+    assert (
+        chain.consent.are_consented(subjects, chain.acc.partner, Purpose.PRODUCT_RECOMMENDATION) == [True] * 3
+    )
 
 
 # -------------------------------------------------------------------------------------------- refusals
@@ -394,6 +405,50 @@ def test_RevertWhen_NonRegistrarWritesConsent(chain: ChainHelper, fn: str) -> No
     with pytest.raises(errors.ConsentRegistryUnauthorizedRegistrar) as exc:
         chain.client.send(chain.consent.contract.fn(fn, *args), sender=chain.acc.outsider)
     assert same_address(exc.value.args_by_name["caller"], chain.acc.outsider)
+
+
+def test_RevertWhen_RegistrarGrantsForAWalletSubject(chain: ChainHelper) -> None:
+    """Only the wallet itself writes its consents: the registrar cannot grant (or renew) for it."""
+    w = wallet()
+    s = subject_for_wallet(w.address)
+    with pytest.raises(errors.ConsentRegistrySubjectIsAWallet) as exc:
+        chain.consent.grant(s, chain.terms(), rand32(), sender=chain.acc.registrar)
+    assert exc.value.args_by_name == {"subject": s}
+    with pytest.raises(errors.ConsentRegistrySubjectIsAWallet) as exc:
+        chain.consent.grant_batch(
+            [ConsentGrant(rand32(), chain.terms(), rand32()), ConsentGrant(s, chain.terms(), rand32())],
+            sender=chain.acc.registrar,
+        )
+    assert exc.value.args_by_name == {"subject": s}
+    assert chain.consent.consent_of(s, chain.acc.partner, Purpose.PRODUCT_RECOMMENDATION).nonce == 0
+
+
+def test_RevertWhen_RegistrarGrantsForAWalletSubjectWithBadTerms(chain: ChainHelper) -> None:
+    """The wallet-subject check comes first in the single-branch validation of ``grant``."""
+    s = subject_for_wallet(wallet().address)
+    with pytest.raises(errors.ConsentRegistrySubjectIsAWallet) as exc:
+        raw_grant(chain, chain.terms().pack(), receipt=b"\0" * 32, subject=s)
+    assert exc.value.args_by_name == {"subject": s}
+
+
+def test_RevertWhen_RegistrarRevokesForAWalletSubject(chain: ChainHelper) -> None:
+    """A wallet's consent, granted by its signature, cannot be revoked (nor overridden) by the registrar."""
+    w = wallet()
+    s = subject_for_wallet(w.address)
+    chain.consent.grant_by_sig(signed_grant(chain, w), sender=chain.acc.outsider)
+    p = Purpose.PRODUCT_RECOMMENDATION
+    with pytest.raises(errors.ConsentRegistrySubjectIsAWallet) as exc:
+        chain.consent.revoke(s, chain.acc.partner, p, sender=chain.acc.registrar)
+    assert exc.value.args_by_name == {"subject": s}
+    with pytest.raises(errors.ConsentRegistrySubjectIsAWallet) as exc:
+        chain.consent.revoke_batch([ConsentRevocation(s, chain.acc.partner, p)], sender=chain.acc.registrar)
+    assert exc.value.args_by_name == {"subject": s}
+    assert chain.consent.is_consented(s, chain.acc.partner, p)
+    # the wallet's own revocation still works, and the registrar cannot re-grant over it
+    chain.consent.revoke_by_sig(signed_revocation(chain, w), sender=chain.acc.outsider)
+    with pytest.raises(errors.ConsentRegistrySubjectIsAWallet):
+        chain.consent.grant(s, chain.terms(), rand32(), sender=chain.acc.registrar)
+    assert not chain.consent.is_consented(s, chain.acc.partner, p)
 
 
 def test_RevertWhen_SignatureByWrongKey(chain: ChainHelper) -> None:
@@ -535,9 +590,10 @@ def test_RevertWhen_PartnerIsZero(chain: ChainHelper) -> None:
 
 
 def test_RevertWhen_NoticeVersionIsZero(chain: ChainHelper) -> None:
-    terms = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.now() + DAY, 1, 0)
+    # ConsentTerms refuses a zero version client-side: build the word by hand, partner version cleared
+    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.now() + DAY, 1, 1).pack()
     with pytest.raises(errors.ConsentRegistryInvalidNoticeVersion) as exc:
-        raw_grant(chain, terms.pack())
+        raw_grant(chain, word & ~(((1 << 24) - 1) << 232))
     assert exc.value.args_by_name == {"platformNoticeVersion": 1, "partnerNoticeVersion": 0}
 
 

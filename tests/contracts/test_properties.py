@@ -96,7 +96,9 @@ def _record_batch(chain: ChainHelper, agreement, convs: list[Conversion]) -> Out
     batch = chain.ledger.batch_of(result.value)
     assert [t[0] for t in chain.totals(agreement)] == list(batch.amounts)
     return Outcome(
-        chain.totals(agreement), [chain.ledger.conversion_status(c.data.id) for c in convs], recorded
+        chain.totals(agreement),
+        [chain.ledger.conversion_status(agreement.id, c.data.id) for c in convs],
+        recorded,
     )
 
 
@@ -108,7 +110,9 @@ def _record_singles(chain: ChainHelper, agreement, convs: list[Conversion]) -> O
         assert ev["conversionsRoot"] == c.leaf()
         recorded += [Conversion.from_abi(x) for x in ev["conversions"]]
     return Outcome(
-        chain.totals(agreement), [chain.ledger.conversion_status(c.data.id) for c in convs], recorded
+        chain.totals(agreement),
+        [chain.ledger.conversion_status(agreement.id, c.data.id) for c in convs],
+        recorded,
     )
 
 
@@ -133,7 +137,9 @@ def test_batch_equals_the_same_singles(
         snap = chain.client.snapshot()
         batch = _record_batch(chain, agreement, convs)
         chain.client.revert(snap)
-        assert all(chain.ledger.conversion_status(c.data.id) == ConversionStatus.UNKNOWN for c in convs)
+        assert all(
+            chain.ledger.conversion_status(agreement.id, c.data.id) == ConversionStatus.UNKNOWN for c in convs
+        )
         singles = _record_singles(chain, agreement, convs)
     assert batch == singles
     assert batch.recorded == convs

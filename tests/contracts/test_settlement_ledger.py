@@ -42,7 +42,7 @@ def test_record_single_conversion(chain: ChainHelper, agreement: Agreement) -> N
     assert ev["conversionsRoot"] == c.leaf() == conversions_root([c])
     assert [Conversion.from_abi(x) for x in ev["conversions"]] == [c]
     assert chain.ledger.conversions_of(1) == [c]
-    assert chain.ledger.conversion_status(c.data.id) == ConversionStatus.RECORDED
+    assert chain.ledger.conversion_status(agreement.id, c.data.id) == ConversionStatus.RECORDED
     commission, amounts = split_commission(agreement.terms, 1_000_000)
     assert commission == 50_000 and amounts == [25_000, 15_000, 10_000]
     assert chain.totals(agreement) == [(a, 0, 0) for a in amounts]
@@ -71,7 +71,9 @@ def test_record_batch(chain: ChainHelper, agreement: Agreement) -> None:
     batch = chain.ledger.batch_of(result.value)
     assert list(batch.amounts) == expected and batch.count == 5
     assert batch.final_after == t0 + VALIDATION_WINDOW  # the latest conversion time + the window
-    assert all(chain.ledger.conversion_status(c.data.id) == ConversionStatus.RECORDED for c in convs)
+    assert all(
+        chain.ledger.conversion_status(agreement.id, c.data.id) == ConversionStatus.RECORDED for c in convs
+    )
 
 
 def test_split_commission_view(chain: ChainHelper, agreement: Agreement) -> None:
@@ -108,7 +110,7 @@ def test_reverse_within_the_validation_window(chain: ChainHelper, agreement: Agr
         victim.data.id,
         commission,
     )
-    assert chain.ledger.conversion_status(victim.data.id) == ConversionStatus.REVERSED
+    assert chain.ledger.conversion_status(agreement.id, victim.data.id) == ConversionStatus.REVERSED
     after = chain.totals(agreement)
     for j in range(3):
         assert after[j] == (before[j][0] - amounts[j], 0, amounts[j])
@@ -125,7 +127,9 @@ def test_merkle_root_and_every_proof_match_python(chain: ChainHelper, agreement:
         chain.ledger.reverse_conversion(
             batch_id, agreement.terms, c, merkle_proof(convs, i), sender=chain.acc.reporter
         )
-    assert all(chain.ledger.conversion_status(c.data.id) == ConversionStatus.REVERSED for c in convs)
+    assert all(
+        chain.ledger.conversion_status(agreement.id, c.data.id) == ConversionStatus.REVERSED for c in convs
+    )
     assert chain.ledger.batch_of(batch_id).amounts == (0, 0, 0)
     assert [t[0] for t in chain.totals(agreement)] == [0, 0, 0]
 
@@ -181,7 +185,7 @@ def test_conversion_before_a_revocation_still_settles(chain: ChainHelper, agreem
 
 
 def test_status_of_unknown_and_batch_of_unknown(chain: ChainHelper) -> None:
-    assert chain.ledger.conversion_status(123_456_789) == ConversionStatus.UNKNOWN
+    assert chain.ledger.conversion_status(1, 123_456_789) == ConversionStatus.UNKNOWN
     batch = chain.ledger.batch_of(99)
     assert (batch.agreement_id, batch.count, batch.amounts) == (0, 0, ())
 
@@ -191,8 +195,82 @@ def test_ids_anywhere_in_the_bitmap(chain: ChainHelper, agreement: Agreement) ->
     ids = [255, 256, 2**64 - 1, 1]
     convs = [chain.conversion(s, conversion_id=i) for s, i in zip(subjects, ids, strict=True)]
     chain.record(agreement, convs)
-    assert [chain.ledger.conversion_status(i) for i in ids] == [ConversionStatus.RECORDED] * 4
-    assert chain.ledger.conversion_status(257) == ConversionStatus.UNKNOWN
+    assert [chain.ledger.conversion_status(agreement.id, i) for i in ids] == [ConversionStatus.RECORDED] * 4
+    assert chain.ledger.conversion_status(agreement.id, 257) == ConversionStatus.UNKNOWN
+
+
+# ------------------------------------------------------------------------------- the in-force window
+
+
+def test_conversions_before_a_termination_are_recorded_after_it(
+    chain: ChainHelper, agreement: Agreement
+) -> None:
+    """A party terminating before the reporter's batch lands does not cancel commission already earned."""
+    (s,) = chain.consented_subjects(1)
+    earned = chain.conversion(s, value=1_000_000)
+    chain.advance(60)
+    chain.agreements.terminate(agreement.id, agreement.terms, sender=chain.acc.partner)
+    chain.advance(60)
+    batch_id = chain.record(agreement, [earned]).value
+    _, amounts = split_commission(agreement.terms, earned.data.value)
+    assert [t[0] for t in chain.totals(agreement)] == amounts
+    assert chain.ledger.batch_of(batch_id).agreement_id == agreement.id
+
+
+def test_conversions_before_a_supersession_are_recorded_after_it(
+    chain: ChainHelper, agreement: Agreement
+) -> None:
+    (s,) = chain.consented_subjects(1)
+    earned = chain.conversion(s, value=1_000_000)
+    chain.advance(60)
+    amendment = chain.activate(
+        chain.propose(chain.agreement_terms(commission_rate=60_000, supersedes=agreement.id))
+    )
+    chain.advance(60)
+    chain.record(agreement, [earned])  # under the old terms, in force when it converted
+    with pytest.raises(errors.SettlementLedgerOutsideAgreementTerm):
+        chain.record(amendment, [chain.conversion(s, time=earned.data.time)])  # not under the new ones
+    later = chain.conversion(s)
+    with pytest.raises(errors.SettlementLedgerOutsideAgreementTerm):
+        chain.record(agreement, [later])
+    chain.record(amendment, [later])
+
+
+def test_conversions_just_before_valid_until_are_recorded_after_it(chain: ChainHelper) -> None:
+    now = chain.now()
+    agreement = chain.active_agreement(valid_until=now + 2 * DAY)
+    (s,) = chain.consented_subjects(1)
+    chain.advance(2 * DAY - 100)
+    last = chain.conversion(s)
+    assert last.data.time < agreement.terms.valid_until
+    chain.advance(200)  # the reporter's batch lands after validUntil
+    assert not chain.agreements.is_active(agreement.id)
+    chain.record(agreement, [last])
+    assert chain.ledger.conversion_status(agreement.id, last.data.id) == ConversionStatus.RECORDED
+    after = chain.conversion(s, time=agreement.terms.valid_until)
+    with pytest.raises(errors.SettlementLedgerOutsideAgreementTerm) as exc:
+        chain.record(agreement, [after])
+    assert exc.value.args_by_name["end"] == agreement.terms.valid_until
+
+
+def test_conversion_ids_are_per_agreement(chain: ChainHelper, agreement: Agreement) -> None:
+    """Another agreement's reporter cannot block a batch by claiming its conversion id first."""
+    other = chain.active_agreement(reporter=chain.acc.partner)
+    a, b = chain.consented_subjects(2)
+    cid = next_conversion_id()
+    theirs = chain.conversion(a, conversion_id=cid)
+    chain.ledger.record_conversions(other.id, other.terms, [theirs], sender=chain.acc.partner)
+    assert chain.ledger.conversion_status(other.id, cid) == ConversionStatus.RECORDED
+    assert chain.ledger.conversion_status(agreement.id, cid) == ConversionStatus.UNKNOWN
+    ours = chain.conversion(b, conversion_id=cid)
+    batch_id = chain.record(agreement, [ours]).value
+    assert chain.ledger.conversion_status(agreement.id, cid) == ConversionStatus.RECORDED
+    chain.ledger.reverse_conversion(batch_id, agreement.terms, ours, [], sender=chain.acc.reporter)
+    assert chain.ledger.conversion_status(agreement.id, cid) == ConversionStatus.REVERSED
+    assert chain.ledger.conversion_status(other.id, cid) == ConversionStatus.RECORDED
+    with pytest.raises(errors.SettlementLedgerDuplicateConversion) as exc:
+        chain.record(agreement, [chain.conversion(a, conversion_id=cid)])
+    assert exc.value.args_by_name == {"conversionId": cid}
 
 
 # -------------------------------------------------------------------------------------------- refusals
@@ -221,11 +299,50 @@ def test_RevertWhen_RecordingAgainstUnacceptedAgreement(chain: ChainHelper) -> N
     assert exc.value.args_by_name["agreementId"] == a.id
 
 
-def test_RevertWhen_RecordingAgainstTerminatedAgreement(chain: ChainHelper, agreement: Agreement) -> None:
+def test_RevertWhen_ConversionAfterTermination(chain: ChainHelper, agreement: Agreement) -> None:
+    activated = chain.agreements.agreement_of(agreement.id).activated_at
     chain.agreements.terminate(agreement.id, agreement.terms, sender=chain.acc.platform)
+    ended = chain.now()
     (s,) = chain.consented_subjects(1)
-    with pytest.raises(errors.PartnershipAgreementsNotActive):
-        chain.record(agreement, [chain.conversion(s)])
+    late = chain.conversion(s)
+    with pytest.raises(errors.SettlementLedgerOutsideAgreementTerm) as exc:
+        chain.record(agreement, [late])
+    assert exc.value.args_by_name == {
+        "conversionId": late.data.id,
+        "time": late.data.time,
+        "start": activated,
+        "end": ended,
+    }
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+def test_RevertWhen_RecordingUnderAnAgreementNeverActivated(chain: ChainHelper, terminated: bool) -> None:
+    proposed = chain.propose()
+    if terminated:
+        chain.agreements.terminate(proposed.id, proposed.terms, sender=chain.acc.partner)
+    (s,) = chain.consented_subjects(1)
+    with pytest.raises(errors.PartnershipAgreementsNotActive) as exc:
+        chain.record(proposed, [chain.conversion(s)])
+    assert exc.value.args_by_name == {"agreementId": proposed.id}
+
+
+def test_RevertWhen_ConversionBeforeActivation(chain: ChainHelper) -> None:
+    """validFrom is a day before the activation: the in-force window starts at the activation."""
+    proposed = chain.propose()
+    (s,) = chain.consented_subjects(1)
+    chain.advance(3_600)
+    before = chain.conversion(s, time=chain.now() - 60)
+    agreement = chain.activate(proposed)
+    activated = chain.agreements.agreement_of(agreement.id).activated_at
+    assert agreement.terms.valid_from < before.data.time < activated
+    with pytest.raises(errors.SettlementLedgerOutsideAgreementTerm) as exc:
+        chain.record(agreement, [before])
+    assert exc.value.args_by_name == {
+        "conversionId": before.data.id,
+        "time": before.data.time,
+        "start": activated,
+        "end": agreement.terms.valid_until,
+    }
 
 
 def test_RevertWhen_RecordingWithTermsMismatch(chain: ChainHelper, agreement: Agreement) -> None:
@@ -259,7 +376,9 @@ def test_RevertWhen_DuplicateConversionWithinOneBatch(chain: ChainHelper, agreem
     adjacent = chain.conversion(b)
     with pytest.raises(errors.SettlementLedgerDuplicateConversion):
         chain.record(agreement, [adjacent, replace(adjacent, subject=c)])
-    assert chain.ledger.conversion_status(first.data.id) == ConversionStatus.UNKNOWN  # all or nothing
+    assert (
+        chain.ledger.conversion_status(agreement.id, first.data.id) == ConversionStatus.UNKNOWN
+    )  # all or nothing
 
 
 def test_RevertWhen_SettlingWithoutConsent(chain: ChainHelper, agreement: Agreement) -> None:
@@ -328,8 +447,15 @@ def test_RevertWhen_ConversionTimeInvalid(chain: ChainHelper, agreement: Agreeme
         chain.record(agreement, [future])
     assert exc.value.args_by_name == {"conversionId": future.data.id, "time": future.data.time}
     early = chain.conversion(s, time=agreement.terms.valid_from - 1)
-    with pytest.raises(errors.SettlementLedgerInvalidConversionTime):
+    with pytest.raises(errors.SettlementLedgerOutsideAgreementTerm) as exc:
         chain.record(agreement, [early])
+    start, end = chain.agreements.require_terms_in_force(agreement.id, agreement.terms)
+    assert exc.value.args_by_name == {
+        "conversionId": early.data.id,
+        "time": early.data.time,
+        "start": start,
+        "end": end,
+    }
 
 
 def test_RevertWhen_ZeroIdZeroValueOrEmptyBatch(chain: ChainHelper, agreement: Agreement) -> None:
