@@ -21,7 +21,11 @@ Conventions (identical to ``recommenders.evaluation.python_evaluation``):
   ``min(k, |relevant|)`` instead;
 * HR@K is 1 if at least one relevant item is in the top ``k``;
 * AUC is the per-user probability that a relevant candidate outranks an irrelevant one (ties count 1/2);
-  averaged over users it is the "group AUC", which suits ranking better than one pooled AUC.
+  averaged over users it is the "group AUC", which suits ranking better than one pooled AUC;
+* a ranked list that names an item twice counts it once: every list is deduplicated keeping the first
+  occurrence of each item (later repeats are dropped and the items after them move up) before the top
+  ``k`` is taken, so no metric can exceed its range or reward a repeated hit. The batch form does the
+  same row by row.
 """
 
 from __future__ import annotations
@@ -41,10 +45,23 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be a positive integer, got {k!r}")
 
 
+def dedupe_ranked(ranked: Iterable[int]) -> list[int]:
+    """The ranked list with repeated items removed, keeping each item's first (best) position."""
+    seen: set[int] = set()
+    out: list[int] = []
+    for item in ranked:
+        i = int(item)
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
+
+
 def _hits(ranked: Sequence[int], relevant: Collection[int], k: int) -> np.ndarray:
+    """Hit indicators of the top ``k`` of the deduplicated list (see the module notes)."""
     _check_k(k)
     rel = set(int(r) for r in relevant)
-    return np.array([int(item) in rel for item in list(ranked)[:k]], dtype=np.float64)
+    return np.array([item in rel for item in dedupe_ranked(ranked)[:k]], dtype=np.float64)
 
 
 def precision_at_k(ranked: Sequence[int], relevant: Collection[int], k: int) -> float:
@@ -64,7 +81,10 @@ def hit_rate_at_k(ranked: Sequence[int], relevant: Collection[int], k: int) -> f
 
 
 def ndcg_at_k(ranked: Sequence[int], relevant: Collection[int], k: int) -> float:
-    """Binary nDCG@k with discount ``1/log(1+rank)``; 0 when nothing is relevant."""
+    """Binary nDCG@k with discount ``1/log(1+rank)``; 0 when nothing is relevant.
+
+    A repeated item counts once, at its first rank (the list is deduplicated before the cut at ``k``).
+    """
     hits = _hits(ranked, relevant, k)
     n_rel = len(set(relevant))
     if n_rel == 0:
@@ -129,20 +149,25 @@ def ranking_metrics_batch(top_k: np.ndarray, relevant: sp.csr_matrix, k: int) ->
     """Per-user metrics for many users at once.
 
     ``top_k``: (n_users, >=k) item indices, best first. ``relevant``: CSR (n_users, n_items), nonzero =
-    relevant, row ``u`` belonging to ``top_k[u]``. Returns arrays of length n_users for ``precision``,
+    relevant, row ``u`` belonging to ``top_k[u]``. A row that repeats an item is deduplicated keeping
+    first occurrences (later entries move up; a row left shorter than ``k`` simply has fewer hits), as in
+    the per-user functions. Returns arrays of length n_users for ``precision``,
     ``recall``, ``hr``, ``ndcg``, ``map`` (denominator ``|relevant|``), ``map_min_k`` and ``n_relevant``.
     Users without relevant items get 0 everywhere; callers decide whether to skip them.
     """
     _check_k(k)
-    top_k = np.asarray(top_k)[:, :k]
-    if top_k.shape[0] != relevant.shape[0]:
+    top_k = np.asarray(top_k, dtype=np.int64)
+    if top_k.ndim != 2 or top_k.shape[0] != relevant.shape[0]:
         raise ValueError(
             f"top_k has {top_k.shape[0]} rows but relevant has {relevant.shape[0]}; they must match"
         )
+    top_k, valid = _dedupe_rows(top_k)
+    top_k, valid = top_k[:, :k], valid[:, :k]
     rel = sp.csr_matrix(relevant)
     n_users, width = top_k.shape
     rows = np.repeat(np.arange(n_users), width)
-    hits = (np.asarray(rel[rows, top_k.ravel()]).reshape(n_users, width) != 0).astype(np.float64)
+    found = np.asarray(rel[rows, np.where(valid, top_k, 0).ravel()]).reshape(n_users, width) != 0
+    hits = (found & valid).astype(np.float64)
     n_rel = np.diff(rel.indptr).astype(np.float64)
     n_hits = hits.sum(axis=1)
     safe = np.maximum(n_rel, 1.0)
@@ -162,6 +187,27 @@ def ranking_metrics_batch(top_k: np.ndarray, relevant: sp.csr_matrix, k: int) ->
         "map_min_k": np.where(has, ap_sum / np.maximum(np.minimum(n_rel, k), 1.0), 0.0),
         "n_relevant": n_rel,
     }
+
+
+def _dedupe_rows(top_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with repeated items removed (first occurrences kept, the rest shifted left) and the mask of
+    real entries; the padding left at the end of a shortened row is marked invalid."""
+    width = top_k.shape[1]
+    if width < 2:
+        return top_k, np.ones(top_k.shape, dtype=bool)
+    order = np.argsort(top_k, axis=1, kind="stable")
+    sorted_items = np.take_along_axis(top_k, order, axis=1)
+    repeat_sorted = np.zeros(top_k.shape, dtype=bool)
+    repeat_sorted[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
+    if not repeat_sorted.any():
+        return top_k, np.ones(top_k.shape, dtype=bool)
+    first = np.ones(top_k.shape, dtype=bool)
+    np.put_along_axis(first, order, ~repeat_sorted, axis=1)  # stable sort: the first occurrence is kept
+    # move the kept entries to the front of their row, keeping their order
+    pos = np.argsort(~first, axis=1, kind="stable")
+    packed = np.take_along_axis(top_k, pos, axis=1)
+    valid = np.arange(width)[None, :] < first.sum(axis=1, keepdims=True)
+    return packed, valid
 
 
 def auc_batch(scores: np.ndarray, relevant: sp.csr_matrix, candidates: np.ndarray) -> np.ndarray:

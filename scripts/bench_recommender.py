@@ -8,7 +8,8 @@ Prints one JSON object on stdout (progress on stderr):
 ...}}, "serving": {...}}``. Data sets: ``ml-100k`` (Microsoft Recommenders protocol), ``ml-cross-domain``
 (genre-split MovieLens, cold users), ``caravan`` (leave-one-product-out + the ISLP propensity figures)
 and ``demo`` (cold-start learners in the synthetic world, with ground-truth recovery). ``serving``
-times the numpy ranking path for 1,000 products on one CPU thread.
+times the numpy ranking path for 1,000 products on one CPU thread: scoring alone (the 1 ms target) and
+the full request (profile from a raw course history, ranking, explanations).
 """
 
 from __future__ import annotations
@@ -63,8 +64,17 @@ def run_dataset(name: str, fast: bool) -> dict[str, Any]:
     return result
 
 
-def serving_benchmark(n_products: int = 1000, n_requests: int = 2000) -> dict[str, Any]:
-    """Train a small hybrid on a demo world with ``n_products`` products, save, load, time ``rank``."""
+def serving_benchmark(n_products: int = 1000, n_requests: int = 2000, n_full: int = 300) -> dict[str, Any]:
+    """Train a small hybrid on a demo world with ``n_products`` products, save, load, time the requests.
+
+    ``ms_per_user``: ``rank(..., explain=False)`` on a ready profile vector with the user's product
+    history (scoring and top-k: the quantity the 1 ms target is about). ``ms_per_user_with_explanations``:
+    the same with explanations; ``ms_explain`` is the difference. ``ms_per_request_full``: the whole
+    request for ``n_full`` users: the profile built from the user's raw course history
+    (``ProfileBuilder.profile_for``, ``ms_profile`` on its own) and ``rank(..., explain=True)`` citing
+    the user's courses. Everything runs on one CPU thread.
+    """
+    import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from recommender.data.demo import demo_interaction_data, generate_demo_world
@@ -80,32 +90,58 @@ def serving_benchmark(n_products: int = 1000, n_requests: int = 2000) -> dict[st
         path = save_hybrid_artifact(model, split.train, tmp, knowledge=split.knowledge)
         ranker = ProductRanker.load(path)
     feats = np.asarray(split.train.user_features, dtype=np.float32)
-    users = np.arange(n_requests) % feats.shape[0]
+    n_users = feats.shape[0]
+    users = np.arange(n_requests) % n_users
+    owned = [split.train.interactions[u].indices.tolist() for u in range(n_users)]
+    events = split.train_dataset.interactions
+    by_user = dict(tuple(events.groupby("user_id", sort=False)))
+    empty = events.iloc[0:0]
+    histories: list[pd.DataFrame] = [by_user.get(uid, empty) for uid in split.user_ids]
+    row_of = {cid: i for i, cid in enumerate(split.train_dataset.items["item_id"])}
+    courses = [[row_of[c] for c in h["item_id"].unique() if c in row_of] for h in histories]
+    builder = split.profile_builder
     with threadpool_limits(limits=1):
         for u in users[:50]:  # warm-up
-            ranker.rank(feats[u], k=10, explain=False)
+            ranker.rank(feats[u], k=10, history=owned[u], explain=False)
+            builder.profile_for(histories[u])
         t0 = time.perf_counter()
         for u in users:
-            ranker.rank(feats[u], k=10, explain=False)
+            ranker.rank(feats[u], k=10, history=owned[u], explain=False)
         score_ms = (time.perf_counter() - t0) / len(users) * 1000
-        n_explained = min(300, n_requests)
+        n_explained = min(n_full, n_requests)
         t0 = time.perf_counter()
         for u in users[:n_explained]:
-            ranker.rank(feats[u], k=10, explain=True)
+            ranker.rank(feats[u], k=10, history=owned[u], course_indices=courses[u], explain=True)
         explain_ms = (time.perf_counter() - t0) / n_explained * 1000
+        profile_s = 0.0
+        t0 = time.perf_counter()
+        for u in users[:n_explained]:
+            t_profile = time.perf_counter()
+            features = builder.profile_for(histories[u], user_id=split.user_ids[u]).features()
+            profile_s += time.perf_counter() - t_profile
+            ranker.rank(features, k=10, history=owned[u], course_indices=courses[u], explain=True)
+        full_ms = (time.perf_counter() - t0) / n_explained * 1000
         t0 = time.perf_counter()
         ranker.score(feats[users])
         batch_ms = (time.perf_counter() - t0) / len(users) * 1000
+    with_history = sum(1 for u in users if owned[u])
     return {
         "n_products": int(ranker.n_products),
         "feature_dim": int(ranker.feature_dim),
         "embedding_dim": int(model.item_embeddings.shape[1]),
         "requests": len(users),
+        "requests_with_product_history": int(with_history),
+        "full_requests": n_explained,
+        "full_requests_with_course_history": int(sum(1 for u in users[:n_explained] if len(histories[u]))),
         "threads": 1,
         "ms_per_user": round(score_ms, 4),
         "ms_per_user_with_explanations": round(explain_ms, 4),
+        "ms_explain": round(explain_ms - score_ms, 4),
+        "ms_profile": round(profile_s / n_explained * 1000, 4),
+        "ms_per_request_full": round(full_ms, 4),
         "ms_per_user_batched": round(batch_ms, 5),
         "target_ms_per_user": 1.0,
+        "target_applies_to": "ms_per_user (scoring and top-k on a ready profile)",
         "meets_target": bool(score_ms <= 1.0),
     }
 
@@ -170,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         log("=== serving")
         out["serving"] = serving_benchmark()
         log(
-            f"serving: {out['serving']['ms_per_user']:.3f} ms per user "
+            f"serving: {out['serving']['ms_per_user']:.3f} ms per user scoring, "
+            f"{out['serving']['ms_per_request_full']:.3f} ms per full request "
             f"for {out['serving']['n_products']} products"
         )
     out["environment"] = {

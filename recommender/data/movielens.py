@@ -170,9 +170,13 @@ def python_stratified_split(
     """Stratified random split, faithful to Microsoft Recommenders' ``python_stratified_split``.
 
     Per user (or item, ``filter_by``): draw ``np.random.seed(seed); np.random.rand(n_rows)`` in row
-    order, sort by (group, random), and give each row the rank ``cumcount+1`` divided by the group size;
-    rows with rank <= ``ratio`` go to train, the rest to test. Groups with fewer than ``min_rating``
-    rows are dropped first. Only the two-way split is supported (that is what the benchmark uses).
+    order, sort by (group, random), and keep the first ``round(ratio * n)`` rows of each group of ``n``
+    rows in train, the rest in test. ``round`` is Python's/numpy's (half to even), as in Recommenders:
+    ``split_pandas_data_with_ratios`` cuts each shuffled group at ``round(ratio * len(group))`` and the
+    newer ``_do_stratification`` keeps ``rank <= round(ratio * count)``. Groups with fewer than
+    ``min_rating`` rows are dropped first. Only the two-way split is supported (that is what the
+    benchmark uses). On ml-100k (``filter_by="item"``, seed 42) this gives 75,066 training and 24,934
+    test ratings, and every movie keeps at least one training rating.
     """
     if filter_by not in ("user", "item"):
         raise ValueError("filter_by should be either 'user' or 'item'.")
@@ -191,12 +195,11 @@ def python_stratified_split(
     data["random"] = np.random.rand(data.shape[0])
     data = data.sort_values([split_by, "random"])
     groups = data.groupby(split_by)
-    data["count"] = groups[split_by].transform("count")
-    data["rank"] = (groups.cumcount() + 1) / data["count"]
-    data = data.drop(columns=["count", "random"])
-    train = data[data["rank"] <= ratio].drop(columns="rank")
-    test = data[data["rank"] > ratio].drop(columns="rank")
-    return train, test
+    count = groups[split_by].transform("count").to_numpy()
+    rank = groups.cumcount().to_numpy() + 1
+    in_train = rank <= np.round(ratio * count)  # numpy rounds half to even, like Python's round
+    data = data.drop(columns=["random"])
+    return data[in_train], data[~in_train]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,17 @@ hidden: for them the models see only the source behaviour (``user_features``: th
 source-domain ratings) and must rank target movies, exactly like a learner whose course history is
 known but who never bought a financial product.
 
-Models: target-domain popularity, EMCDR-style (SVD in both domains + ridge map), the hybrid (two-tower +
-closed-form wide part) and, as an ablation, the two-tower alone. Hyperparameters are chosen on
-validation cold users carved out of the training users of fold 0, never on held-out users. Fold 0 is
-the reported split; the other folds (every eligible user is cold in exactly one) reuse fold 0's
-hyperparameters and serve as a robustness check of the ranking of the models.
+Models: target-domain popularity, EMCDR-style (SVD in both domains + ridge map), a plain ridge map from
+the L2-normalised source ratings to the target items (:class:`~recommender.models.ridge_map.RidgeMap`,
+which is the hybrid's wide part on its own), the hybrid (two-tower + that closed-form wide part) and, as
+an ablation, the two-tower alone (``hybrid_deep_only``).
+
+Protocol: five folds whose cold users partition the eligible users (every one is cold exactly once).
+Tuning is nested: inside each fold, validation cold users are drawn from *that fold's* training users
+only (the fold's own cold users have no target history and are never eligible), the hyperparameters of
+EMCDR, the ridge map and the hybrid's wide part are picked on them, and the models are then refitted on
+the fold's training data and scored on its cold users. No fold's test users influence its settings.
+``models`` holds the mean over the folds; ``cv`` the per-fold figures.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from recommender.models.base import InteractionData, Recommender
 from recommender.models.emcdr import EMCDR
 from recommender.models.hybrid import HybridTwoTower
 from recommender.models.popularity import Popularity
+from recommender.models.ridge_map import RidgeMap
 
 #: A movie with any of these genres belongs to the target domain; every other movie to the source.
 TARGET_GENRES: frozenset[str] = frozenset(
@@ -153,11 +160,14 @@ EMCDR_GRID: tuple[dict[str, Any], ...] = tuple(
 WIDE_GRID: tuple[dict[str, Any], ...] = tuple(
     {"wide_ridge": r, "wide_weight": w} for r in (3.0, 10.0) for w in (0.25, 0.5, 0.75)
 )
+RIDGE_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0)
+MODELS: tuple[str, ...] = ("popularity", "emcdr", "ridge_map", "hybrid", "hybrid_deep_only")
+_MEAN_KEYS: tuple[str, ...] = ("ndcg@10", "map", "precision@10", "recall@10", "hr@10", "auc", "train_s")
 
 
-def hybrid_factory(wide: dict[str, Any] | None, fast: bool = False) -> Callable[[], Recommender]:
+def hybrid_factory(wide: dict[str, Any] | None, fast: bool = False) -> Callable[[], HybridTwoTower]:
     """The hybrid for this protocol; ``wide=None`` is the deep two-tower alone (the ablation)."""
-    deep = {**DEEP, "epochs": 20} if fast else DEEP
+    deep = {**DEEP, "epochs": 10} if fast else DEEP
 
     def make() -> HybridTwoTower:
         return HybridTwoTower(seed=0, **deep, **(wide or {}))
@@ -166,29 +176,53 @@ def hybrid_factory(wide: dict[str, Any] | None, fast: bool = False) -> Callable[
 
 
 def tune(split: CrossDomainSplit, fast: bool = False, seed: int = 1) -> dict[str, Any]:
-    """EMCDR and hybrid settings picked on validation cold users carved out of the training users."""
+    """EMCDR, ridge-map and wide-part settings picked on validation cold users carved out of
+    ``split``'s training users (its own cold users have empty target rows and are never drawn).
+
+    The hybrid's towers do not depend on the wide settings, so they are trained once on the validation
+    data and every wide setting is scored on them (:meth:`HybridTwoTower.with_wide`).
+    """
     if split.train.user_features is None:
         raise ValueError("the cross-domain split needs user_features (the source-domain profiles)")
     val_cold = pick_cold_users(split.train.interactions, split.train.user_features, 0.2, 5, seed=seed)
+    if np.intersect1d(val_cold, split.cold_users).size:
+        raise AssertionError("validation users must come from the fold's training users")
     vtrain, vtest = hide_target_history(split.train, val_cold)
 
-    def val(make: Callable[[], Recommender]) -> float:
-        model = make().fit(vtrain)
+    def val(model: Recommender) -> float:
         return float(evaluate(model, vtrain, vtest, users=val_cold, compute_auc=False)["ndcg@10"])
 
     emcdr_grid = EMCDR_GRID[2:3] if fast else EMCDR_GRID
     wide_grid = WIDE_GRID[1:2] if fast else WIDE_GRID
-    emcdr_scores = [val(lambda c=c: EMCDR(**c)) for c in emcdr_grid]  # type: ignore[misc]
-    wide_scores = [val(hybrid_factory(c, fast)) for c in wide_grid]
+    ridge_grid = RIDGE_GRID[2:3] if fast else RIDGE_GRID
+    emcdr_scores = [val(EMCDR(**c).fit(vtrain)) for c in emcdr_grid]
+    ridge_scores = [val(RidgeMap(ridge=r).fit(vtrain)) for r in ridge_grid]
+    towers = hybrid_factory(None, fast)().fit(vtrain)
+    wide_scores = [val(towers.with_wide(vtrain, **c)) for c in wide_grid]
     return {
         "emcdr": dict(emcdr_grid[int(np.argmax(emcdr_scores))]),
+        "ridge_map": {"ridge": ridge_grid[int(np.argmax(ridge_scores))]},
         "hybrid": dict(wide_grid[int(np.argmax(wide_scores))]),
+        "validation_ndcg@10": {
+            "emcdr": float(max(emcdr_scores)),
+            "ridge_map": float(max(ridge_scores)),
+            "hybrid": float(max(wide_scores)),
+        },
         "n_validation_users": len(val_cold),
     }
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _score(
+    split: CrossDomainSplit, name: str, model: Recommender, train_s: float, k: int, label: str
+) -> dict[str, Any]:
+    res = evaluate(model, split.train, split.test, k=k, users=split.cold_users)
+    res["train_s"] = train_s
+    _log(f"[ml-cross-domain{label}] {name}: ndcg@{k}={res[f'ndcg@{k}']:.4f} ({train_s:.1f}s)")
+    return res
 
 
 def evaluate_models(
@@ -199,11 +233,34 @@ def evaluate_models(
     for name, make in models.items():
         t0 = time.perf_counter()
         model = make().fit(split.train)
-        train_s = time.perf_counter() - t0
-        res = evaluate(model, split.train, split.test, k=k, users=split.cold_users)
-        res["train_s"] = train_s
-        out[name] = res
-        _log(f"[ml-cross-domain{label}] {name}: ndcg@{k}={res[f'ndcg@{k}']:.4f} ({train_s:.1f}s)")
+        out[name] = _score(split, name, model, time.perf_counter() - t0, k, label)
+    return out
+
+
+def evaluate_fold(
+    split: CrossDomainSplit, tuned: dict[str, Any], fast: bool = False, k: int = 10, label: str = ""
+) -> dict[str, dict[str, Any]]:
+    """Every model of the protocol with the fold's own settings, fitted on its training data.
+
+    ``hybrid`` and ``hybrid_deep_only`` share one training run of the towers (identical settings).
+    """
+    out = evaluate_models(
+        split,
+        {
+            "popularity": Popularity,
+            "emcdr": lambda: EMCDR(**tuned["emcdr"]),
+            "ridge_map": lambda: RidgeMap(**tuned["ridge_map"]),
+        },
+        k=k,
+        label=label,
+    )
+    t0 = time.perf_counter()
+    towers = hybrid_factory(None, fast)().fit(split.train)
+    towers_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hybrid = towers.with_wide(split.train, **tuned["hybrid"])
+    out["hybrid"] = _score(split, "hybrid", hybrid, towers_s + time.perf_counter() - t0, k, label)
+    out["hybrid_deep_only"] = _score(split, "hybrid_deep_only", towers, towers_s, k, label)
     return out
 
 
@@ -225,33 +282,41 @@ def cold_user_folds(n_folds: int = 5, min_per_domain: int = 5, seed: int = 42) -
 
 
 def run(fast: bool = False, n_folds: int = 5) -> dict[str, Any]:
-    """Fold 0 is the reported split (hyperparameters tuned inside its training users); the mean over all
-    folds (same hyperparameters) is a robustness check: ``{"models": ..., "cv": ...}``."""
+    """Nested cross-validation over the cold-user folds: ``{"models": mean over folds, "cv": ...}``."""
     t0 = time.perf_counter()
     folds = cold_user_folds(n_folds=2 if fast else n_folds)
-    tuned = tune(folds[0], fast=fast)
-    _log(f"[ml-cross-domain] validation picked {tuned}")
-    factories: dict[str, Callable[[], Recommender]] = {
-        "popularity": Popularity,
-        "emcdr": lambda: EMCDR(**tuned["emcdr"]),
-        "hybrid": hybrid_factory(tuned["hybrid"], fast),
-        "hybrid_deep_only": hybrid_factory(None, fast),
-    }
-    per_fold = [evaluate_models(split, factories, label=f" fold {i}") for i, split in enumerate(folds)]
-    ndcg = {name: [fold[name]["ndcg@10"] for fold in per_fold] for name in factories}
-    cv = {
+    per_fold: list[dict[str, dict[str, Any]]] = []
+    tuning: list[dict[str, Any]] = []
+    for i, split in enumerate(folds):
+        tuned = tune(split, fast=fast)
+        _log(f"[ml-cross-domain fold {i}] validation picked {tuned}")
+        tuning.append(tuned)
+        per_fold.append(evaluate_fold(split, tuned, fast=fast, label=f" fold {i}"))
+    ndcg = {name: [fold[name]["ndcg@10"] for fold in per_fold] for name in MODELS}
+    mean = {
         name: {
             key: float(np.mean([fold[name][key] for fold in per_fold]))
-            for key in ("ndcg@10", "map", "precision@10", "recall@10", "hr@10", "train_s")
+            for key in _MEAN_KEYS
+            if all(key in fold[name] for fold in per_fold)
         }
-        for name in factories
+        for name in MODELS
     }
+    for name in MODELS:
+        mean[name]["ndcg@10_std"] = float(np.std(ndcg[name]))
+        mean[name]["n_users"] = int(sum(fold[name]["n_users"] for fold in per_fold))
+    hybrid_mean = mean["hybrid"]["ndcg@10"]
     return {
-        "models": per_fold[0],
+        "models": mean,
         "cv": {
             "n_folds": len(folds),
-            "mean": cv,
+            "nested_tuning": True,
+            "mean": mean,
             "ndcg@10_per_fold": ndcg,
+            "per_fold": per_fold,
+            "hybrid_beats_popularity_and_emcdr_in_mean": bool(
+                hybrid_mean > mean["popularity"]["ndcg@10"] and hybrid_mean > mean["emcdr"]["ndcg@10"]
+            ),
+            "hybrid_beats_ridge_map_in_mean": bool(hybrid_mean > mean["ridge_map"]["ndcg@10"]),
             "hybrid_beats_baselines_every_fold": bool(
                 all(
                     h > max(e, p)
@@ -259,8 +324,8 @@ def run(fast: bool = False, n_folds: int = 5) -> dict[str, Any]:
                 )
             ),
         },
-        "tuning": tuned,
-        "n_cold_users": len(folds[0].cold_users),
+        "tuning": tuning,
+        "n_cold_users_per_fold": [len(split.cold_users) for split in folds],
         "n_source_items": len(folds[0].source_item_ids),
         "n_target_items": len(folds[0].target_item_ids),
         "target_genres": sorted(TARGET_GENRES),

@@ -27,6 +27,7 @@ and the wide matrix. All scoring, here and in :mod:`recommender.serving`, is pla
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from recommender.models.base import InteractionData, Recommender
+from recommender.models.ridge_map import fit_ridge_map
 from recommender.trainer import LossName, TrainConfig, TrainReport, train_two_tower
 
 _STD_FLOOR = 1e-3
@@ -300,6 +302,32 @@ class HybridTwoTower(Recommender):
         self.arrays = {**arrays, **_export(net, itf_t)}
         return self
 
+    def with_wide(
+        self, data: InteractionData, wide_ridge: float | None, wide_weight: float = 0.5
+    ) -> HybridTwoTower:
+        """A copy that shares this fitted model's towers and has its wide part refitted on ``data``
+        with ``wide_ridge`` / ``wide_weight`` (``wide_ridge=None``: no wide part, the towers alone).
+
+        Training the towers never reads the wide settings, so this equals fitting a fresh model with
+        those settings on the same ``data``; it makes a grid over the wide part cost one training run.
+        """
+        arrays = dict(self._require())
+        if wide_ridge is not None and not wide_ridge > 0:
+            raise ValueError(f"wide_ridge must be positive or None, got {wide_ridge!r}")
+        if not 0.0 <= wide_weight <= 1.0:
+            raise ValueError(f"wide_weight must be in [0, 1], got {wide_weight!r}")
+        arrays.pop("wide_w", None)
+        arrays.pop("wide_weight", None)
+        if wide_ridge is not None and "user_mean" in arrays and data.user_features is not None:
+            uf = _scale_features(np.asarray(data.user_features, dtype=np.float32), arrays)
+            arrays["wide_w"] = _fit_wide(uf, data.interactions, wide_ridge)
+            arrays["wide_weight"] = np.array([wide_weight], dtype=np.float32)
+        clone = copy.copy(self)
+        clone.wide_ridge = wide_ridge
+        clone.wide_weight = float(wide_weight)
+        clone.arrays = arrays
+        return clone
+
     # ------------------------------------------------------------------ numpy scoring
     def _require(self) -> dict[str, np.ndarray]:
         if self.arrays is None:
@@ -346,16 +374,7 @@ class HybridTwoTower(Recommender):
 
 def _fit_wide(scaled_features: np.ndarray, interactions: sp.csr_matrix, ridge: float) -> np.ndarray:
     """Closed-form ridge map ``[features, 1] -> binary target row`` over users with target history."""
-    x = sp.csr_matrix(interactions, dtype=np.float64)
-    warm = np.flatnonzero(np.diff(x.indptr) > 0)
-    if warm.size == 0:
-        raise ValueError("the wide part needs at least one user with target-domain history")
-    f = np.hstack([scaled_features[warm].astype(np.float64), np.ones((warm.size, 1))])
-    y = x[warm]
-    y.data[:] = 1.0
-    gram = f.T @ f
-    gram[np.diag_indices_from(gram)] += ridge
-    return np.linalg.solve(gram, np.asarray((y.T @ f).T)).astype(np.float32)
+    return fit_ridge_map(scaled_features, interactions, ridge).astype(np.float32)
 
 
 def _zscore_rows(s: np.ndarray) -> np.ndarray:

@@ -84,15 +84,14 @@ def test_evaluator_rejects_bad_inputs() -> None:
 
 def _reference_stratified(frame: pd.DataFrame, ratio: float, seed: int, by: str) -> set[int]:
     """An independent, loop-based statement of the Recommenders rule: per group, order the rows by the
-    random number drawn for them in file order; the first ``ratio`` share (rank/size <= ratio) trains."""
+    random number drawn for them in file order; the first ``round(ratio * n)`` of the group's ``n`` rows
+    train (Python's ``round``, half to even, as Recommenders cuts each group)."""
     rand = np.random.RandomState(seed).rand(len(frame))
     train_rows: set[int] = set()
     for _, rows in frame.groupby(by).groups.items():
         rows = np.asarray(rows)
         order = rows[np.argsort(rand[rows], kind="stable")]
-        for rank, row in enumerate(order, start=1):
-            if rank / len(order) <= ratio:
-                train_rows.add(int(row))
+        train_rows.update(int(r) for r in order[: round(ratio * len(order))])
     return train_rows
 
 
@@ -108,6 +107,20 @@ def test_stratified_split_matches_an_independent_statement_of_the_rule(by: str) 
     # the seed fixes the split
     again, _ = movielens.python_stratified_split(frame, ratio=0.75, filter_by=by, seed=42)
     assert set(again.index) == set(train.index)
+
+
+def test_stratified_split_keeps_round_ratio_n_rows_per_group() -> None:
+    # groups of 1..8 rows; round(0.75 * n) half to even: n=1 -> 1 (0.75), n=2 -> 2 (1.5), n=3 -> 2 (2.25),
+    # n=4 -> 3, n=5 -> 4 (3.75), n=6 -> 4 (4.5), n=7 -> 5 (5.25), n=8 -> 6
+    expected = {1: 1, 2: 2, 3: 2, 4: 3, 5: 4, 6: 4, 7: 5, 8: 6}
+    frame = pd.DataFrame(
+        {
+            "userID": np.arange(36),
+            "itemID": np.concatenate([np.full(n, n) for n in range(1, 9)]),
+        }
+    )
+    train, _ = movielens.python_stratified_split(frame, ratio=0.75, filter_by="item", seed=3)
+    assert train.groupby("itemID").size().to_dict() == expected
 
 
 def test_stratified_split_validates_arguments() -> None:
@@ -172,9 +185,11 @@ def test_ml100k_benchmark_split_is_stratified_per_item(ratings: pd.DataFrame) ->
     assert train.multiply(test).nnz == 0
     per_item = np.asarray(train.sum(axis=0)).ravel()
     totals = per_item + np.asarray(test.sum(axis=0)).ravel()
-    # the rule: floor(0.75 * n) of each item's n ratings train (rank/n <= 0.75)
-    np.testing.assert_array_equal(per_item, np.floor(0.75 * totals + 1e-9))
-    assert split.recommendable.sum() == (per_item > 0).sum()
+    # the rule: round(0.75 * n) (half to even) of each item's n ratings train
+    np.testing.assert_array_equal(per_item, [round(0.75 * n) for n in totals.astype(int).tolist()])
+    assert (train.nnz, test.nnz) == (75_066, 24_934)
+    # every movie keeps a training rating, so every movie can be recommended
+    assert split.recommendable.all()
 
 
 def test_cross_domain_split_keeps_domains_disjoint_and_hides_cold_targets(ratings: pd.DataFrame) -> None:
@@ -202,7 +217,7 @@ def test_ease_reproduces_the_published_ml100k_anchor(ratings: pd.DataFrame) -> N
 
 
 @pytest.mark.slow
-def test_ml100k_protocol_best_model_beats_ease_and_reaches_the_goal(ratings: pd.DataFrame) -> None:
+def test_ml100k_protocol_picks_the_best_model_on_validation(ratings: pd.DataFrame) -> None:
     from recommender.evaluation import movielens as protocol
 
     res = protocol.run(fast=True)
@@ -210,18 +225,63 @@ def test_ml100k_protocol_best_model_beats_ease_and_reaches_the_goal(ratings: pd.
     for metrics in models.values():
         assert {"ndcg@10", "map", "precision@10", "recall@10", "train_s"} <= set(metrics)
     assert models["popularity"]["ndcg@10"] < models["itemknn"]["ndcg@10"] < models["ease"]["ndcg@10"]
-    assert models["two_sided_lae"]["ndcg@10"] >= 0.49
-    assert models["two_sided_lae"]["ndcg@10"] > models["ease"]["ndcg@10"]
+    # the choice follows the validation scores, never the test scores
+    val = res["selection"]["validation_ndcg@10"]
+    assert set(val) == set(protocol.CANDIDATES)
+    assert res["best_model"] == max(protocol.CANDIDATES, key=lambda name: val[name])
+    best = models[res["best_model"]]["ndcg@10"]
+    assert res["best_test"]["ndcg@10"] == best
+    eases = [models[name]["ndcg@10"] for name in ("ease", "ease_lam300") if name in models]
+    assert res["goal_met"] == (best >= 0.49 and best > max(eases))
+
+
+def test_cross_domain_validation_users_come_from_the_folds_training_users(ratings: pd.DataFrame) -> None:
+    from recommender.evaluation.cross_domain import cold_user_folds, pick_cold_users
+
+    folds = cold_user_folds(n_folds=5)
+    cold_sets = [set(f.cold_users.tolist()) for f in folds]
+    assert all(not a & b for i, a in enumerate(cold_sets) for b in cold_sets[i + 1 :])
+    for split in folds:
+        assert split.train.user_features is not None
+        val = pick_cold_users(split.train.interactions, split.train.user_features, 0.2, 5, seed=1)
+        # the fold's own test users have no target history left, so they can never be drawn
+        assert not set(val.tolist()) & set(split.cold_users.tolist())
 
 
 @pytest.mark.slow
-def test_cross_domain_hybrid_beats_emcdr_and_popularity(ratings: pd.DataFrame) -> None:
+def test_cross_domain_nested_protocol(ratings: pd.DataFrame) -> None:
     from recommender.evaluation import cross_domain
 
     res = cross_domain.run(fast=True)
+    assert len(res["tuning"]) == res["cv"]["n_folds"] == 2
     ndcg = {name: m["ndcg@10"] for name, m in res["models"].items()}
+    assert set(ndcg) == set(cross_domain.MODELS)
+    # the mean is the mean of the per-fold figures
+    for name, folds in res["cv"]["ndcg@10_per_fold"].items():
+        assert ndcg[name] == pytest.approx(float(np.mean(folds)))
     assert ndcg["emcdr"] > 1.2 * ndcg["popularity"]
-    assert ndcg["hybrid"] > ndcg["emcdr"]
+    assert ndcg["ridge_map"] > ndcg["popularity"]
+
+
+@pytest.mark.slow
+def test_caravan_protocol_reports_cold_and_warm_customers() -> None:
+    from recommender.evaluation import caravan
+
+    res = caravan.run(fast=True)
+    assert res["n_cold"] + res["n_warm"] == res["n_evaluated"]
+    cold = res["segments"]["cold"]["models"]
+    # customers without a remaining product are handed to popularity by the fallback
+    for name in ("itemknn", "ease"):
+        assert cold[name] == pytest.approx(cold["popularity"])
+    warm = res["segments"]["warm"]["models"]
+    # customers with a product left are ranked by the CF models themselves
+    assert warm["ease"] != pytest.approx(warm["popularity"])
+    # the overall figure is the user-weighted mean of the two segments
+    for name, metrics in res["models"].items():
+        mixed = (res["n_cold"] * cold[name]["ndcg@10"] + res["n_warm"] * warm[name]["ndcg@10"]) / res[
+            "n_evaluated"
+        ]
+        assert metrics["ndcg@10"] == pytest.approx(mixed)
 
 
 @pytest.mark.slow

@@ -98,6 +98,22 @@ def test_wide_part_blends_scores_and_is_validated() -> None:
         HybridTwoTower(wide_weight=1.5)
 
 
+def test_with_wide_equals_a_fresh_fit_with_those_wide_settings() -> None:
+    data = toy_data()
+    base = small().fit(data)
+    users = np.arange(data.n_users)
+    for ridge, weight in ((1.0, 0.5), (10.0, 0.25)):
+        fresh = small(wide_ridge=ridge, wide_weight=weight).fit(data)
+        swapped = base.with_wide(data, ridge, weight)
+        np.testing.assert_allclose(swapped.score(users, data), fresh.score(users, data), rtol=1e-5, atol=1e-5)
+    # removing the wide part again gives back the towers alone; the original is left untouched
+    widened = base.with_wide(data, 1.0, 0.5)
+    np.testing.assert_array_equal(widened.with_wide(data, None).score(users, data), base.score(users, data))
+    assert base.wide_ridge is None and base.arrays is not None and "wide_w" not in base.arrays
+    with pytest.raises(ValueError, match="wide_weight"):
+        base.with_wide(data, 1.0, 1.5)
+
+
 def test_make_user_batch_splits_each_history_into_input_and_targets() -> None:
     data = toy_data()
     x = sp.csr_matrix(data.interactions)

@@ -131,3 +131,41 @@ def test_batch_auc_matches_the_per_user_function() -> None:
 def test_batch_rejects_mismatched_rows() -> None:
     with pytest.raises(ValueError, match="rows"):
         ranking_metrics_batch(np.zeros((3, 2), dtype=int), sp.csr_matrix((4, 5)), 2)
+
+
+def test_a_repeated_item_counts_once_at_its_first_rank() -> None:
+    # [1, 1, 5, 3] deduplicates to [1, 5, 3]: top-3 hits at ranks 1 and 2 of relevant {1, 5, 7}.
+    ranked = [1, 1, 5, 3]
+    # DCG = 1/ln2 + 1/ln3 = 1.442695 + 0.910239 = 2.352934
+    # IDCG over min(3, 3) = 3: 1/ln2 + 1/ln3 + 1/ln4 = 3.074282 -> nDCG = 0.765361
+    # (counting the repeat would give hits at ranks 1, 2, 3 and nDCG = 1.0)
+    assert ndcg_at_k(ranked, RELEVANT, 3) == pytest.approx(0.765361, abs=1e-6)
+    assert precision_at_k(ranked, RELEVANT, 3) == pytest.approx(2 / 3)  # not 3/3
+    assert recall_at_k(ranked, RELEVANT, 3) == pytest.approx(2 / 3)  # not 3/3
+    # precision at the hit ranks: 1/1 and 2/2 -> sum 2, / 3 relevant
+    assert average_precision_at_k(ranked, RELEVANT, 3) == pytest.approx(2 / 3)
+    # a list that is all one relevant item: one hit at rank 1; IDCG over min(3, 2) = 2 ranks
+    # nDCG = (1/ln2) / (1/ln2 + 1/ln3) = 1.442695 / 2.352934 = 0.613147
+    assert ndcg_at_k([2, 2, 2], {2, 4}, 3) == pytest.approx(0.613147, abs=1e-6)
+    assert precision_at_k([2, 2, 2], {2, 4}, 3) == pytest.approx(1 / 3)
+
+
+def test_batch_metrics_deduplicate_rows_like_the_per_user_functions() -> None:
+    top = np.array([[1, 1, 5, 3], [2, 2, 2, 2], [0, 6, 0, 7]])
+    relevant = sp.csr_matrix((np.ones(6), ([0, 0, 0, 1, 1, 2], [1, 5, 7, 2, 4, 7])), shape=(3, 8))
+    batch = ranking_metrics_batch(top, relevant, 3)
+    # row 0 as above; row 1 -> [2]: 0.613147; row 2 -> [0, 6, 7]: one hit at rank 3 of {7}:
+    # DCG = 1/ln4 = 0.721348, IDCG = 1/ln2 = 1.442695 -> 0.5
+    np.testing.assert_allclose(batch["ndcg"], [0.765361, 0.613147, 0.5], atol=1e-6)
+    np.testing.assert_allclose(batch["precision"], [2 / 3, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(batch["recall"], [2 / 3, 1 / 2, 1.0])
+    rng = np.random.default_rng(3)
+    rand_top = rng.integers(0, 8, size=(30, 6))  # many repeats
+    rand_rel = sp.csr_matrix((rng.random((30, 8)) < 0.3).astype(np.float32))
+    rb = ranking_metrics_batch(rand_top, rand_rel, 4)
+    for u in range(30):
+        rel = set(rand_rel[u].indices.tolist())
+        if rel:
+            assert rb["ndcg"][u] == pytest.approx(ndcg_at_k(rand_top[u].tolist(), rel, 4))
+            assert rb["map"][u] == pytest.approx(average_precision_at_k(rand_top[u].tolist(), rel, 4))
+            assert rb["recall"][u] == pytest.approx(recall_at_k(rand_top[u].tolist(), rel, 4))

@@ -22,9 +22,11 @@ from recommender.models.content import ContentCosine
 from recommender.models.ease import DLAE, EASE, EDLAE, UserDLAE
 from recommender.models.emcdr import EMCDR
 from recommender.models.ensemble import Ensemble, two_sided_lae
+from recommender.models.fallback import ColdStartFallback
 from recommender.models.hybrid import HybridTwoTower
 from recommender.models.itemknn import ItemKNN
 from recommender.models.popularity import Popularity
+from recommender.models.ridge_map import RidgeMap
 
 N_ITEMS = 30
 N_WARM = 120
@@ -91,7 +93,12 @@ MODELS: dict[str, Spec] = {
     "two_sided_lae": Spec(
         lambda: two_sided_lae((5.0, 0.5, 0.25), (5.0, 0.5, 0.25), 0.5), warm=True, cold=False
     ),
+    "ease+fallback": Spec(lambda: ColdStartFallback(EASE(lam=10.0)), warm=True, cold=False),
+    "itemknn+content_fallback": Spec(
+        lambda: ColdStartFallback(ItemKNN(k=10), fallback=ContentCosine()), warm=True, cold=True
+    ),
     "ensemble": Spec(lambda: Ensemble([(EASE(lam=10.0), 0.7), (Popularity(), 0.3)]), warm=True, cold=False),
+    "ridge_map": Spec(lambda: RidgeMap(ridge=1.0), warm=True, cold=True),
     "emcdr": Spec(lambda: EMCDR(target_dim=4, source_dim=4, ridge=1.0), warm=True, cold=True),
     "hybrid": Spec(
         lambda: HybridTwoTower(dim=16, hidden=16, epochs=40, batch_size=32, lr=5e-3, cold_prob=0.5, seed=0),
@@ -215,3 +222,18 @@ def test_models_without_feature_transfer_do_not_personalise_cold_users(
     # every cold user gets the same list: nothing user-specific is known to these models
     top = fitted[name].recommend(toy.cold, toy.data, k=5)
     assert len({tuple(sorted(row)) for row in top.tolist()}) == 1
+
+
+def test_cold_start_fallback_uses_the_fallback_exactly_for_users_without_history(
+    toy: Toy, fitted: dict[str, Recommender]
+) -> None:
+    users = np.array([0, N_WARM, 5, N_WARM + 3])  # warm, cold, warm, cold
+    wrapped = fitted["ease+fallback"].score(users, toy.data)
+    ease = fitted["ease"].score(users, toy.data)
+    popularity = fitted["popularity"].score(users, toy.data)
+    np.testing.assert_array_equal(wrapped[[0, 2]], ease[[0, 2]])
+    np.testing.assert_array_equal(wrapped[[1, 3]], popularity[[1, 3]])
+    # without the fallback an item-item model gives a cold user all zeros (the ranking is column order)
+    assert not ease[[1, 3]].any()
+    with pytest.raises(TypeError, match="Recommender"):
+        ColdStartFallback(object())  # type: ignore[arg-type]

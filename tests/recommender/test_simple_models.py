@@ -192,3 +192,21 @@ def test_models_check_the_item_count() -> None:
         Blend(Popularity(), Popularity(), alpha=1.5)
     with pytest.raises(ValueError, match="k must be"):
         ItemKNN(k=0)
+
+
+def test_ridge_map_is_the_ridge_solution_on_l2_normalised_features() -> None:
+    from recommender.models.ridge_map import RidgeMap
+
+    # u0 features [3, 4] -> [0.6, 0.8], owns item 0; u1 [0, 2] -> [0, 1], owns item 1; u2 is cold
+    x = matrix([[0], [1], []], 2)
+    feats = np.array([[3.0, 4.0], [0.0, 2.0], [1.0, 0.0]])
+    data = InteractionData(x, user_features=feats)
+    model = RidgeMap(ridge=1.0).fit(data)
+    # independent statement: ridge = least squares on the system stacked with sqrt(ridge) * I
+    f = np.array([[0.6, 0.8, 1.0], [0.0, 1.0, 1.0]])
+    y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    w, *_ = np.linalg.lstsq(np.vstack([f, np.eye(3)]), np.vstack([y, np.zeros((3, 2))]), rcond=None)
+    np.testing.assert_allclose(model.score(np.array([2]), data), [[1.0, 0.0, 1.0] @ w], atol=1e-5)
+    np.testing.assert_allclose(model.score(np.array([0, 1]), data), f @ w, atol=1e-5)
+    with pytest.raises(ValueError, match="user_features"):
+        RidgeMap().fit(InteractionData(x))
