@@ -249,8 +249,10 @@ class ProductRanker:
         history: Sequence[int] | None = None,
         course_indices: Sequence[int] = (),
         explain: bool = True,
+        candidates: Sequence[int] | None = None,
     ) -> list[RankedProduct]:
-        """The top-``k`` products for one profile, best first; products in ``history`` are left out.
+        """The top-``k`` products for one profile, best first; products in ``history`` are left out, and
+        only ``candidates`` (catalogue indices, e.g. one partner's products) are ranked when given.
 
         ``course_indices`` (the learner's courses, as rows of the artifact's topic space) let the
         explanation cite them; ``explain=False`` skips explanations (the pure scoring path).
@@ -263,6 +265,13 @@ class ProductRanker:
         scores = np.asarray(self.score(profile, history), dtype=np.float64)
         if history:
             scores[np.asarray(list(history), dtype=np.int64)] = -np.inf
+        if candidates is not None:
+            allowed = np.asarray(list(candidates), dtype=np.int64)
+            if allowed.size and (allowed.min() < 0 or allowed.max() >= self.n_products):
+                raise ValueError(f"candidates hold product indices outside 0..{self.n_products - 1}")
+            keep = np.full(self.n_products, -np.inf)
+            keep[allowed] = 0.0
+            scores = scores + keep
         kk = min(k, int(np.isfinite(scores).sum()))
         if kk == 0:
             return []

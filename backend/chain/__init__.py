@@ -18,6 +18,7 @@ from __future__ import annotations
 from . import errors
 from .agreements import AgreementsClient
 from .connection import (
+    BlockHead,
     ChainClient,
     ChainTarget,
     ContractHandle,
@@ -107,6 +108,7 @@ __all__ = [
     "AnvilNode",
     "AnvilUnavailable",
     "BatchState",
+    "BlockHead",
     "ChainClient",
     "ChainError",
     "ChainSettings",

@@ -26,8 +26,8 @@ class ContractClient:
     def address(self) -> str:
         return self.contract.address
 
-    def _call(self, name: str, *args: Any) -> Any:
-        return self.client.call(self.contract.fn(name, *args))
+    def _call(self, name: str, *args: Any, block: int | str = "latest") -> Any:
+        return self.client.call(self.contract.fn(name, *args), block=block)
 
     def _send(self, name: str, *args: Any, sender: str | None) -> TxResult:
         return self.client.send(self.contract.fn(name, *args), sender=sender)

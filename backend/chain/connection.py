@@ -19,6 +19,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,7 +164,16 @@ class EventDecoder:
             for p, v in zip(plain, values, strict=True):
                 args[p["name"]] = _normalize(v, p)
         ordered = {p["name"]: args[p["name"]] for p in inputs if p["name"] in args}
-        return Event(str(entry["name"]), ordered, checksum(log["address"]), int(log.get("logIndex", 0)))
+        block = log.get("blockNumber")
+        tx_hash = log.get("transactionHash")
+        return Event(
+            str(entry["name"]),
+            ordered,
+            checksum(log["address"]),
+            int(log.get("logIndex", 0)),
+            None if block is None else int(block),
+            None if tx_hash is None else "0x" + bytes(tx_hash).hex(),
+        )
 
 
 class ContractHandle:
@@ -329,6 +339,29 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class BlockHead:
+    """The chain head as one request saw it: state at ``hash`` never changes, so an answer read at this
+    block stays the answer for as long as the head is this block."""
+
+    number: int
+    hash: str
+    timestamp: int
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith("0x") else int(value)
+    return int(value)
+
+
+def _as_hex(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    text = str(value)
+    return text if text.startswith("0x") else "0x" + text
+
+
 class ChainClient:
     """A connected chain: web3 plus the accounts this process can sign for, and test-time helpers."""
 
@@ -475,6 +508,13 @@ class ChainClient:
     def block_number(self) -> int:
         with self._rpc():
             return int(self.w3.eth.block_number)
+
+    def head(self) -> BlockHead:
+        """The latest block's number, hash and timestamp in one request (a consent check's anchor)."""
+        block = self._raw("eth_getBlockByNumber", ["latest", False])
+        if not block:
+            raise ChainError("the node returned no latest block")
+        return BlockHead(_as_int(block["number"]), _as_hex(block["hash"]), _as_int(block["timestamp"]))
 
     def now(self) -> int:
         """The latest block's timestamp (the chain's clock, which tests move with ``increase_time``)."""
@@ -845,13 +885,14 @@ def connect_devnet(
     *,
     expected_chain_id: int | None = None,
     url_option: str = "--rpc-url",
+    timeout: float = 30.0,
 ) -> ChainClient:
     """A local anvil devnet (a running URL or an ``AnvilNode``), signing with the test mnemonic's accounts."""
     from .devnet import ANVIL_CHAIN_ID, AnvilNode, dev_wallets
 
     node = url_or_node if isinstance(url_or_node, AnvilNode) else None
     url = node.url if node is not None else _check_url(str(url_or_node), url_option)
-    w3 = _http_web3(url, trust_env=False, timeout=30.0, poa=False)
+    w3 = _http_web3(url, trust_env=False, timeout=timeout, poa=False)
     wallets = node.wallets() if node is not None else dev_wallets()
     return ChainClient(
         w3,
@@ -905,13 +946,14 @@ def connect_rpc(
     confirmations: int = 1,
     url_option: str = "KNOWLEDGER_RPC_URL",
     require_key: bool = False,
+    timeout: float = 60.0,
 ) -> ChainClient:
     """Any JSON-RPC node. ``expected_chain_id`` guards against pointing at the wrong network."""
     url = _check_url(url, url_option)
     signers: list[Wallet] = []
     if private_key or keystore or require_key:
         signers.append(load_key(private_key, keystore, keystore_password))
-    w3 = _http_web3(url, trust_env=True, timeout=60.0, poa=True)
+    w3 = _http_web3(url, trust_env=True, timeout=timeout, poa=True)
     return ChainClient(
         w3,
         ChainTarget.RPC,
@@ -931,7 +973,9 @@ def connect(settings: ChainSettings | None = None) -> ChainClient:
     if s.chain_target is ChainTarget.EMBEDDED:
         return connect_embedded()
     if s.chain_target is ChainTarget.DEVNET:
-        return connect_devnet(s.rpc_url, expected_chain_id=s.chain_id, url_option="KNOWLEDGER_RPC_URL")
+        return connect_devnet(
+            s.rpc_url, expected_chain_id=s.chain_id, url_option="KNOWLEDGER_RPC_URL", timeout=s.rpc_timeout_s
+        )
     key = s.private_key.get_secret_value() if s.private_key is not None else None
     password = s.keystore_password.get_secret_value() if s.keystore_password is not None else None
     return connect_rpc(
@@ -941,4 +985,5 @@ def connect(settings: ChainSettings | None = None) -> ChainClient:
         keystore=s.keystore_path,
         keystore_password=password,
         confirmations=s.confirmations,
+        timeout=s.rpc_timeout_s,
     )

@@ -156,9 +156,10 @@ class ConsentRegistryClient(Eip712Client):
             self._call("isConsentedAt", to_bytes32(subject), checksum(partner), int(purpose), int(at))
         )
 
-    def consent_mask(self, subject: bytes, partner: str) -> int:
-        """Bit ``p`` is set iff purpose ``p`` counts now (``types.purposes_in_mask`` names them)."""
-        return int(self._call("consentMask", to_bytes32(subject), checksum(partner)))
+    def consent_mask(self, subject: bytes, partner: str, block: int | str = "latest") -> int:
+        """Bit ``p`` is set iff purpose ``p`` counts at ``block`` (default: now); ``types.purposes_in_mask``
+        names them."""
+        return int(self._call("consentMask", to_bytes32(subject), checksum(partner), block=block))
 
     def are_consented(self, subjects: Sequence[bytes], partner: str, purpose: Purpose | int) -> list[bool]:
         return [

@@ -20,6 +20,7 @@ class ChainSettings(BaseSettings):
     - ``KNOWLEDGER_PRIVATE_KEY`` or ``KNOWLEDGER_KEYSTORE_PATH`` + ``KNOWLEDGER_KEYSTORE_PASSWORD``: the key.
     - ``KNOWLEDGER_MANIFEST_PATH``: the deployment manifest to write or load.
     - ``KNOWLEDGER_CONFIRMATIONS``: blocks to wait for on a real network.
+    - ``KNOWLEDGER_RPC_TIMEOUT_S``: seconds to wait for a node's answer before it counts as unreachable.
     """
 
     model_config = SettingsConfigDict(env_prefix="KNOWLEDGER_", extra="ignore")
@@ -32,6 +33,7 @@ class ChainSettings(BaseSettings):
     keystore_password: SecretStr | None = None
     manifest_path: Path | None = None
     confirmations: int = Field(default=1, ge=0)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
 
     def default_manifest_path(self, chain_id: int | None = None) -> Path:
         """``KNOWLEDGER_MANIFEST_PATH``, else ``deployments/local-<target>.json`` for local chains (not

@@ -554,6 +554,8 @@ class Event:
     args: dict[str, Any]
     address: str
     log_index: int
+    block_number: int | None = None
+    tx_hash: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self.args[key]

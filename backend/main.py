@@ -1,0 +1,166 @@
+"""The FastAPI application: ``create_app(settings)``; ``uvicorn backend.main:app`` serves the default."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.api.routes import me, operator, partner, public
+from backend.core.config import Settings, get_settings
+from backend.errors import AppError, PayloadTooLarge
+from backend.observability import Metrics, MetricsMiddleware
+from backend.services.runtime import Runtime
+
+log = logging.getLogger("knowledger")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming (pure ASGI)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await _send_error(send, PayloadTooLarge(f"request body over {self.max_bytes} bytes"))
+                    return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _send_error(send, PayloadTooLarge(f"request body over {self.max_bytes} bytes"))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Any, error: AppError) -> None:
+    import json
+
+    body = json.dumps(error.to_dict()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    errors = exc.errors()
+    fields = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
+        fields.append(
+            {"field": ".".join(loc) or "body", "problem": e.get("msg", "invalid"), "type": e.get("type")}
+        )
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "malformed JSON body", fields
+    text = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
+    return 422, f"invalid request: {text}", fields
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message, fields = _validation_message(exc)
+        code = "malformed_json" if status == 400 else "invalid_request"
+        return JSONResponse(
+            {"error": {"code": code, "message": message, "details": {"fields": fields}}}, status_code=status
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail), "details": {}}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"error": {"code": "internal", "message": "internal error", "details": {}}}, status_code=500
+        )
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The app. With ``runtime`` given (tests), it is used as is and left open at shutdown."""
+    settings = settings or (runtime.settings if runtime is not None else get_settings())
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = runtime is None
+        rt = runtime if runtime is not None else Runtime.start(settings)
+        rt.metrics = metrics  # type: ignore[attr-defined]
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if own:
+                rt.close()
+
+    app = FastAPI(
+        title="KnowLedger",
+        version="0.1.0",
+        description="Consent-gated recommendations with an on-chain consent registry and settlement ledger.",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    if runtime is not None:
+        runtime.metrics = metrics  # type: ignore[attr-defined]
+        app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (public, me, partner, operator):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.get("/api/v1/ping", tags=["ops"])
+    async def ping() -> dict[str, str]:
+        """A trivial endpoint (the benchmark's baseline: same app, same middleware, no chain, no database)."""
+        return {"status": "ok"}
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """``uvicorn --factory backend.main:app_factory``."""
+    return create_app()

@@ -1,0 +1,302 @@
+"""Persistence: SQLModel tables and the API's request/response families (``XBase``/``XCreate``/``X``/
+``XPublic``).
+
+What lives here and nowhere on chain: the link between a platform user and their pseudonym (through the
+per-user key), profiles, the catalogue, recommendations served, the conversions outbox and an index of the
+chain's events. What the chain holds instead: pseudonyms, hashes and amounts (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(value: dt.datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------------------- partners
+class PartnerBase(SQLModel):
+    id: str = Field(primary_key=True, min_length=2, max_length=40, regex=r"^[a-z][a-z0-9-]*$")
+    name: str = Field(min_length=1, max_length=120)
+    kind: str = Field(default="bank", max_length=40)
+    address: str = Field(max_length=42, unique=True)
+    notice_text: str = Field(min_length=1, max_length=4000)
+
+
+class PartnerCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    id: str = Field(min_length=2, max_length=40, regex=r"^[a-z][a-z0-9-]*$")
+    name: str = Field(min_length=1, max_length=120)
+    kind: str = Field(default="bank", max_length=40)
+    address: str = Field(min_length=42, max_length=42, regex=r"^0x[0-9a-fA-F]{40}$")
+    notice_text: str = Field(min_length=1, max_length=4000)
+
+
+class Partner(PartnerBase, table=True):
+    notice_version: int = 0
+    api_key_hash: str = Field(index=True, unique=True, max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class PartnerPublic(SQLModel):
+    id: str
+    name: str
+    kind: str
+    address: str
+    notice_text: str
+    notice_version: int
+
+
+class PartnerCreated(PartnerPublic):
+    api_key: str
+
+
+class NoticeUpdate(SQLModel):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    notice_text: str = Field(min_length=1, max_length=4000)
+
+
+# ---------------------------------------------------------------------------------------------- catalogue
+class Product(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=40)
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    name: str
+    kind: str
+    description: str = ""
+    risk_level: int = 0
+
+
+class KnowledgeItem(SQLModel, table=True):
+    __tablename__ = "knowledge_item"
+
+    id: str = Field(primary_key=True, max_length=60)
+    kind: str
+    title: str
+    category: str = ""
+    level: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- users
+class UserCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    #: The knowledge platform's own id for the learner (kept off chain and out of partner responses).
+    platform_user_id: str = Field(min_length=1, max_length=120)
+    #: A wallet the learner signs consents with (then the on-chain subject is the wallet, not a pseudonym).
+    wallet: str | None = Field(default=None, min_length=42, max_length=42, regex=r"^0x[0-9a-fA-F]{40}$")
+
+
+class User(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=40)
+    platform_user_id: str | None = Field(default=None, unique=True, max_length=120)
+    pseudonym: str = Field(index=True, unique=True, max_length=66)
+    user_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    wallet: str | None = Field(default=None, max_length=42)
+    token_hash: str | None = Field(default=None, index=True, unique=True, max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    erased_at: dt.datetime | None = None
+
+
+class UserPublic(SQLModel):
+    id: str
+    pseudonym: str
+    wallet: str | None
+    created_at: dt.datetime
+
+
+class UserCreated(UserPublic):
+    token: str
+
+
+class Profile(SQLModel, table=True):
+    """A learner's derived profile (``recommender.profiles.Profile.to_dict``) and the catalogue rows the
+    model needs: course indices for explanations, products already held."""
+
+    user_id: str = Field(primary_key=True, foreign_key="user.id")
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    course_indices: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    product_indices: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ProfileUpdate(SQLModel):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    #: ``recommender.profiles.Profile.to_dict()`` output (topics, behaviour, segment, propensities).
+    profile: dict[str, Any]
+    course_ids: list[str] = Field(default_factory=list, max_length=5000)
+    product_ids: list[str] = Field(default_factory=list, max_length=500)
+
+
+# ---------------------------------------------------------------------------------------------- consent
+class ConsentAction(StrEnum):
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+class ConsentEvent(SQLModel, table=True):
+    """One consent change made through this service, with its receipt and transaction."""
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str | None = Field(default=None, index=True, foreign_key="user.id")
+    pseudonym: str = Field(index=True, max_length=66)
+    partner_id: str = Field(foreign_key="partner.id")
+    purpose: str
+    action: str
+    path: str  # "registrar" or "wallet"
+    receipt_id: str | None = Field(default=None, index=True, max_length=40)
+    receipt: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    receipt_hash: str | None = None
+    tx_hash: str
+    block_number: int
+    chain_time: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------- agreements
+class Agreement(SQLModel, table=True):
+    """Mirror of an on-chain agreement: its terms (the chain keeps only their hash) and status."""
+
+    id: int = Field(primary_key=True)  # the on-chain agreement id
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    terms: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    terms_hash: str
+    status: str = "proposed"
+    proposed_tx: str | None = None
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------- serving
+class Recommendation(SQLModel, table=True):
+    """A recommendation served: who (pseudonym), for which partner, what, which model, and the block at
+    which consent was verified."""
+
+    id: str = Field(primary_key=True, max_length=40)
+    pseudonym: str = Field(index=True, max_length=66)
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    products: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    model_version: str
+    consent_block: int = Field(sa_column=Column(BigInteger, nullable=False))
+    served_at: int = Field(sa_column=Column(BigInteger, nullable=False))  # chain time
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ConversionState(StrEnum):
+    PENDING = "pending"  # in the outbox, not yet sent
+    SUBMITTING = "submitting"  # a transaction may be in flight: checked against the chain before a retry
+    SETTLED = "settled"  # recorded on chain, provisional
+    REVERSAL_PENDING = "reversal_pending"
+    REVERSED = "reversed"
+    FINAL = "final"
+    REJECTED = "rejected"  # the chain refused it (reason in ``error``)
+
+
+class ConversionCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    recommendation_id: str = Field(min_length=1, max_length=40)
+    #: The partner's own order or policy id: reporting it twice settles once.
+    order_id: str = Field(min_length=1, max_length=120)
+    #: The premium or order value in the currency's minor unit (fen, cents).
+    value: int = Field(gt=0, le=10**15)
+    #: The product converted (optional; one of the recommendation's products).
+    product_id: str | None = Field(default=None, max_length=40)
+
+
+class Conversion(SQLModel, table=True):
+    """The conversions outbox: a durable row per reported conversion, settled on chain in batches."""
+
+    __table_args__ = (UniqueConstraint("partner_id", "order_id", name="uq_conversion_order"),)
+
+    id: int | None = Field(default=None, primary_key=True)  # also the on-chain conversion id
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    order_id: str = Field(max_length=120)
+    recommendation_id: str = Field(foreign_key="recommendation.id", index=True)
+    agreement_id: int = Field(foreign_key="agreement.id", index=True)
+    pseudonym: str = Field(max_length=66)
+    product_id: str | None = None
+    value: int = Field(sa_column=Column(BigInteger, nullable=False))
+    occurred_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    recommended_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    state: str = Field(default=ConversionState.PENDING, index=True)
+    commission: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    amounts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    batch_id: int | None = None
+    batch_index: int | None = None
+    tx_hash: str | None = None
+    block_number: int | None = None
+    reversal_tx_hash: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ConversionPublic(SQLModel):
+    id: int
+    order_id: str
+    recommendation_id: str
+    agreement_id: int
+    product_id: str | None
+    value: int
+    occurred_at: int
+    state: str
+    commission: int
+    amounts: list[str]
+    batch_id: int | None
+    tx_hash: str | None
+    block_number: int | None
+    reversal_tx_hash: str | None
+    error: str | None
+
+
+# ---------------------------------------------------------------------------------------------- indexer
+class ChainEvent(SQLModel, table=True):
+    """An indexed log of one of the three contracts."""
+
+    __tablename__ = "chain_event"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_chain_event_log"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    log_index: int
+    tx_hash: str = Field(max_length=66)
+    contract: str = Field(max_length=40)
+    name: str = Field(index=True, max_length=60)
+    agreement_id: int | None = Field(default=None, index=True)
+    args: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class ServiceMeta(SQLModel, table=True):
+    """Key/value facts about this database, e.g. which chain and deployment it belongs to."""
+
+    __tablename__ = "service_meta"
+
+    key: str = Field(primary_key=True, max_length=60)
+    value: str
+
+
+class IndexerCursor(SQLModel, table=True):
+    __tablename__ = "indexer_cursor"
+
+    name: str = Field(primary_key=True, max_length=40)
+    next_block: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: dt.datetime = Field(default_factory=utcnow)

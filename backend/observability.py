@@ -1,0 +1,87 @@
+"""Prometheus metrics: request counts and latencies per route, consent decisions, the outbox and the
+indexer. Each app gets its own registry (so tests can build many apps in one process)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "knowledger_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "knowledger_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.outbox = Gauge(
+            "knowledger_outbox_conversions", "Conversions by outbox state", ["state"], registry=self.registry
+        )
+        self.index_lag = Gauge(
+            "knowledger_indexer_lag_blocks", "Blocks not yet indexed", registry=self.registry
+        )
+        self.chain_up = Gauge(
+            "knowledger_chain_up", "1 if the chain answered the last request", registry=self.registry
+        )
+        self.model_loaded = Gauge("knowledger_model_loaded", "1 if a model is loaded", registry=self.registry)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no per-request task switch): times each request under its route template."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(scope["method"], path, status["code"], time.perf_counter() - started)
+
+
+def metrics_response(runtime: Any) -> Response:
+    from backend.services.settlement import outbox_counts
+
+    m: Metrics = runtime.metrics
+    for state, n in outbox_counts(runtime).items():
+        m.outbox.labels(state).set(n)
+    lag = getattr(runtime.indexer, "lag", None)
+    if lag is not None:
+        m.index_lag.set(lag())
+    m.chain_up.set(1 if runtime.gateway.available else 0)
+    m.model_loaded.set(1 if runtime.ranker is not None else 0)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

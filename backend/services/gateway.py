@@ -1,0 +1,157 @@
+"""The service's door to the chain: one deployment, serialised access where the node is in-process, and
+the consent check every profile read goes through.
+
+``verify_consent`` reads the consent mask *at the current head block*. State at a block hash never
+changes, so the answer is kept for exactly as long as that block is the head: each request still asks the
+chain for its head (one cheap request), and the first request after any new block (a revocation, say)
+reads the mask afresh. There is no time-based cache, so there is nothing stale to serve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from backend.chain import (
+    BlockHead,
+    ChainClient,
+    ChainError,
+    ChainTarget,
+    Deployment,
+    Purpose,
+    purposes_in_mask,
+)
+from backend.errors import ConsentRequired, from_chain_error
+
+T = TypeVar("T")
+
+#: What a partner needs before a learner's profile may reach the recommender.
+RECOMMENDATION_PURPOSES = frozenset({Purpose.PROFILING, Purpose.PRODUCT_RECOMMENDATION})
+
+PURPOSE_NAMES = {p: p.name.lower() for p in Purpose}
+
+
+def purpose_from_name(name: str) -> Purpose | None:
+    for purpose, text in PURPOSE_NAMES.items():
+        if text == name:
+            return purpose
+    return None
+
+
+@dataclass(frozen=True)
+class ConsentCheck:
+    """The result of one on-chain consent check."""
+
+    head: BlockHead
+    held: frozenset[Purpose]
+    missing: frozenset[Purpose]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+class ChainGateway:
+    """Serialises access to an in-process chain (eth-tester is not thread-safe); a devnet or RPC node
+    takes concurrent reads, and writes are ordered per sender by ``ChainClient``."""
+
+    def __init__(self, deployment: Deployment, *, max_cached: int = 200_000) -> None:
+        self.deployment = deployment
+        self.client: ChainClient = deployment.client
+        self._serial = self.client.target is ChainTarget.EMBEDDED
+        self._lock = threading.RLock()
+        self._cache_lock = threading.Lock()
+        self._cache_head: str | None = None
+        self._masks: dict[tuple[bytes, str], int] = {}
+        self._max_cached = max_cached
+        self.available = True
+        self._last_head: tuple[int, float] | None = None
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        if self._serial:
+            with self._lock:
+                yield
+        else:
+            yield
+
+    def run(self, doing: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` against the chain; chain errors become the API's errors (4xx for refusals, 503 when
+        the node is unreachable)."""
+        try:
+            with self.guard():
+                result = fn()
+            self.available = True
+            return result
+        except ChainError as exc:
+            app_error = from_chain_error(exc, doing)
+            if app_error.status_code == 503:
+                self.available = False
+            raise app_error from None
+
+    def head(self) -> BlockHead:
+        head = self.run("reading the chain head", self.client.head)
+        self._last_head = (head.timestamp, time.monotonic())
+        return head
+
+    def chain_time_estimate(self) -> int:
+        """The chain's clock: the head's timestamp when the node answers; when it does not, the last
+        head seen plus the time elapsed since (so a conversion can be accepted while the chain is down)."""
+        from backend.errors import ChainUnavailable
+
+        try:
+            return self.head().timestamp
+        except ChainUnavailable:
+            if self._last_head is None:
+                raise
+            ts, seen = self._last_head
+            return ts + int(time.monotonic() - seen)
+
+    def verify_consent(
+        self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
+    ) -> ConsentCheck:
+        """Check on chain, now, which purposes ``subject`` holds for ``partner``. Fails closed: an
+        unreachable chain raises ``ChainUnavailable`` (503), never a default answer."""
+
+        def read() -> tuple[BlockHead, int]:
+            head = self.client.head()
+            self._last_head = (head.timestamp, time.monotonic())
+            key = (subject, partner)
+            with self._cache_lock:
+                if head.hash != self._cache_head:
+                    self._masks.clear()
+                    self._cache_head = head.hash
+                mask = self._masks.get(key)
+            if mask is None:
+                mask = self.deployment.consent.consent_mask(subject, partner, block=head.number)
+                with self._cache_lock:
+                    if self._cache_head == head.hash and len(self._masks) < self._max_cached:
+                        self._masks[key] = mask
+            return head, mask
+
+        head, mask = self.run("checking consent on chain", read)
+        held = purposes_in_mask(mask)
+        return ConsentCheck(head, held, frozenset(needed - held))
+
+    def require_consent(
+        self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
+    ) -> ConsentCheck:
+        check = self.verify_consent(subject, partner, needed)
+        if not check.ok:
+            names = ", ".join(sorted(PURPOSE_NAMES[p] for p in check.missing))
+            raise ConsentRequired(
+                f"the user has not granted {names} to this partner (checked on chain at block "
+                f"{check.head.number}); no profile was used",
+                missing=sorted(PURPOSE_NAMES[p] for p in check.missing),
+                block=check.head.number,
+            )
+        return check
+
+    def invalidate(self) -> None:
+        with self._cache_lock:
+            self._masks.clear()
+            self._cache_head = None

@@ -1,0 +1,202 @@
+"""The event indexer: copies the three contracts' logs into ``chain_event`` and keeps the mirrors (agreement
+status, conversion settlement) in step with the chain. It resumes from its cursor after a restart, and on
+real networks only takes blocks buried under ``KNOWLEDGER_INDEX_CONFIRMATIONS`` (default
+``KNOWLEDGER_CONFIRMATIONS``), so a reorganisation of the newest blocks never reaches the statement."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from backend.chain import ChainError, ChainTarget, Event
+from backend.models import Agreement, ChainEvent, Conversion, ConversionState, IndexerCursor, utcnow
+from backend.services.runtime import Runtime
+
+log = logging.getLogger("knowledger.indexer")
+CURSOR = "events"
+CHUNK = 2_000
+
+_AGREEMENT_STATUS = {
+    "AgreementActivated": "active",
+    "AgreementTerminated": "terminated",
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, int) and abs(value) >= 2**53:
+        return str(value)
+    return value
+
+
+class Indexer:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.head_seen = 0
+        s = runtime.settings
+        local = runtime.chain.target is not ChainTarget.RPC
+        self.confirmations = (
+            s.index_confirmations if s.index_confirmations is not None else (0 if local else s.confirmations)
+        )
+        d = runtime.deployment
+        self.contracts = {
+            d.consent.address: "ConsentRegistry",
+            d.agreements.address: "PartnershipAgreements",
+            d.ledger.address: "SettlementLedger",
+        }
+        self.start_block = min(c.from_block for c in (d.consent, d.agreements, d.ledger))
+
+    def start(self, interval: float) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.run_once()
+                except Exception as exc:
+                    self.last_error = str(exc)
+                    log.exception("indexer round failed")
+
+        self._thread = threading.Thread(target=loop, name="knowledger-indexer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def cursor(self) -> int:
+        with Session(self.runtime.engine) as s:
+            row = s.get(IndexerCursor, CURSOR)
+            return row.next_block if row is not None else self.start_block
+
+    def lag(self) -> int:
+        return max(0, self.head_seen - self.cursor() + 1)
+
+    def run_once(self) -> int:
+        """Index up to the confirmed head; returns the number of new events."""
+        with self._lock:
+            try:
+                with self.runtime.gateway.guard():
+                    head = self.runtime.chain.block_number
+            except ChainError as exc:
+                self.last_error = str(exc)
+                return 0
+            self.head_seen = head
+            target = head - self.confirmations
+            start = self.cursor()
+            added = 0
+            while start <= target:
+                end = min(target, start + CHUNK - 1)
+                try:
+                    events = self._fetch(start, end)
+                except ChainError as exc:
+                    self.last_error = str(exc)
+                    return added
+                added += self._store(events, end + 1)
+                start = end + 1
+            self.last_error = None
+            return added
+
+    def _fetch(self, start: int, end: int) -> list[Event]:
+        out: list[Event] = []
+        with self.runtime.gateway.guard():
+            for address in self.contracts:
+                out.extend(self.runtime.chain.get_logs(address, [], start, end))
+        out.sort(key=lambda e: (e.block_number or 0, e.log_index))
+        return out
+
+    def _store(self, events: list[Event], next_block: int) -> int:
+        added = 0
+        with Session(self.runtime.engine) as s:
+            for e in events:
+                exists = s.exec(
+                    select(ChainEvent.id).where(
+                        ChainEvent.tx_hash == e.tx_hash, ChainEvent.log_index == e.log_index
+                    )
+                ).first()
+                if exists is not None:
+                    continue
+                agreement_id = e.args.get("agreementId")
+                s.add(
+                    ChainEvent(
+                        block_number=e.block_number or 0,
+                        log_index=e.log_index,
+                        tx_hash=e.tx_hash or "",
+                        contract=self.contracts.get(e.address, e.address),
+                        name=e.name,
+                        agreement_id=None if agreement_id is None else int(agreement_id),
+                        args=_plain(e.args),
+                    )
+                )
+                self._apply(s, e)
+                added += 1
+            cursor = s.get(IndexerCursor, CURSOR)
+            if cursor is None:
+                cursor = IndexerCursor(name=CURSOR, next_block=next_block)
+            cursor.next_block = next_block
+            cursor.updated_at = utcnow()
+            s.add(cursor)
+            try:
+                s.commit()
+            except IntegrityError:  # another indexer (a second process) took these first
+                s.rollback()
+        return added
+
+    @staticmethod
+    def _apply(s: Session, e: Event) -> None:
+        """Keep the mirrors in step with what the chain says."""
+        if e.name in _AGREEMENT_STATUS or e.name == "AgreementSuperseded":
+            key = "previousId" if e.name == "AgreementSuperseded" else "agreementId"
+            a = s.get(Agreement, int(e.args[key]))
+            if a is not None:
+                a.status = "superseded" if e.name == "AgreementSuperseded" else _AGREEMENT_STATUS[e.name]
+                a.updated_at = utcnow()
+                s.add(a)
+            return
+        if e.name == "ConversionsRecorded":
+            agreement_id, batch_id = int(e.args["agreementId"]), int(e.args["batchId"])
+            for i, c in enumerate(e.args["conversions"]):
+                data = c["data"] if isinstance(c, dict) else c[0]
+                conversion_id = int(data) & (2**64 - 1)
+                row = s.get(Conversion, conversion_id)
+                if row is None or row.agreement_id != agreement_id:
+                    continue
+                if row.state in (
+                    ConversionState.PENDING,
+                    ConversionState.SUBMITTING,
+                    ConversionState.SETTLED,
+                ):
+                    row.state = ConversionState.SETTLED
+                row.batch_id, row.batch_index = batch_id, i
+                row.tx_hash, row.block_number = e.tx_hash, e.block_number
+                row.updated_at = utcnow()
+                s.add(row)
+            return
+        if e.name == "ConversionReversed":
+            row = s.get(Conversion, int(e.args["conversionId"]))
+            if row is not None and row.agreement_id == int(e.args["agreementId"]):
+                row.state = ConversionState.REVERSED
+                row.reversal_tx_hash = e.tx_hash
+                s.add(row)
+            return
+        if e.name == "BatchFinalized":
+            for row in s.exec(
+                select(Conversion).where(
+                    Conversion.batch_id == int(e.args["batchId"]),
+                    Conversion.state == ConversionState.SETTLED,
+                )
+            ).all():
+                row.state = ConversionState.FINAL
+                s.add(row)

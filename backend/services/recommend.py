@@ -1,0 +1,116 @@
+"""Consent-gated recommendations: the chain first, then the profile, then the model.
+
+Order matters and is the point of the product: the user row is looked up by pseudonym (no profile is read),
+consent for profiling *and* product recommendation is checked on chain in this request, and only then is
+the profile loaded and scored. A refusal or an unreachable chain stops the request before the profile.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert, select
+
+from backend.errors import NotFound, ServiceNotReady
+from backend.models import Product, Profile, Recommendation, User
+from backend.services.runtime import PartnerAuth, Runtime
+from recommender.profiles import Profile as LearnerProfile
+
+
+def _profile_features(data: dict[str, Any]) -> np.ndarray:
+    return LearnerProfile.from_dict(data).features()
+
+
+def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) -> dict[str, Any]:
+    ranker = runtime.ranker
+    if ranker is None:
+        raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
+    subject = bytes.fromhex(subject_hex.removeprefix("0x"))
+    pseudonym = "0x" + subject.hex()
+    with runtime.engine.connect() as conn:
+        user_id = conn.execute(
+            select(User.id).where(User.pseudonym == pseudonym, User.erased_at.is_(None))  # type: ignore[union-attr]
+        ).scalar_one_or_none()
+    if user_id is None:
+        raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
+
+    # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
+    check = runtime.gateway.require_consent(subject, partner.address)
+
+    # 2. only now the profile
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(Profile.data, Profile.course_indices, Profile.product_indices).where(
+                Profile.user_id == user_id
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
+    data, courses, owned = row
+    features = _profile_features(data)
+    candidates = runtime.partner_products(partner.id)
+    ranked = ranker.rank(
+        features, k=k, history=owned or None, course_indices=courses or (), candidates=candidates
+    )
+    rec_id = "rec_" + secrets.token_hex(10)
+    products = [r.product_id for r in ranked]
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            insert(Recommendation).values(
+                id=rec_id,
+                pseudonym=pseudonym,
+                partner_id=partner.id,
+                products=products,
+                model_version=ranker.metadata.version,
+                consent_block=check.head.number,
+                served_at=check.head.timestamp,
+            )
+        )
+    names = _product_names(runtime, products)
+    return {
+        "recommendation_id": rec_id,
+        "subject": pseudonym,
+        "partner_id": partner.id,
+        "model_version": ranker.metadata.version,
+        "consent": {
+            "verified_at_block": check.head.number,
+            "block_hash": check.head.hash,
+            "purposes": sorted(p.name.lower() for p in check.held),
+        },
+        "products": [
+            {
+                "product_id": r.product_id,
+                "name": names.get(r.product_id, r.product_id),
+                "score": round(r.score, 6),
+                "explanation": _explanation(r.explanation),
+            }
+            for r in ranked
+        ],
+    }
+
+
+_NAMES: dict[str, str] = {}
+
+
+def _product_names(runtime: Runtime, ids: list[str]) -> dict[str, str]:
+    missing = [i for i in ids if i not in _NAMES]
+    if missing:
+        with runtime.engine.connect() as conn:
+            for pid, name in conn.execute(select(Product.id, Product.name).where(Product.id.in_(missing))):  # type: ignore[attr-defined]
+                _NAMES[pid] = name
+    return {i: _NAMES.get(i, i) for i in ids}
+
+
+def _explanation(why: dict[str, Any] | None) -> dict[str, Any]:
+    """Topics and keywords only: course indices stay inside (they would describe the learner's history)."""
+    if not why:
+        return {"topics": [], "keywords": []}
+    return {
+        "topics": [
+            {"topic": t.get("topic"), "contribution": round(float(t.get("contribution", 0.0)), 4)}
+            for t in why.get("topics", [])
+        ],
+        "keywords": list(why.get("keywords", []))[:5],
+    }

@@ -1,0 +1,205 @@
+"""Seed the demo world into an empty service: two partners (a bank and an insurer) with their notices
+published on chain, the course catalogue and the products, the learners with their pseudonyms and
+profiles, and an active revenue-split agreement per partner (platform 60 %, course creator 40 %).
+
+Local chains only: the agreements are accepted with the devnet's well-known keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, select
+
+from backend.chain import AgreementTerms, ChainTarget, Party, currency_code
+from backend.models import KnowledgeItem, Partner, Product, Profile, User
+from backend.privacy import new_user_key, pseudonym
+from backend.services.agreements import propose
+from backend.services.runtime import Runtime, StartupError, key_hash, new_secret
+from recommender.data.demo import DemoSplit, demo_interaction_data, generate_demo_world
+
+log = logging.getLogger("knowledger.seed")
+DAY = 86_400
+
+PARTNER_KINDS = {
+    "bank": ("Harbour Bank", "bank", ("wealth", "pension")),
+    "insurer": ("Evergreen Insurance", "insurer", ("health", "life", "property", "accident")),
+}
+NOTICES = {
+    "bank": "Harbour Bank uses your learning profile only to suggest savings, investment and pension "
+    "products. It never sees which courses you took, and stops the moment you revoke.",
+    "insurer": "Evergreen Insurance uses your learning profile only to suggest health, life, property "
+    "and accident cover. It never sees which courses you took, and stops the moment you revoke.",
+}
+
+
+@dataclass
+class SeedResult:
+    partner_keys: dict[str, str]
+    users: int
+    agreements: dict[str, int]
+
+
+def demo_split(seed: int = 0) -> DemoSplit:
+    return demo_interaction_data(generate_demo_world(seed=seed), seed=seed)
+
+
+def seed_if_empty(
+    runtime: Runtime, split: DemoSplit | None = None, n_users: int | None = None
+) -> SeedResult | None:
+    with Session(runtime.engine) as s:
+        if s.exec(select(Partner.id)).first() is not None:
+            return None
+    return seed(runtime, split, n_users=n_users)
+
+
+def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | None = None) -> SeedResult:
+    if runtime.chain.target is ChainTarget.RPC or runtime.roles.named is None:
+        raise StartupError("KNOWLEDGER_SEED_DEMO: the demo world is seeded on local chains only")
+    split = split or demo_split()
+    named = runtime.roles.named
+    wallets = {
+        "bank": named.partner,
+        "insurer": runtime.roles.extra[0] if runtime.roles.extra else named.outsider,
+    }
+    d = runtime.deployment
+    keys: dict[str, str] = {}
+    agreements: dict[str, int] = {}
+    ds = split.train_dataset
+    with Session(runtime.engine, expire_on_commit=False) as s:
+        for pid, (name, kind, _) in PARTNER_KINDS.items():
+            key = new_secret("pk")
+            keys[pid] = key
+            runtime.gateway.run(
+                "publishing the partner notice",
+                lambda w=wallets[pid]: d.consent.set_partner_notice_version(w, 1, sender=runtime.roles.admin),
+            )
+            s.add(
+                Partner(
+                    id=pid,
+                    name=name,
+                    kind=kind,
+                    address=wallets[pid],
+                    notice_text=NOTICES[pid],
+                    notice_version=1,
+                    api_key_hash=key_hash(key),
+                )
+            )
+        s.commit()
+        owner = {k: pid for pid, (_, _, kinds) in PARTNER_KINDS.items() for k in kinds}
+        for row in ds.products.itertuples():
+            s.add(
+                Product(
+                    id=row.product_id,
+                    partner_id=owner[row.kind],
+                    name=row.name,
+                    kind=row.kind,
+                    description=row.description,
+                    risk_level=int(row.risk_level),
+                )
+            )
+        for row in ds.items.itertuples():
+            s.add(
+                KnowledgeItem(
+                    id=row.item_id, kind=row.kind, title=row.title, category=row.category, level=row.level
+                )
+            )
+        s.commit()
+        course_row = {cid: i for i, cid in enumerate(ds.items["item_id"])}
+        history = ds.interactions.groupby("user_id")["item_id"].unique()
+        users = split.user_ids if n_users is None else split.user_ids[:n_users]
+        profiles = []
+        for u, user_id in enumerate(users):
+            key = new_user_key()
+            subject = pseudonym(key, user_id)
+            uid = "u_" + secrets.token_hex(8)
+            s.add(
+                User(
+                    id=uid,
+                    platform_user_id=user_id,
+                    pseudonym="0x" + subject.hex(),
+                    user_key=key,
+                    token_hash=None,
+                )
+            )
+            profile = split.profiles.profile(user_id).to_dict()
+            profile["user_id"] = "0x" + subject.hex()  # the stored profile carries the pseudonym only
+            courses = [course_row[c] for c in history.get(user_id, []) if c in course_row]
+            profiles.append(
+                Profile(
+                    user_id=uid,
+                    data=profile,
+                    course_indices=courses,
+                    product_indices=split.train.interactions[u].indices.tolist(),
+                )
+            )
+        s.flush()
+        s.add_all(profiles)
+        s.commit()
+        now = runtime.chain.now()
+        for pid in PARTNER_KINDS:
+            partner = s.get(Partner, pid)
+            assert partner is not None
+            terms = AgreementTerms(
+                parties=(
+                    Party(named.platform, 600_000),
+                    Party(named.creator, 400_000),
+                    Party(partner.address, 0),
+                ),
+                partner=partner.address,
+                reporter=runtime.roles.reporter,
+                commission_rate=80_000 if pid == "bank" else 120_000,
+                attribution_window=30 * DAY,
+                validation_window=14 * DAY,
+                valid_from=now - DAY,
+                valid_until=now + 365 * DAY,
+                currency=currency_code("CNY"),
+            )
+            agreement = propose(runtime, s, partner, terms, sender=named.platform)
+            for party in (named.creator, partner.address):
+                runtime.gateway.run(
+                    "accepting the agreement",
+                    lambda a=party, i=agreement.id, t=terms: d.agreements.accept(i, t, sender=a),
+                )
+            agreement.status = "active"
+            s.add(agreement)
+            s.commit()
+            agreements[pid] = agreement.id
+    runtime.refresh_caches()
+    (runtime.settings.data_dir / "partner-keys.json").write_text(
+        __import__("json").dumps(keys, indent=2), encoding="utf-8"
+    )
+    (runtime.settings.data_dir / "partner-keys.json").chmod(0o600)
+    log.info("seeded %d learners, %d partners", len(users), len(keys))
+    return SeedResult(keys, len(users), agreements)
+
+
+def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, progress: Any = None) -> Any:
+    """Train the hybrid model on the demo world and save the artifact the service serves."""
+    from recommender.evaluator import evaluate
+    from recommender.models.hybrid import HybridTwoTower
+    from recommender.models.popularity import Popularity
+    from recommender.serving import save_hybrid_artifact
+
+    model = HybridTwoTower(epochs=epochs, seed=seed)
+    if progress is not None:
+        model.epoch_callback = lambda epoch, _m: progress(epoch + 1, epochs)
+    model.fit(split.train)
+    cold = split.cold_eval_users
+    metrics = {
+        "hybrid": evaluate(model, split.train, split.test, k=10, users=cold),
+        "popularity": evaluate(Popularity().fit(split.train), split.train, split.test, k=10, users=cold),
+    }
+    artifact = save_hybrid_artifact(
+        model,
+        split.train,
+        path,
+        knowledge=split.knowledge,
+        metrics=metrics["hybrid"],
+        item_ids=split.product_ids,
+        overwrite=True,
+    )
+    return artifact, metrics
