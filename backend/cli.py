@@ -295,14 +295,179 @@ def demo_command(
         "var/demo"
     ),
 ) -> None:
-    """Run the whole story on the embedded chain: deploy, seed, train, grant, recommend, agree, convert,
-    settle, statement, revoke, refusal."""
+    """Run the whole story through the service on the embedded chain: seed, train, deploy, grant,
+    recommend, convert, settle, statement, reconcile, revoke, refusal."""
     from backend.demo import run_demo  # imports torch: only for this command
 
     # a log or a pipe gets 120 columns: the narrated tables do not fit the default 80
     console = out if out.is_terminal else Console(width=120, soft_wrap=True, highlight=False)
     with user_errors():
-        run_demo(console, seed=seed, epochs=epochs, out_dir=out_dir)
+        run_demo(console, seed_=seed, epochs=epochs, out_dir=out_dir)
+
+
+# ------------------------------------------------------------------------------------------ service
+
+
+def _service_settings(**overrides: object) -> object:
+    from backend.core.config import Settings, describe_settings_error
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        fail(describe_settings_error(exc))
+
+
+def _train_with_progress(path: Path, epochs: int, seed: int) -> tuple[Path, dict[str, dict[str, float]]]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from backend.services.seed import demo_split, train_model
+
+    with Progress(
+        TextColumn("training the hybrid model on the demo world"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("train", total=epochs)
+        split = demo_split(seed=seed)
+        artifact, metrics = train_model(
+            split,
+            path,
+            epochs=epochs,
+            seed=seed,
+            progress=lambda done, _t: progress.update(task, completed=done),
+        )
+    return Path(artifact), metrics
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    seed_demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--seed-demo/--no-seed-demo", help="Seed the demo world (default: on the embedded chain)."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option(min=1, max=500, help="Epochs if a model must be trained first.")
+    ] = 20,
+) -> None:
+    """Serve the API (and /health, /metrics). Settings come from KNOWLEDGER_* variables; on the embedded
+    chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone."""
+    import uvicorn
+
+    from backend.chain import ChainTarget
+    from backend.main import create_app
+    from backend.services.runtime import Runtime, StartupError, resolve_artifact
+
+    settings = _service_settings()
+    local = settings.chain_target is ChainTarget.EMBEDDED  # type: ignore[attr-defined]
+    settings.seed_demo = local if seed_demo is None else seed_demo  # type: ignore[attr-defined]
+    model_root = settings.resolved_model_path  # type: ignore[attr-defined]
+    if local and (not model_root.exists() or resolve_artifact(model_root) is None):
+        _train_with_progress(model_root, epochs, 0)
+    try:
+        with user_errors():
+            runtime = Runtime.start(settings)  # type: ignore[arg-type]
+    except StartupError as exc:
+        fail(str(exc))
+    key_file = settings.state_dir / "operator.key"  # type: ignore[attr-defined]
+    out.print(
+        f"KnowLedger on http://{host}:{port}  (chain: {runtime.chain.target.value}, "
+        f"database: {settings.resolved_database_url}, model: {runtime.model_version})"
+    )  # type: ignore[attr-defined]
+    if key_file.is_file():
+        out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")  # type: ignore[attr-defined]
+    try:
+        uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        runtime.close()
+
+
+@app.command("train")
+def train_command(
+    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the demo world and of training.")] = 0,
+    model_path: Annotated[
+        Path | None, typer.Option("--out", help="Artifact root (default KNOWLEDGER_MODEL_PATH or var/model).")
+    ] = None,
+) -> None:
+    """Train the hybrid recommender on the demo world and save a versioned artifact the service loads."""
+    settings = _service_settings()
+    root = model_path or settings.resolved_model_path  # type: ignore[attr-defined]
+    with user_errors():
+        artifact, metrics = _train_with_progress(root, epochs, seed)
+    out.print(f"artifact {artifact}")
+    out.print(
+        json.dumps({k: {m: round(float(v), 4) for m, v in vals.items()} for k, vals in metrics.items()})
+    )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    artifact: Annotated[
+        Path | None,
+        typer.Option(help="Artifact to evaluate (default: the newest under KNOWLEDGER_MODEL_PATH)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the demo world the artifact was trained on.")] = 0,
+    k: Annotated[int, typer.Option(min=1, max=100, help="Cut-off of the ranking metrics.")] = 10,
+    compare: Annotated[
+        bool, typer.Option(help="Also run the full model comparison over several demo worlds (minutes).")
+    ] = False,
+) -> None:
+    """Score the served artifact through the serving path on the demo world's held-out, cold-start
+    learners (NDCG, recall, hit rate at k) against popularity; JSON on stdout."""
+    import numpy as np
+
+    from backend.services.runtime import resolve_artifact
+    from backend.services.seed import demo_split
+    from recommender.metrics import hit_rate_at_k, ndcg_at_k, recall_at_k
+    from recommender.serving import ProductRanker
+
+    settings = _service_settings()
+    root = artifact or settings.resolved_model_path  # type: ignore[attr-defined]
+    path = resolve_artifact(root) if root.exists() else None
+    if path is None:
+        fail(f"--artifact: no model artifact at {root}: run `knowledger train` first")
+    with user_errors():
+        ranker = ProductRanker.load(path)
+        split = demo_split(seed=seed)
+        popularity = np.asarray(split.train.interactions.sum(axis=0)).ravel()
+        rows: dict[str, list[list[float]]] = {"hybrid": [], "popularity": []}
+        for u in split.cold_eval_users:
+            relevant = set(split.test[u].indices.tolist())
+            features = split.profiles.profile(split.user_ids[u]).features()
+            ranked = [r.index for r in ranker.rank(features, k=k, explain=False)]
+            pop = [int(i) for i in np.argsort(-popularity, kind="stable")[:k]]
+            for name, top in (("hybrid", ranked), ("popularity", pop)):
+                rows[name].append(
+                    [
+                        ndcg_at_k(top, relevant, k),
+                        recall_at_k(top, relevant, k),
+                        hit_rate_at_k(top, relevant, k),
+                    ]
+                )
+        report: dict[str, object] = {
+            "artifact": str(path),
+            "model_version": ranker.metadata.version,
+            "users": len(split.cold_eval_users),
+            "k": k,
+        }
+        for name, values in rows.items():
+            mean = np.mean(np.asarray(values), axis=0)
+            report[name] = {
+                f"ndcg@{k}": round(float(mean[0]), 4),
+                f"recall@{k}": round(float(mean[1]), 4),
+                f"hit_rate@{k}": round(float(mean[2]), 4),
+            }
+        if compare:
+            from recommender.evaluation.demo import run as run_comparison
+
+            report["comparison"] = run_comparison(fast=True)
+    out.print(json.dumps(report, indent=2, default=str))
 
 
 def main() -> None:  # pragma: no cover

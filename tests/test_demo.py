@@ -1,4 +1,5 @@
-"""The README's main job, end to end on the embedded chain (a real EVM) and the real recommender."""
+"""The README's main job, end to end through the service on the embedded chain (a real EVM), a real
+SQLite database and the real recommender."""
 
 from __future__ import annotations
 
@@ -8,50 +9,42 @@ from pathlib import Path
 from rich.console import Console
 from typer.testing import CliRunner
 
-from backend.chain import AgreementTerms, Party, split_commission
 from backend.cli import app
 from backend.demo import run_demo
 
 
-def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
-    console = Console(record=True, width=120)
-    result = run_demo(console, seed=1, epochs=3, out_dir=tmp_path)
+def test_demo_tells_the_whole_story_through_the_api(tmp_path: Path) -> None:
+    console = Console(record=True, width=140)
+    out = tmp_path / "demo"
+    result = run_demo(console, seed_=1, epochs=3, out_dir=out)
 
-    # refused before consent, and again right after the revocation; the late conversion rejected on chain
+    # refused before consent and right after the revocation; the late conversion rejected on chain
     assert len(result.refusals) == 3
     assert "profiling" in result.refusals[0] and "product_recommendation" in result.refusals[0]
-    assert result.refusals[1].startswith("no on-chain consent for product_recommendation")
+    assert "product_recommendation" in result.refusals[1] and "profiling" not in result.refusals[1]
     assert result.refusals[2] == "SettlementLedgerNoConsent"
 
-    # recommendations came after a consent check, each with its reasons
+    # recommendations came after an on-chain consent check, each with its reasons
     assert result.consent_block > 0
     assert len(result.recommendations) == 5
     for rec in result.recommendations:
-        assert rec["why"]["topics"] and rec["why"]["keywords"]
+        assert rec["explanation"]["topics"] and rec["explanation"]["keywords"]
 
-    # the statement is final and equals the exact split of the one settled premium
-    terms = AgreementTerms(
-        parties=(
-            Party("0x" + "11" * 20, 600_000),
-            Party("0x" + "22" * 20, 400_000),
-            Party("0x" + "33" * 20, 0),
-        ),
-        partner="0x" + "33" * 20,
-        reporter="0x" + "44" * 20,
-        commission_rate=80_000,
-        attribution_window=1,
-        validation_window=1,
-        valid_from=0,
-        valid_until=1,
-    )
-    commission, amounts = split_commission(terms, 1_234_567)
+    # the settled conversion carries its transaction; the final statement is its exact split
+    conv = result.conversion
+    assert conv["state"] == "settled" and conv["tx_hash"].startswith("0x") and conv["batch_id"] == 1
     finals = [result.statement[p]["final"] for p in ("platform", "creator", "bank")]
-    assert finals == amounts and sum(finals) == commission
+    assert finals == conv["amounts"] and sum(finals) == conv["commission"]
+    assert conv["commission"] == 1_234_567 * 80_000 // 1_000_000
     assert all(result.statement[p]["provisional"] == 0 for p in result.statement)
+    assert result.reconcile_ok
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    # every step went through the HTTP API; the same order id twice was answered with the same conversion
+    assert "POST /api/v1/conversions → 200" in result.calls
+    assert sum(c.startswith("POST /api/v1/recommendations") for c in result.calls) == 3
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["refusals"] == result.refusals
-    assert json.loads((tmp_path / "deployment.json").read_text())["chain_id"] > 0
+    assert json.loads((out / "deployment-embedded.json").read_text())["chain_id"] > 0
     assert "refused" in console.export_text()
 
 

@@ -22,16 +22,15 @@ class Settings(ChainSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
-    #: Where state lives by default (the SQLite file, generated keys, the demo model).
-    data_dir: Path = Path("var")
+    #: Where the service keeps its state by default (the SQLite file, generated keys, the model).
+    #: (``KNOWLEDGER_DATA_DIR`` is the shared *input* data folder the recommender reads, not this.)
+    state_dir: Path = Path("var")
     #: SQLAlchemy URL: ``sqlite:///var/knowledger.db`` (default) or ``postgresql+psycopg://…``.
     database_url: str = ""
     #: The hybrid model artifact directory served by the recommender (``knowledger train`` writes it).
     model_path: Path | None = None
-    #: The operator/registrar API key. Generated into ``<data_dir>/operator.key`` on a local chain if unset.
+    #: The operator/registrar API key. Generated into ``<state_dir>/operator.key`` on a local chain if unset.
     operator_key: SecretStr | None = None
-    #: Signs user tokens' lookups; generated into ``<data_dir>/secret.key`` on a local chain if unset.
-    secret_key: SecretStr | None = None
     #: Seconds between settlement rounds of the conversions outbox (0: only when asked, e.g. in tests).
     settle_interval_s: float = Field(default=2.0, ge=0)
     #: Most conversions settled in one on-chain batch.
@@ -65,11 +64,11 @@ class Settings(ChainSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'knowledger.db'}"
+        return self.database_url or f"sqlite:///{self.state_dir / 'knowledger.db'}"
 
     @property
     def resolved_model_path(self) -> Path:
-        return self.model_path or self.data_dir / "model"
+        return self.model_path or self.state_dir / "model"
 
 
 def describe_settings_error(exc: ValidationError) -> str:

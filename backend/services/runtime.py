@@ -170,7 +170,7 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings, *, chain: ChainClient | None = None) -> Runtime:
         """Connect the database and the chain, deploy or load the contracts, load the model."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
         engine = _database(settings)
         try:
             client = chain if chain is not None else connect(settings)
@@ -221,7 +221,7 @@ def _deployment(settings: Settings, client: ChainClient, roles: Roles) -> Deploy
     if client.target is ChainTarget.EMBEDDED:
         # The in-process chain starts empty every time: deploy afresh.
         d = deploy_all(client, admin=roles.admin, registrar=roles.registrar, sender=roles.admin)
-        d.manifest.write(settings.data_dir / "deployment-embedded.json")
+        d.manifest.write(settings.state_dir / "deployment-embedded.json")
         return _with_accounts(d, roles)
     if Path(path).is_file():
         try:
@@ -256,24 +256,29 @@ def _fingerprint(deployment: Deployment) -> str:
 
 
 def _bind_database(engine: Engine, settings: Settings, deployment: Deployment) -> None:
-    """A database belongs to one deployment. The embedded chain is new on every start, so its database is
-    reset; on a devnet or a real network a mismatch stops start-up instead of mixing ledgers."""
+    """A database belongs to one deployment. The embedded chain is new (and empty) on every start, so its
+    database starts empty too; on a devnet or a real network a mismatch stops start-up instead of mixing
+    ledgers."""
     fingerprint = _fingerprint(deployment)
-    with Session(engine) as s:
-        row = s.get(ServiceMeta, "deployment")
-        if row is None or row.value == fingerprint:
-            if row is None:
-                s.add(ServiceMeta(key="deployment", value=fingerprint))
-                s.commit()
-            return
-        previous = row.value
     if deployment.client.target is ChainTarget.EMBEDDED:
-        log.warning("the embedded chain is new: starting a fresh database (was bound to %s)", previous)
-        _reset(engine)
+        with Session(engine) as s:
+            used = s.get(ServiceMeta, "deployment") is not None
+        if used:
+            log.warning("the embedded chain starts empty: starting a fresh database too")
+            _reset(engine)
         with Session(engine) as s:
             s.add(ServiceMeta(key="deployment", value=fingerprint))
             s.commit()
         return
+    with Session(engine) as s:
+        row = s.get(ServiceMeta, "deployment")
+        if row is None:
+            s.add(ServiceMeta(key="deployment", value=fingerprint))
+            s.commit()
+            return
+        if row.value == fingerprint:
+            return
+        previous = row.value
     raise StartupError(
         f"KNOWLEDGER_DATABASE_URL: this database belongs to deployment {previous}, not {fingerprint}: "
         "use a fresh database or set KNOWLEDGER_MANIFEST_PATH to that deployment"
@@ -318,7 +323,7 @@ def _operator_key(settings: Settings, client: ChainClient) -> str:
         return key_hash(key)
     if client.target is ChainTarget.RPC:
         raise StartupError("KNOWLEDGER_OPERATOR_KEY: required on a real network")
-    path = settings.data_dir / "operator.key"
+    path = settings.state_dir / "operator.key"
     if not path.is_file():
         path.write_text(new_secret("op"), encoding="utf-8")
         path.chmod(0o600)

@@ -169,10 +169,10 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
             s.commit()
             agreements[pid] = agreement.id
     runtime.refresh_caches()
-    (runtime.settings.data_dir / "partner-keys.json").write_text(
+    (runtime.settings.state_dir / "partner-keys.json").write_text(
         __import__("json").dumps(keys, indent=2), encoding="utf-8"
     )
-    (runtime.settings.data_dir / "partner-keys.json").chmod(0o600)
+    (runtime.settings.state_dir / "partner-keys.json").chmod(0o600)
     log.info("seeded %d learners, %d partners", len(users), len(keys))
     return SeedResult(keys, len(users), agreements)
 

@@ -95,10 +95,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 
 def _start(
-    demo: Demo, data_dir: Path, database_url: str = "", n_users: int = 40, **overrides: Any
+    demo: Demo, data_dir: Path, database_url: str = "", n_users: int = 40, chain: Any = None, **overrides: Any
 ) -> Service:
     settings = Settings(
-        data_dir=data_dir,
+        state_dir=data_dir,
         database_url=database_url,
         model_path=demo.model_dir,
         operator_key=OPERATOR_KEY,
@@ -107,7 +107,7 @@ def _start(
         _env_file=None,
         **overrides,
     )
-    runtime = Runtime.start(settings)
+    runtime = Runtime.start(settings, chain=chain)
     runtime._test_split = demo.split  # type: ignore[attr-defined]
     seeded = seed(runtime, demo.split, n_users=n_users)
     api = TestClient(create_app(runtime=runtime), raise_server_exceptions=False)
@@ -125,8 +125,8 @@ def service(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 def make_service(demo: Demo, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
-    def make(database_url: str = "", **overrides: Any) -> Service:
-        svc = _start(demo, tmp_path / f"svc{len(started)}", database_url, **overrides)
+    def make(database_url: str = "", chain: Any = None, **overrides: Any) -> Service:
+        svc = _start(demo, tmp_path / f"svc{len(started)}", database_url, chain=chain, **overrides)
         started.append(svc)
         return svc
 
