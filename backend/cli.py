@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -32,6 +32,9 @@ from backend.chain.deploy import DEFAULT_MAX_CONSENT_DURATION, deploy_all
 from backend.chain.devnet import ANVIL_CHAIN_ID, DEFAULT_RUN_DIR, AnvilNode, start_detached, stop_detached
 from backend.chain.errors import ChainError
 from backend.chain.settings import ChainSettings
+
+if TYPE_CHECKING:
+    from backend.core.config import Settings
 
 app = typer.Typer(
     name="knowledger",
@@ -308,11 +311,11 @@ def demo_command(
 # ------------------------------------------------------------------------------------------ service
 
 
-def _service_settings(**overrides: object) -> object:
+def _service_settings() -> Settings:
     from backend.core.config import Settings, describe_settings_error
 
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings()
     except ValidationError as exc:
         fail(describe_settings_error(exc))
 
@@ -364,23 +367,23 @@ def serve_command(
     from backend.services.runtime import Runtime, StartupError, resolve_artifact
 
     settings = _service_settings()
-    local = settings.chain_target is ChainTarget.EMBEDDED  # type: ignore[attr-defined]
-    settings.seed_demo = local if seed_demo is None else seed_demo  # type: ignore[attr-defined]
-    model_root = settings.resolved_model_path  # type: ignore[attr-defined]
+    local = settings.chain_target is ChainTarget.EMBEDDED
+    settings.seed_demo = local if seed_demo is None else seed_demo
+    model_root = settings.resolved_model_path
     if local and (not model_root.exists() or resolve_artifact(model_root) is None):
         _train_with_progress(model_root, epochs, 0)
     try:
         with user_errors():
-            runtime = Runtime.start(settings)  # type: ignore[arg-type]
+            runtime = Runtime.start(settings)
     except StartupError as exc:
         fail(str(exc))
-    key_file = settings.state_dir / "operator.key"  # type: ignore[attr-defined]
+    key_file = settings.state_dir / "operator.key"
     out.print(
         f"KnowLedger on http://{host}:{port}  (chain: {runtime.chain.target.value}, "
         f"database: {settings.resolved_database_url}, model: {runtime.model_version})"
-    )  # type: ignore[attr-defined]
+    )
     if key_file.is_file():
-        out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")  # type: ignore[attr-defined]
+        out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")
     try:
         uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="warning", access_log=False)
     finally:
@@ -397,7 +400,7 @@ def train_command(
 ) -> None:
     """Train the hybrid recommender on the demo world and save a versioned artifact the service loads."""
     settings = _service_settings()
-    root = model_path or settings.resolved_model_path  # type: ignore[attr-defined]
+    root = model_path or settings.resolved_model_path
     with user_errors():
         artifact, metrics = _train_with_progress(root, epochs, seed)
     out.print(f"artifact {artifact}")
@@ -428,7 +431,7 @@ def evaluate_command(
     from recommender.serving import ProductRanker
 
     settings = _service_settings()
-    root = artifact or settings.resolved_model_path  # type: ignore[attr-defined]
+    root = artifact or settings.resolved_model_path
     path = resolve_artifact(root) if root.exists() else None
     if path is None:
         fail(f"--artifact: no model artifact at {root}: run `knowledger train` first")

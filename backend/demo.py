@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -127,7 +128,7 @@ def run_demo(
     settings = Settings(
         state_dir=out_dir,
         model_path=artifact,
-        operator_key=DEMO_OPERATOR_KEY,
+        operator_key=SecretStr(DEMO_OPERATOR_KEY),
         background_workers=False,
         _env_file=None,  # type: ignore[call-arg]
     )

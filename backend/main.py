@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = runtime is None
         rt = runtime if runtime is not None else Runtime.start(settings)
-        rt.metrics = metrics  # type: ignore[attr-defined]
+        rt.metrics = metrics
         app.state.runtime = rt
         try:
             yield
@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.dependency_overrides[get_settings] = lambda: settings
     if runtime is not None:
-        runtime.metrics = metrics  # type: ignore[attr-defined]
+        runtime.metrics = metrics
         app.state.runtime = runtime
     install_error_handlers(app)
     for module in (public, me, partner, operator):

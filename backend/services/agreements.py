@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.chain import AgreementStatus, AgreementTerms, Party, TxResult, currency_code
 from backend.chain.types import currency_name
@@ -79,7 +79,7 @@ def refresh_status(runtime: Runtime, session: Session, agreement: Agreement) -> 
 
 def agreements_of(session: Session, partner_id: str) -> list[Agreement]:
     return list(
-        session.exec(select(Agreement).where(Agreement.partner_id == partner_id).order_by(Agreement.id))
+        session.exec(select(Agreement).where(Agreement.partner_id == partner_id).order_by(col(Agreement.id)))
     )
 
 

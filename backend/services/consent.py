@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.chain import (
     ConsentGrant,
@@ -290,7 +290,9 @@ def current_state(runtime: Runtime, session: Session, user: User) -> list[dict[s
 def history(session: Session, user: User) -> list[ConsentEvent]:
     return list(
         session.exec(
-            select(ConsentEvent).where(ConsentEvent.pseudonym == user.pseudonym).order_by(ConsentEvent.id)
+            select(ConsentEvent)
+            .where(ConsentEvent.pseudonym == user.pseudonym)
+            .order_by(col(ConsentEvent.id))
         ).all()
     )
 

@@ -177,7 +177,7 @@ def reconcile(runtime: Runtime, session: Session, agreement: Agreement) -> dict[
         )
 
     rows = session.exec(select(Conversion).where(Conversion.agreement_id == agreement.id)).all()
-    ours = {r.id: r for r in rows if r.state in _BUCKET_OF}
+    ours = {r.id: r for r in rows if r.state in _BUCKET_OF and r.id is not None}
     missing_on_chain = sorted(i for i in ours if i not in chain_conversions)
     missing_in_statement = sorted(i for i in chain_conversions if i not in ours)
     mismatched = sorted(

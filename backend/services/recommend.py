@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import insert, select
+from sqlmodel import col
 
 from backend.errors import NotFound, ServiceNotReady
 from backend.models import Product, Profile, Recommendation, User
@@ -31,7 +32,7 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
     pseudonym = "0x" + subject.hex()
     with runtime.engine.connect() as conn:
         user_id = conn.execute(
-            select(User.id).where(User.pseudonym == pseudonym, User.erased_at.is_(None))  # type: ignore[union-attr]
+            select(col(User.id)).where(col(User.pseudonym) == pseudonym, col(User.erased_at).is_(None))
         ).scalar_one_or_none()
     if user_id is None:
         raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
@@ -42,8 +43,8 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
     # 2. only now the profile
     with runtime.engine.connect() as conn:
         row = conn.execute(
-            select(Profile.data, Profile.course_indices, Profile.product_indices).where(
-                Profile.user_id == user_id
+            select(col(Profile.data), col(Profile.course_indices), col(Profile.product_indices)).where(
+                col(Profile.user_id) == user_id
             )
         ).first()
     if row is None:
@@ -98,7 +99,9 @@ def _product_names(runtime: Runtime, ids: list[str]) -> dict[str, str]:
     missing = [i for i in ids if i not in _NAMES]
     if missing:
         with runtime.engine.connect() as conn:
-            for pid, name in conn.execute(select(Product.id, Product.name).where(Product.id.in_(missing))):  # type: ignore[attr-defined]
+            for pid, name in conn.execute(
+                select(col(Product.id), col(Product.name)).where(col(Product.id).in_(missing))
+            ):
                 _NAMES[pid] = name
     return {i: _NAMES.get(i, i) for i in ids}
 

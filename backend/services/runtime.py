@@ -13,6 +13,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
@@ -37,6 +38,10 @@ from backend.models import Partner, Product, ServiceMeta
 from backend.services.gateway import ChainGateway
 from recommender.artifacts import ArtifactError
 from recommender.serving import ProductRanker
+
+if TYPE_CHECKING:
+    from backend.services.indexer import Indexer
+    from backend.services.settlement import Settler
 
 log = logging.getLogger("knowledger")
 
@@ -93,8 +98,9 @@ class Runtime:
         self._catalogue_lock = threading.Lock()
         self._product_index: dict[str, int] = {}
         self._partner_products: dict[str, list[int]] = {}
-        self.settler: object | None = None
-        self.indexer: object | None = None
+        self.settler: Settler | None = None
+        self.indexer: Indexer | None = None
+        self.metrics: Any = None
         self.refresh_caches()
 
     @property
@@ -156,9 +162,13 @@ class Runtime:
                 self.indexer.start(self.settings.index_interval_s)
 
     def indexer_run(self) -> None:
-        run = getattr(self.indexer, "run_once", None)
-        if run is not None:
-            run()
+        if self.indexer is not None:
+            self.indexer.run_once()
+
+    def settle_round(self) -> dict[str, int]:
+        if self.settler is None:
+            raise RuntimeError("the settler is not started")
+        return self.settler.run_once()
 
     def close(self) -> None:
         for worker in (self.settler, self.indexer):

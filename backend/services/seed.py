@@ -7,6 +7,8 @@ Local chains only: the agreements are accepted with the devnet's well-known keys
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -71,11 +73,13 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
     ds = split.train_dataset
     with Session(runtime.engine, expire_on_commit=False) as s:
         for pid, (name, kind, _) in PARTNER_KINDS.items():
-            key = new_secret("pk")
-            keys[pid] = key
+            api_key = new_secret("pk")
+            keys[pid] = api_key
             runtime.gateway.run(
                 "publishing the partner notice",
-                lambda w=wallets[pid]: d.consent.set_partner_notice_version(w, 1, sender=runtime.roles.admin),
+                functools.partial(
+                    d.consent.set_partner_notice_version, wallets[pid], 1, sender=runtime.roles.admin
+                ),
             )
             s.add(
                 Partner(
@@ -85,7 +89,7 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
                     address=wallets[pid],
                     notice_text=NOTICES[pid],
                     notice_version=1,
-                    api_key_hash=key_hash(key),
+                    api_key_hash=key_hash(api_key),
                 )
             )
         s.commit()
@@ -162,7 +166,7 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
             for party in (named.creator, partner.address):
                 runtime.gateway.run(
                     "accepting the agreement",
-                    lambda a=party, i=agreement.id, t=terms: d.agreements.accept(i, t, sender=a),
+                    functools.partial(d.agreements.accept, agreement.id, terms, sender=party),
                 )
             agreement.status = "active"
             s.add(agreement)
@@ -170,7 +174,7 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
             agreements[pid] = agreement.id
     runtime.refresh_caches()
     (runtime.settings.state_dir / "partner-keys.json").write_text(
-        __import__("json").dumps(keys, indent=2), encoding="utf-8"
+        json.dumps(keys, indent=2), encoding="utf-8"
     )
     (runtime.settings.state_dir / "partner-keys.json").chmod(0o600)
     log.info("seeded %d learners, %d partners", len(users), len(keys))

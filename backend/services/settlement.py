@@ -168,7 +168,8 @@ def request_reversal(
         raise Conflict(f"conversion {conversion_id} is final: its validation window has passed")
     if row.state != ConversionState.SETTLED or row.batch_id is None:
         raise Conflict(f"conversion {conversion_id} is {row.state}; try again once it is settled")
-    batch = runtime.gateway.run("reading the batch", lambda: runtime.deployment.ledger.batch_of(row.batch_id))
+    batch_id = row.batch_id
+    batch = runtime.gateway.run("reading the batch", lambda: runtime.deployment.ledger.batch_of(batch_id))
     if batch.finalized or runtime.gateway.chain_time_estimate() >= batch.final_after:
         raise Conflict(
             f"conversion {conversion_id} is past its validation window (final after {batch.final_after})"
@@ -429,7 +430,7 @@ def wait_settled(runtime: Runtime, timeout: float = 30.0) -> None:
     """Tests and the demo: run rounds until the outbox is empty (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runtime.settler.run_once()  # type: ignore[union-attr]
+        runtime.settle_round()
         counts = outbox_counts(runtime)
         if not counts.get(ConversionState.PENDING) and not counts.get(ConversionState.SUBMITTING):
             return

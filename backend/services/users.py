@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
@@ -127,8 +128,12 @@ def erase(runtime: Runtime, session: Session, user: User) -> dict[str, Any]:
                 # an unreachable chain stops here with a 503, before anything is deleted
                 tx = runtime.gateway.run(
                     "revoking consent before erasure",
-                    lambda p=purpose, a=partner.address: runtime.deployment.consent.revoke(
-                        subject, a, p, sender=runtime.roles.registrar
+                    functools.partial(
+                        runtime.deployment.consent.revoke,
+                        subject,
+                        partner.address,
+                        purpose,
+                        sender=runtime.roles.registrar,
                     ),
                 )
                 revoked.append(

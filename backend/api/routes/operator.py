@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from sqlmodel import select
 
 from backend.api.deps import OperatorDep, RuntimeDep, SessionDep
-from backend.errors import BadRequest, Conflict, NotFound
+from backend.errors import BadRequest, Conflict, NotFound, ServiceNotReady
 from backend.models import (
     NoticeUpdate,
     Partner,
@@ -181,12 +181,15 @@ def products(session: SessionDep, partner_id: str | None = None) -> dict[str, An
 @router.post("/operator/settle")
 def settle(_: OperatorDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Run one settlement round now (the settler also runs every ``KNOWLEDGER_SETTLE_INTERVAL_S``)."""
-    stats = runtime.settler.run_once()  # type: ignore[union-attr]
+    stats = runtime.settle_round()
     runtime.indexer_run()
-    return {"round": stats, "outbox": outbox_counts(runtime), "last_error": runtime.settler.last_error}  # type: ignore[union-attr]
+    last_error = runtime.settler.last_error if runtime.settler is not None else None
+    return {"round": stats, "outbox": outbox_counts(runtime), "last_error": last_error}
 
 
 @router.post("/operator/index")
 def index(_: OperatorDep, runtime: RuntimeDep) -> dict[str, Any]:
-    added = runtime.indexer.run_once()  # type: ignore[union-attr]
-    return {"added": added, "next_block": runtime.indexer.cursor()}  # type: ignore[union-attr]
+    if runtime.indexer is None:
+        raise ServiceNotReady("the indexer is not started")
+    added = runtime.indexer.run_once()
+    return {"added": added, "next_block": runtime.indexer.cursor()}

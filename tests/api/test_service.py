@@ -1,0 +1,269 @@
+"""Service behaviour beyond single endpoints: start-up errors, the schema, the consent gate's freshness,
+reversal and finality, the indexer's resumption, privacy and erasure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from pydantic import ValidationError
+from sqlmodel import Session, SQLModel, select
+from typer.testing import CliRunner
+
+from backend.chain import Purpose
+from backend.cli import app as cli
+from backend.core.config import Settings, describe_settings_error
+from backend.core.db import make_engine, migrate
+from backend.models import ChainEvent, IndexerCursor, Profile, User
+from backend.services.indexer import Indexer
+from backend.services.runtime import Runtime, StartupError
+
+from .conftest import OPERATOR_KEY, Service
+
+DAY = 86_400
+
+
+# ---------------------------------------------------------------------------------------------- settings
+def test_a_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KNOWLEDGER_DATABASE_URL", "mysql://nope")
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert describe_settings_error(info.value).startswith("bad setting: KNOWLEDGER_DATABASE_URL:")
+
+    outcome = CliRunner().invoke(cli, ["serve"])
+    assert outcome.exit_code == 2
+    assert "KNOWLEDGER_DATABASE_URL" in outcome.output and "Traceback" not in outcome.output
+
+
+def test_an_unreachable_database_stops_start_up_with_its_name(tmp_path: Path) -> None:
+    settings = Settings(
+        state_dir=tmp_path,
+        database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+        operator_key=OPERATOR_KEY,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    with pytest.raises(StartupError, match="KNOWLEDGER_DATABASE_URL: cannot open"):
+        Runtime.start(settings)
+
+
+@pytest.mark.anvil
+def test_a_network_without_a_manifest_stops_start_up(tmp_path: Path, anvil_node: object) -> None:
+    settings = Settings(
+        state_dir=tmp_path,
+        chain_target="devnet",
+        rpc_url=anvil_node.url,  # type: ignore[attr-defined]
+        auto_deploy=False,
+        manifest_path=tmp_path / "missing.json",
+        operator_key=OPERATOR_KEY,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    with pytest.raises(StartupError, match="KNOWLEDGER_MANIFEST_PATH: no deployment manifest"):
+        Runtime.start(settings)
+
+
+pytestmark_anvil = pytest.mark.anvil
+test_a_network_without_a_manifest_stops_start_up = pytest.mark.anvil(
+    test_a_network_without_a_manifest_stops_start_up
+)
+
+
+# ---------------------------------------------------------------------------------------------- schema
+def test_the_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'schema.db'}")
+    migrate(engine)
+    migrate(engine)  # idempotent
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+
+
+# ---------------------------------------------------------------------------------------------- consent gate
+def test_a_revocation_made_outside_the_api_is_seen_by_the_next_request(service: Service) -> None:
+    """The gate keeps no answer across blocks: a revocation sent straight to the registry (not through this
+    API, so nothing here could invalidate anything) refuses the very next request."""
+    user = service.new_user()
+    service.grant(user)
+    bank = service.partner()
+    for _ in range(3):  # warm whatever could be cached
+        assert (
+            service.api.post(
+                "/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=bank
+            ).status_code
+            == 200
+        )
+    rt = service.runtime
+    subject = bytes.fromhex(user["pseudonym"][2:])
+    rt.deployment.consent.revoke(
+        subject, rt.deployment.accounts.partner, Purpose.PROFILING, sender=rt.roles.registrar
+    )
+    r = service.api.post("/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=bank)
+    assert r.status_code == 403 and r.json()["error"]["details"]["missing"] == ["profiling"]
+
+
+def test_a_new_partner_notice_voids_earlier_consent(service: Service) -> None:
+    user = service.new_user()
+    service.grant(user, "insurer")
+    insurer = service.partner("insurer")
+    assert (
+        service.api.post(
+            "/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=insurer
+        ).status_code
+        == 200
+    )
+    r = service.api.put(
+        "/api/v1/partners/insurer/notice", json={"notice_text": "A clearer notice."}, headers=service.operator
+    )
+    assert r.status_code == 200 and r.json()["notice_version"] == 2
+    r = service.api.post("/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=insurer)
+    assert r.status_code == 403
+    service.grant(user, "insurer")  # consent again, to the new notice
+    assert (
+        service.api.post(
+            "/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=insurer
+        ).status_code
+        == 200
+    )
+
+
+# ------------------------------------------------------------------------------- ledger lifecycle
+def test_reversal_then_finality_keep_the_statement_equal_to_the_chain(
+    make_service: Callable[..., Service],
+) -> None:
+    svc = make_service()
+    api, bank = svc.api, svc.partner()
+    user = svc.new_user()
+    svc.grant(user)
+    rec = api.post("/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=bank).json()
+    ids = []
+    for i, value in enumerate((100_000, 200_000, 300_000)):
+        body = {"recommendation_id": rec["recommendation_id"], "order_id": f"R-{i}", "value": value}
+        ids.append(api.post("/api/v1/conversions", json=body, headers=bank).json()["id"])
+    api.post("/api/v1/operator/settle", headers=svc.operator)
+    rows = [api.get(f"/api/v1/conversions/{i}", headers=bank).json() for i in ids]
+    assert {r["batch_id"] for r in rows} == {rows[0]["batch_id"]}  # one batch
+
+    r = api.post(f"/api/v1/conversions/{ids[1]}/reversal", headers=bank)
+    assert r.status_code == 202 and r.json()["state"] == "reversal_pending"
+    api.post("/api/v1/operator/settle", headers=svc.operator)
+    reversed_row = api.get(f"/api/v1/conversions/{ids[1]}", headers=bank).json()
+    assert reversed_row["state"] == "reversed" and reversed_row["reversal_tx_hash"]
+
+    agreement_id = rows[0]["agreement_id"]
+    st = api.get(f"/api/v1/ledger/agreements/{agreement_id}/statement", headers=bank).json()
+    assert [p["reversed"] for p in st["parties"]] == [int(a) for a in reversed_row["amounts"]]
+    assert api.get(f"/api/v1/ledger/agreements/{agreement_id}/reconcile", headers=bank).json()["ok"]
+
+    svc.runtime.chain.increase_time(15 * DAY)  # past the 14-day validation window
+    api.post("/api/v1/operator/settle", headers=svc.operator)
+    st = api.get(f"/api/v1/ledger/agreements/{agreement_id}/statement", headers=bank).json()
+    finals = [sum(int(r["amounts"][k]) for r in (rows[0], rows[2])) for k in range(3)]
+    assert [p["final"] for p in st["parties"]] == finals
+    assert all(p["provisional"] == 0 for p in st["parties"])
+    late = api.post(f"/api/v1/conversions/{ids[0]}/reversal", headers=bank)
+    assert late.status_code == 409 and "final" in late.json()["error"]["message"]
+    assert api.get(f"/api/v1/ledger/agreements/{agreement_id}/reconcile", headers=bank).json()["ok"]
+
+
+def test_reconcile_reports_a_tampered_statement_to_the_smallest_unit(
+    make_service: Callable[..., Service],
+) -> None:
+    from backend.models import Conversion
+
+    svc = make_service()
+    api, bank = svc.api, svc.partner()
+    user = svc.new_user()
+    svc.grant(user)
+    rec = api.post("/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=bank).json()
+    conv = api.post(
+        "/api/v1/conversions",
+        json={"recommendation_id": rec["recommendation_id"], "order_id": "T-1", "value": 500_000},
+        headers=bank,
+    ).json()
+    api.post("/api/v1/operator/settle", headers=svc.operator)
+    with Session(svc.runtime.engine) as s:  # someone edits the service's copy
+        row = s.get(Conversion, conv["id"])
+        assert row is not None
+        row.amounts = [str(int(row.amounts[0]) + 1), *row.amounts[1:]]
+        s.add(row)
+        s.commit()
+    rc = api.get(f"/api/v1/ledger/agreements/{conv['agreement_id']}/reconcile", headers=bank).json()
+    assert rc["ok"] is False
+    assert rc["parties"][0]["statement_minus_events"]["provisional"] == 1
+    assert rc["parties"][0]["ledger_minus_events"]["provisional"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- indexer
+def test_the_indexer_resumes_from_its_cursor(make_service: Callable[..., Service]) -> None:
+    svc = make_service()
+    rt = svc.runtime
+    first = Indexer(rt).run_once()
+    assert first > 0
+    with Session(rt.engine) as s:
+        stored = len(s.exec(select(ChainEvent)).all())
+        cursor = s.get(IndexerCursor, "events")
+    assert stored == first and cursor is not None and cursor.next_block == rt.chain.block_number + 1
+    assert Indexer(rt).run_once() == 0  # a restarted indexer takes nothing twice
+
+    user = svc.new_user()
+    svc.grant(user)  # two new ConsentGranted events
+    restarted = Indexer(rt)
+    assert restarted.run_once() == 2
+    with Session(rt.engine) as s:
+        names = [e.name for e in s.exec(select(ChainEvent).order_by(ChainEvent.id)).all()]
+    assert names[-2:] == ["ConsentGranted", "ConsentGranted"]
+
+
+def test_the_indexer_waits_for_confirmations(make_service: Callable[..., Service]) -> None:
+    svc = make_service(index_confirmations=3)
+    rt = svc.runtime
+    idx = Indexer(rt)
+    idx.run_once()
+    assert idx.cursor() == rt.chain.block_number - 3 + 1
+    rt.chain.mine(3)
+    idx.run_once()
+    assert idx.cursor() == rt.chain.block_number - 3 + 1
+
+
+# ---------------------------------------------------------------------------------------------- privacy
+def test_partner_responses_never_carry_the_platform_user_id(service: Service) -> None:
+    user = service.new_user()
+    platform_id = service.api.get("/api/v1/me/export", headers=user["headers"]).json()["user"][
+        "platform_user_id"
+    ]
+    service.grant(user)
+    bank = service.partner()
+    rec = service.api.post("/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=bank)
+    conv = service.api.post(
+        "/api/v1/conversions",
+        json={"recommendation_id": rec.json()["recommendation_id"], "order_id": "P-1", "value": 1_000},
+        headers=bank,
+    )
+    agreement = conv.json()["agreement_id"]
+    for r in (rec, conv, service.api.get(f"/api/v1/ledger/agreements/{agreement}/statement", headers=bank)):
+        assert r.status_code < 300
+        assert platform_id not in r.text and user["id"] not in r.text
+
+
+def test_erasure_unlinks_the_pseudonym_and_revokes_on_chain(service: Service) -> None:
+    user = service.new_user()
+    service.grant(user)
+    exported = service.api.get("/api/v1/me/export", headers=user["headers"]).json()
+    assert exported["profile"] is not None and len(exported["consent_history"]) == 2
+
+    r = service.api.request("DELETE", "/api/v1/me", json={"confirm": "erase"}, headers=user["headers"])
+    assert r.status_code == 200 and len(r.json()["revoked_on_chain"]) == 2
+    rt = service.runtime
+    subject = bytes.fromhex(user["pseudonym"][2:])
+    assert rt.deployment.consent.consent_mask(subject, rt.deployment.accounts.partner) == 0
+    with Session(rt.engine) as s:
+        row = s.get(User, user["id"])
+        assert row is not None and row.user_key is None and row.platform_user_id is None and row.erased_at
+        assert s.get(Profile, user["id"]) is None
+    assert service.api.get("/api/v1/me", headers=user["headers"]).status_code == 401
+    r = service.api.post(
+        "/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=service.partner()
+    )
+    assert r.status_code == 404
