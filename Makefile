@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint typecheck contracts bench-gas bench-recommender devnet clean
+.PHONY: help install demo serve train evaluate test test-fast lint typecheck contracts bench-gas bench-recommender bench-api devnet clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -22,7 +22,16 @@ install: $(STAMP) ## Create .venv, install the Python package and the pinned npm
 demo: $(STAMP) ## Run the whole story on the embedded chain (eth-tester) and a SQLite file
 	$(BIN)/knowledger demo
 
-test: $(STAMP) ## Run every test (contracts on eth-tester and anvil, chain layer, recommender)
+serve: $(STAMP) ## Serve the API on http://127.0.0.1:8000 (embedded chain + SQLite; seeds the demo world, trains if needed)
+	$(BIN)/knowledger serve
+
+train: $(STAMP) ## Train the hybrid model on the demo world into var/model
+	$(BIN)/knowledger train
+
+evaluate: $(STAMP) ## Evaluate the served model through the serving path (JSON)
+	$(BIN)/knowledger evaluate
+
+test: $(STAMP) ## Run every test (contracts on eth-tester and anvil, chain layer, recommender, service on SQLite and PostgreSQL)
 	$(BIN)/pytest -m "" --timeout=900
 
 test-fast: $(STAMP) ## Run the tests without the slow real-data evaluations
@@ -42,6 +51,9 @@ bench-gas: $(STAMP) ## Gas used per operation and tx/s on eth-tester and anvil (
 
 bench-recommender: $(STAMP) ## Recommender quality on MovieLens, cross-domain, Caravan and the demo world (JSON + PNG)
 	$(BIN)/python scripts/bench_recommender.py
+
+bench-api: $(STAMP) ## Consent-gated latency and throughput at 200 concurrent clients, revocation-to-refusal (JSON)
+	$(BIN)/python scripts/bench_api.py
 
 devnet: $(STAMP) ## Start a local anvil devnet (chain id 31337) in the foreground
 	$(BIN)/knowledger devnet start

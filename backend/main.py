@@ -81,6 +81,16 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dic
     fields = []
     for e in errors:
         loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
+        if e.get("type") == "json_invalid":
+            ctx = e.get("ctx") or {}
+            fields.append(
+                {
+                    "field": "body",
+                    "problem": f"JSON decode error: {ctx.get('error', 'invalid JSON')}",
+                    "type": "json_invalid",
+                }
+            )
+            continue
         fields.append(
             {"field": ".".join(loc) or "body", "problem": e.get("msg", "invalid"), "type": e.get("type")}
         )
