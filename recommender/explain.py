@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,6 +79,18 @@ def _label_in_product(
     return " / ".join(dedupe_terms(ranked, n))
 
 
+def _dense_pole_mask(knowledge: KnowledgeSpace) -> np.ndarray:
+    """The pole → term mask of :data:`TOPIC_TERMS` terms as a dense float array, kept on the space."""
+    cache = knowledge.__dict__.setdefault("_explain_dense_masks", {})
+    if TOPIC_TERMS not in cache:
+        cache[TOPIC_TERMS] = (knowledge.pole_term_mask(TOPIC_TERMS).toarray() > 0).astype(np.float64)
+    return cast(np.ndarray, cache[TOPIC_TERMS])
+
+
+def _label_cache(knowledge: KnowledgeSpace) -> dict[tuple[int, int], str]:
+    return cast(dict[tuple[int, int], str], knowledge.__dict__.setdefault("_explain_labels", {}))
+
+
 def explain_many(
     profile_topics: np.ndarray,
     product_indices: Sequence[int] | np.ndarray,
@@ -104,20 +116,18 @@ def explain_many(
     top_contrib = np.take_along_axis(contrib, order, axis=1)
 
     # keywords: product terms that are among the chosen topics' terms or occur in the user's courses
+    # (dense over the vocabulary: a handful of products per call, so this beats sparse bookkeeping)
     chosen = np.zeros((len(products), n_poles))
     np.put_along_axis(chosen, order, (top_contrib > 0).astype(np.float64), axis=1)
-    in_topics = sp.csr_matrix(sp.csr_matrix(chosen) @ knowledge.pole_term_mask(TOPIC_TERMS))  # (m, V)
-    in_topics.data[:] = 1.0
+    pole_mask = _dense_pole_mask(knowledge)
+    in_topics = (chosen @ pole_mask) > 0  # (m, V)
     n_vocab = knowledge.product_tfidf.shape[1]
     in_courses = np.zeros(n_vocab)
     if len(courses):
         in_courses[np.unique(knowledge.course_tfidf[courses].indices)] = 1.0
     prod_tfidf = sp.csr_matrix(knowledge.product_tfidf[products])
     # score = product TF-IDF weight x (in a driving topic + in the user's courses): 0 means "not shared"
-    scores = sp.csr_matrix(
-        prod_tfidf.multiply(in_topics) + sp.csr_matrix(prod_tfidf.multiply(in_courses[None, :]))
-    )
-    scores.eliminate_zeros()
+    scores = prod_tfidf.toarray() * (in_topics + in_courses[None, :])
 
     # courses: the user's own courses closest to each product
     if len(courses):
@@ -126,18 +136,26 @@ def explain_many(
         c_sims = np.take_along_axis(sims, c_order, axis=1)
     out: list[Explanation] = []
     terms = knowledge.terms
-    poles = knowledge.pole_components
+    label_cache = _label_cache(knowledge)
+    poles: np.ndarray | None = None
     for row in range(len(products)):
         p_start, p_stop = prod_tfidf.indptr[row], prod_tfidf.indptr[row + 1]
         p_terms, p_weights = prod_tfidf.indices[p_start:p_stop], prod_tfidf.data[p_start:p_stop]
         merged: dict[str, float] = {}
         for t, c in zip(order[row], top_contrib[row], strict=True):
             if c > 0:
-                label = _label_in_product(poles[int(t)], p_terms, p_weights, terms) or labels[int(t)]
+                # a pole's label in a product depends on the two only: computed once, then remembered
+                key = (int(t), int(products[row]))
+                label = label_cache.get(key)
+                if label is None:
+                    if poles is None:
+                        poles = knowledge.pole_components
+                    label = label_cache[key] = _label_in_product(poles[int(t)], p_terms, p_weights, terms)
+                label = label or labels[int(t)]
                 merged[label] = merged.get(label, 0.0) + float(c)
         topics = sorted(merged.items(), key=lambda kv: -kv[1])[:k]
-        start, stop = scores.indptr[row], scores.indptr[row + 1]
-        idx, val = scores.indices[start:stop], scores.data[start:stop]
+        idx = np.flatnonzero(scores[row])
+        val = scores[row, idx]
         ranked = idx[np.lexsort((idx, -val))]
         keywords = dedupe_terms([str(terms[i]) for i in ranked], k_keywords)
         course_list = (

@@ -11,13 +11,22 @@ import secrets
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlmodel import col
 
 from backend.errors import NotFound, ServiceNotReady
-from backend.models import Product, Profile, Recommendation, User
+from backend.models import Product, Profile, Recommendation, User, utcnow
 from backend.services.runtime import PartnerAuth, Runtime
 from recommender.profiles import Profile as LearnerProfile
+
+# Built once: the hot path only binds parameters (no statement construction per request).
+_USER_BY_PSEUDONYM = select(col(User.id)).where(
+    col(User.pseudonym) == bindparam("pseudonym"), col(User.erased_at).is_(None)
+)
+_PROFILE_OF = select(col(Profile.data), col(Profile.course_indices), col(Profile.product_indices)).where(
+    col(Profile.user_id) == bindparam("user_id")
+)
+_INSERT_RECOMMENDATION = insert(Recommendation)
 
 
 def _profile_features(data: dict[str, Any]) -> np.ndarray:
@@ -31,9 +40,7 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
     subject = bytes.fromhex(subject_hex.removeprefix("0x"))
     pseudonym = "0x" + subject.hex()
     with runtime.engine.connect() as conn:
-        user_id = conn.execute(
-            select(col(User.id)).where(col(User.pseudonym) == pseudonym, col(User.erased_at).is_(None))
-        ).scalar_one_or_none()
+        user_id = conn.execute(_USER_BY_PSEUDONYM, {"pseudonym": pseudonym}).scalar_one_or_none()
     if user_id is None:
         raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
 
@@ -42,11 +49,7 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
 
     # 2. only now the profile
     with runtime.engine.connect() as conn:
-        row = conn.execute(
-            select(col(Profile.data), col(Profile.course_indices), col(Profile.product_indices)).where(
-                col(Profile.user_id) == user_id
-            )
-        ).first()
+        row = conn.execute(_PROFILE_OF, {"user_id": user_id}).first()
     if row is None:
         raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
     data, courses, owned = row
@@ -59,7 +62,8 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
     products = [r.product_id for r in ranked]
     with runtime.engine.begin() as conn:
         conn.execute(
-            insert(Recommendation).values(
+            _INSERT_RECOMMENDATION,
+            dict(
                 id=rec_id,
                 pseudonym=pseudonym,
                 partner_id=partner.id,
@@ -67,7 +71,8 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
                 model_version=ranker.metadata.version,
                 consent_block=check.head.number,
                 served_at=check.head.timestamp,
-            )
+                created_at=utcnow(),
+            ),
         )
     names = _product_names(runtime, products)
     return {

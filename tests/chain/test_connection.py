@@ -128,3 +128,16 @@ def test_unknown_function_name_is_an_attribute_error(deployed: Deployment) -> No
     with pytest.raises(AttributeError, match="no function"):
         deployed.consent.contract.fn("noSuchFunction")
     assert issubclass(errors.ConsentRegistryInvalidNonce, errors.ContractReverted)
+
+
+def test_head_is_the_latest_block(fresh_chain: ChainClient) -> None:
+    """The in-process fast path answers exactly what eth_getBlockByNumber("latest") says."""
+    fresh_chain.mine(2)
+    fresh_chain.increase_time(3600)
+    head = fresh_chain.head()
+    latest = fresh_chain.w3.eth.get_block("latest")
+    assert (head.number, head.hash, head.timestamp) == (
+        latest["number"],
+        "0x" + bytes(latest["hash"]).hex(),
+        latest["timestamp"],
+    )
