@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.api.routes import me, operator, partner, public
+from backend.api.routes import agreements, me, operator, partner, public
 from backend.core.config import Settings, get_settings
 from backend.errors import AppError, PayloadTooLarge
 from backend.observability import Metrics, MetricsMiddleware
@@ -158,7 +158,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.metrics = metrics
         app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (public, me, partner, operator):
+    for module in (public, me, partner, operator, agreements):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

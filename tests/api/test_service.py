@@ -267,3 +267,65 @@ def test_erasure_unlinks_the_pseudonym_and_revokes_on_chain(service: Service) ->
         "/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=service.partner()
     )
     assert r.status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------- agreements
+def test_an_agreement_proposed_by_the_operator_activates_with_relayed_signatures(
+    make_service: Callable[..., Service],
+) -> None:
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    svc = make_service()
+    named = svc.runtime.roles.named
+    assert named is not None
+    body = {
+        "partner_id": "bank",
+        "parties": [
+            {"account": named.platform, "share": 700_000},
+            {"account": named.creator, "share": 300_000},
+            {"account": named.partner, "share": 0},
+        ],
+        "commission_rate": 50_000,
+        "attribution_window_days": 7,
+    }
+    r = svc.api.post("/api/v1/agreements", json=body, headers=svc.operator)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["status"] == "proposed" and created["terms"]["commission_rate"] == 50_000
+    agreement_id = created["id"]
+    chain_hash = svc.runtime.deployment.agreements.agreement_of(agreement_id).terms_hash
+    assert "0x" + bytes(chain_hash).hex() == created["terms_hash"]  # the chain holds only the hash
+
+    for wallet in (named.creator, named.partner):
+        td = svc.api.get(f"/api/v1/agreements/{agreement_id}/typed-data", params={"party": wallet}).json()
+        typed = td["typed_data"]
+        signed = Account.sign_message(encode_typed_data(full_message=typed), wallet.private_key)
+        acc = {
+            "party": wallet,
+            "deadline": typed["message"]["deadline"],
+            "signature": "0x" + signed.signature.hex(),
+        }
+        r = svc.api.post(f"/api/v1/agreements/{agreement_id}/acceptances", json=acc)
+        assert r.status_code == 201, r.text
+    assert r.json()["status"] == "active"
+
+    # a forged acceptance is refused by the contract, by name
+    r = svc.api.post("/api/v1/agreements", json=body, headers=svc.operator)
+    second = r.json()["id"]
+    td = svc.api.get(f"/api/v1/agreements/{second}/typed-data", params={"party": named.creator}).json()
+    forged = Account.sign_message(encode_typed_data(full_message=td["typed_data"]), Account.create().key)
+    acc = {
+        "party": named.creator,
+        "deadline": td["typed_data"]["message"]["deadline"],
+        "signature": "0x" + forged.signature.hex(),
+    }
+    r = svc.api.post(f"/api/v1/agreements/{second}/acceptances", json=acc)
+    assert (
+        r.status_code == 422
+        and r.json()["error"]["details"]["chain_error"] == "PartnershipAgreementsInvalidSignature"
+    )
+
+    # the partner sees its new agreement, with the terms and parties
+    listed = svc.api.get("/api/v1/ledger/agreements", headers=svc.partner()).json()["agreements"]
+    assert {a["id"] for a in listed} >= {agreement_id, second}
