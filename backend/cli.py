@@ -363,7 +363,7 @@ def serve_command(
     import uvicorn
 
     from backend.chain import ChainTarget
-    from backend.main import create_app
+    from backend.main import create_app, limit_native_threads
     from backend.services.runtime import Runtime, StartupError, resolve_artifact
 
     settings = _service_settings()
@@ -384,6 +384,7 @@ def serve_command(
     )
     if key_file.is_file():
         out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")
+    limit_native_threads()
     try:
         uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="warning", access_log=False)
     finally:

@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Consent-gated recommendations with an on-chain consent registry and settlement ledger.",
         lifespan=lifespan,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
+    # (no dependency_overrides here: FastAPI re-analyses every dependency per request when any is set)
     if runtime is not None:
         runtime.metrics = metrics
         app.state.runtime = runtime
@@ -171,6 +171,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
+def limit_native_threads() -> None:
+    """A serving process scores one learner per request: tiny matrix products, for which BLAS/OpenMP
+    worker threads only add contention. One native thread per process (call at process start)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def app_factory() -> FastAPI:
     """``uvicorn --factory backend.main:app_factory``."""
+    limit_native_threads()
     return create_app()

@@ -9,6 +9,7 @@ reads the mask afresh. There is no time-based cache, so there is nothing stale t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import time
@@ -55,6 +56,54 @@ class ConsentCheck:
         return not self.missing
 
 
+class FairLock:
+    """A re-entrant lock granted in arrival order.
+
+    ``threading.RLock`` is not fair: the event loop thread, which checks consent for one request after
+    another, releases and re-takes it faster than a waiting worker thread wakes up, so a revocation waiting
+    for the in-process chain could wait for seconds under load. Here a release hands the lock to the
+    longest waiter."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._waiters: collections.deque[tuple[int, threading.Lock]] = collections.deque()
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None and not self._waiters:
+                self._owner, self._depth = me, 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiters.append((me, gate))
+        gate.acquire()  # released by the owner handing over (then we own it)
+
+    def release(self) -> None:
+        with self._mutex:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiters:
+                owner, gate = self._waiters.popleft()
+                self._owner, self._depth = owner, 1
+                gate.release()
+            else:
+                self._owner = None
+
+    def __enter__(self) -> FairLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class ChainGateway:
     """Serialises access to an in-process chain (eth-tester is not thread-safe); a devnet or RPC node
     takes concurrent reads, and writes are ordered per sender by ``ChainClient``."""
@@ -63,7 +112,9 @@ class ChainGateway:
         self.deployment = deployment
         self.client: ChainClient = deployment.client
         self._serial = self.client.target is ChainTarget.EMBEDDED
-        self._lock = threading.RLock()
+        #: The chain runs in this process: calls are CPU work, not network waits.
+        self.in_process = self._serial
+        self._lock = FairLock()
         self._cache_lock = threading.Lock()
         self._cache_head: str | None = None
         self._masks: dict[tuple[bytes, str], int] = {}

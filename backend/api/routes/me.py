@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import RuntimeDep, SessionDep, UserDep
+from backend.api.deps import RuntimeDep, SessionDep, UserDep, offload
 from backend.errors import BadRequest, NotFound
 from backend.models import ConsentAction, ConsentEvent, iso
 from backend.services import consent as consent_service
@@ -56,7 +56,7 @@ class GrantBody(BaseModel):
 
 
 @router.put("/consents/{partner_id}/{purpose}", status_code=201)
-def grant(
+async def grant(
     partner_id: PartnerId,
     purpose: PurposeName,
     user: UserDep,
@@ -68,18 +68,20 @@ def grant(
     block and the receipt whose hash is on chain."""
     p = _purpose(purpose)
     partner = consent_service.get_partner(session, partner_id)
-    event = consent_service.grant(runtime, session, user, partner, p, body.days if body else None)
+    event = await offload(
+        runtime, consent_service.grant, runtime, session, user, partner, p, body.days if body else None
+    )
     return consent_service.event_public(event, with_receipt=True)
 
 
 @router.delete("/consents/{partner_id}/{purpose}")
-def revoke(
+async def revoke(
     partner_id: PartnerId, purpose: PurposeName, user: UserDep, runtime: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Revoke; from the block this is mined in, the partner's requests are refused."""
     p = _purpose(purpose)
     partner = consent_service.get_partner(session, partner_id)
-    event = consent_service.revoke(runtime, session, user, partner, p)
+    event = await offload(runtime, consent_service.revoke, runtime, session, user, partner, p)
     return consent_service.event_public(event)
 
 

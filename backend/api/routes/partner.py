@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import PartnerDep, RuntimeDep, SessionDep
+from backend.api.deps import PartnerDep, RuntimeDep, SessionDep, offload
 from backend.errors import BadRequest
 from backend.models import ConversionCreate, ConversionState
 from backend.services import agreements as agreement_service
@@ -28,10 +29,16 @@ class RecommendationRequest(BaseModel):
 
 
 @router.post("/recommendations")
-def recommendations(body: RecommendationRequest, partner: PartnerDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def recommendations(
+    body: RecommendationRequest, partner: PartnerDep, runtime: RuntimeDep
+) -> JSONResponse:
     """Products for one user, only if the chain says, now, that the user allows profiling and product
-    recommendation for this partner (403 otherwise, 503 if the chain cannot be asked)."""
-    return recommend(runtime, partner, body.subject, body.k)
+    recommendation for this partner (403 otherwise, 503 if the chain cannot be asked).
+
+    On the in-process chain the whole request is CPU work of about a millisecond and runs on the event loop
+    (a worker-thread hop would cost more than it saves); against a node it runs in a worker thread, since
+    the chain call waits on the network."""
+    return JSONResponse(await offload(runtime, recommend, runtime, partner, body.subject, body.k))
 
 
 @router.post("/conversions", status_code=202)

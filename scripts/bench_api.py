@@ -1,0 +1,299 @@
+"""Consent-gated API benchmark: ``python scripts/bench_api.py`` prints JSON.
+
+Starts the service (``uvicorn``, one process: the embedded chain lives in it) on a free loopback port with
+the demo world seeded, creates consented learners through the API, and loads it from this process with 200
+concurrent keep-alive connections (a small asyncio client, see ``_loadgen.py``). With two or more CPUs the
+server is pinned to CPU 0 and the load generator to CPU 1.
+
+- ``recommend`` / ``trivial``: ``rps`` is the capacity (closed loop, 200 connections sending back to back);
+  ``p50_ms`` / ``p99_ms`` are latencies at 200 concurrent clients at a stated offered load (open loop, half
+  the recommend capacity, the same rate for both endpoints), measured from each request's scheduled time.
+  ``trivial`` is ``GET /api/v1/ping`` of the same app (same middleware, no chain, no database).
+- ``ratio``: recommend rps / trivial rps.
+- ``revocation_to_refusal_ms``: p95 over learners of the time from sending the revoke call to receiving the
+  first 403 for that learner, while the paced recommend load runs. ``stale_after_revoke`` counts 200s
+  received for a learner after its revoke call returned (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _loadgen import Connection, open_connections, paced, request_bytes, saturate  # noqa: E402
+
+OPERATOR_KEY = "op_bench_" + secrets.token_hex(12)
+
+
+def log(msg: str) -> None:
+    print(f"[bench_api] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(state: Path, artifact: Path, port: int, pin: bool) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        KNOWLEDGER_STATE_DIR=str(state),
+        KNOWLEDGER_MODEL_PATH=str(artifact),
+        KNOWLEDGER_OPERATOR_KEY=OPERATOR_KEY,
+        KNOWLEDGER_SEED_DEMO="1",
+        KNOWLEDGER_SETTLE_INTERVAL_S="0",
+        KNOWLEDGER_INDEX_INTERVAL_S="0",
+        KNOWLEDGER_CHAIN_TARGET="embedded",
+    )
+    env.pop("KNOWLEDGER_DATABASE_URL", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "backend.main:app_factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--backlog",
+        "4096",
+    ]
+    if pin:
+        cmd = ["taskset", "-c", "0", *cmd]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"the server exited: {err[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the server did not become healthy")
+
+
+def make_users(api: httpx.Client, split: Any, n: int) -> list[dict[str, str]]:
+    """Learners with profiles and both gate purposes granted to the bank, through the API."""
+    op = {"X-API-Key": OPERATOR_KEY}
+    users = []
+    for i in range(n):
+        r = api.post(
+            "/api/v1/users", json={"platform_user_id": f"bench-{i}-{secrets.token_hex(3)}"}, headers=op
+        )
+        r.raise_for_status()
+        u = r.json()
+        profile = split.profiles.profile(split.user_ids[i]).to_dict()
+        courses = split.train_dataset.items["item_id"].tolist()[i % 50 : i % 50 + 4]
+        api.put(
+            f"/api/v1/users/{u['id']}/profile",
+            json={"profile": profile, "course_ids": courses, "product_ids": []},
+            headers=op,
+        ).raise_for_status()
+        auth = {"Authorization": f"Bearer {u['token']}"}
+        for purpose in ("profiling", "product_recommendation"):
+            api.put(f"/api/v1/me/consents/bank/{purpose}", headers=auth).raise_for_status()
+        users.append({"pseudonym": u["pseudonym"], "token": u["token"]})
+        if (i + 1) % 50 == 0:
+            log(f"  {i + 1}/{n} learners consented")
+    return users
+
+
+async def measure(
+    port: int, bank_key: str, users: list[dict[str, str]], args: argparse.Namespace
+) -> dict[str, Any]:
+    clients = args.clients
+    bank = {"X-API-Key": bank_key}
+    ping = [request_bytes("GET", "/api/v1/ping", {})]
+    recs = [
+        request_bytes("POST", "/api/v1/recommendations", bank, {"subject": u["pseudonym"], "k": 5})
+        for u in users[:clients]
+    ]
+    conns = await open_connections(port, clients)
+
+    log(f"capacity: trivial, {clients} connections, {args.warmup}+{args.duration} s")
+    trivial_sat = await saturate(conns, ping, args.warmup, args.duration)
+    log(f"capacity: recommend, {clients} connections, {args.warmup}+{args.duration} s")
+    rec_sat = await saturate(conns, recs, args.warmup, args.duration)
+    if set(rec_sat.statuses) != {200} or rec_sat.errors:
+        raise SystemExit(f"recommend returned {rec_sat.statuses}, errors {rec_sat.errors}")
+    rate = max(10.0, 0.5 * rec_sat.summary()["rps"])  # type: ignore[operator]
+
+    log(f"latency at {rate:.0f} req/s offered over {clients} connections")
+    trivial_lat = await paced(conns, ping, rate, 1.0, args.duration)
+    rec_lat = await paced(conns, recs, rate, 1.0, args.duration)
+    if set(rec_lat.statuses) != {200} or rec_lat.errors:
+        raise SystemExit(f"recommend returned {rec_lat.statuses}, errors {rec_lat.errors}")
+
+    log(f"revocation to refusal: {args.revocations} learners under the paced recommend load")
+    revocable = users[clients : clients + args.revocations]
+    probe = await Connection.open(port)
+    revoker = await Connection.open(port)
+    times: list[float] = []
+    revoke_calls: list[float] = []
+    stale = 0
+    stop = asyncio.Event()
+
+    async def background() -> None:
+        while not stop.is_set():
+            await paced(conns, recs, rate, 0.0, 2.0)
+
+    bg = asyncio.create_task(background())
+    await asyncio.sleep(1.0)
+    for u in revocable:
+        auth = {"Authorization": f"Bearer {u['token']}"}
+        ask = request_bytes("POST", "/api/v1/recommendations", bank, {"subject": u["pseudonym"], "k": 5})
+        status, _ = await probe.send(ask)
+        assert status == 200, f"learner not consented before the revocation: {status}"
+        t0 = time.perf_counter()
+        status, _ = await revoker.send(
+            request_bytes("DELETE", "/api/v1/me/consents/bank/product_recommendation", auth)
+        )
+        assert status == 200, f"revoke failed: {status}"
+        revoke_calls.append(time.perf_counter() - t0)
+        while True:
+            status, _ = await probe.send(ask)
+            if status == 403:
+                times.append(time.perf_counter() - t0)
+                break
+            stale += 1
+            if stale > 1000:
+                raise SystemExit("recommendations kept being served after a revocation")
+        await asyncio.sleep(0.05)
+    stop.set()
+    await bg
+    for c in (*conns, probe, revoker):
+        c.close()
+    ms = np.asarray(times) * 1e3
+    return {
+        "trivial_sat": trivial_sat.summary(),
+        "recommend_sat": rec_sat.summary(),
+        "trivial_lat": trivial_lat.summary(),
+        "recommend_lat": rec_lat.summary(),
+        "offered_rps": round(rate, 1),
+        "revocation": {
+            "p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "max_ms": round(float(ms.max()), 2),
+            "revoke_call_p50_ms": round(float(np.percentile(np.asarray(revoke_calls) * 1e3, 50)), 2),
+            "samples": len(ms),
+            "stale_after_revoke": stale,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--revocations", type=int, default=30)
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args()
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    from backend.services.seed import demo_split, train_model
+
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= 2 and shutil.which("taskset") is not None
+    state = Path(tempfile.mkdtemp(prefix="knowledger-bench-"))
+    t0 = time.perf_counter()
+    log("training a small model on the demo world")
+    split = demo_split(seed=0)
+    artifact, _ = train_model(split, state / "model", epochs=3, seed=0)
+    port = free_port()
+    proc = start_server(state, Path(artifact), port, pin)
+    try:
+        wait_healthy(proc, port)
+        if pin:
+            os.sched_setaffinity(0, {cpus[1]})
+        bank_key = json.loads((state / "partner-keys.json").read_text())["bank"]
+        log(f"server up on :{port}; creating {args.clients + args.revocations} consented learners")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
+            users = make_users(api, split, args.clients + args.revocations)
+        raw = asyncio.run(measure(port, bank_key, users, args))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(state, ignore_errors=True)
+
+    def figures(lat: dict[str, Any], sat: dict[str, Any]) -> dict[str, Any]:
+        return {"p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "rps": sat["rps"]}
+
+    out = {
+        "recommend": figures(raw["recommend_lat"], raw["recommend_sat"]),
+        "trivial": figures(raw["trivial_lat"], raw["trivial_sat"]),
+        "ratio": round(raw["recommend_sat"]["rps"] / raw["trivial_sat"]["rps"], 3),
+        "revocation_to_refusal_ms": raw["revocation"]["p95_ms"],
+        "goals": {"recommend_p99_ms_max": 10.0, "ratio_min": 0.5},
+        "method": (
+            "rps: closed loop, all connections sending back to back (capacity). p50/p99: open loop at "
+            "offered_rps spread over the connections, latency from each request's scheduled send time. "
+            "revocation_to_refusal_ms: p95 from sending the revoke call to the first 403, under the paced load."
+        ),
+        "config": {
+            "clients": args.clients,
+            "offered_rps": raw["offered_rps"],
+            "warmup_s": args.warmup,
+            "duration_s": args.duration,
+            "server": "uvicorn, 1 process (uvloop, httptools), embedded eth-tester chain, SQLite (WAL)",
+            "pinned": {"server_cpu": 0, "loadgen_cpu": cpus[1]} if pin else None,
+            "cpus": len(cpus),
+        },
+        "saturation": {"recommend": raw["recommend_sat"], "trivial": raw["trivial_sat"]},
+        "paced": {"recommend": raw["recommend_lat"], "trivial": raw["trivial_lat"]},
+        "revocation": raw["revocation"],
+        "total_s": round(time.perf_counter() - t0, 1),
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json_out:
+        args.json_out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
