@@ -49,7 +49,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge()
+                    raise _TooLarge(f"request body over {self.max_bytes} bytes")
             return message
 
         try:
@@ -58,8 +58,12 @@ class BodyLimitMiddleware:
             await _send_error(send, PayloadTooLarge(f"request body over {self.max_bytes} bytes"))
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive`` while a streamed body is read. An HTTPException, because FastAPI turns any
+    other exception raised while it reads the body into a 400 "error parsing the body"."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
 
 
 async def _send_error(send: Any, error: AppError) -> None:
@@ -115,7 +119,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {
+            400: "malformed_json",  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail), "details": {}}},
             status_code=exc.status_code,

@@ -9,12 +9,23 @@ chain's events. What the chain holds instead: pseudonyms, hashes and amounts (se
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+SLUG = re.compile(r"^[a-z][a-z0-9-]*$")
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _match(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"expected {what}")
+    return value
 
 
 def utcnow() -> dt.datetime:
@@ -30,7 +41,7 @@ def iso(value: dt.datetime) -> str:
 
 # ---------------------------------------------------------------------------------------------- partners
 class PartnerBase(SQLModel):
-    id: str = Field(primary_key=True, min_length=2, max_length=40, regex=r"^[a-z][a-z0-9-]*$")
+    id: str = Field(primary_key=True, min_length=2, max_length=40)
     name: str = Field(min_length=1, max_length=120)
     kind: str = Field(default="bank", max_length=40)
     address: str = Field(max_length=42, unique=True)
@@ -40,11 +51,15 @@ class PartnerBase(SQLModel):
 class PartnerCreate(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
-    id: str = Field(min_length=2, max_length=40, regex=r"^[a-z][a-z0-9-]*$")
+    #: A slug: lower-case letters, digits and dashes, starting with a letter.
+    id: str = Field(min_length=2, max_length=40)
     name: str = Field(min_length=1, max_length=120)
     kind: str = Field(default="bank", max_length=40)
-    address: str = Field(min_length=42, max_length=42, regex=r"^0x[0-9a-fA-F]{40}$")
+    address: str = Field(min_length=42, max_length=42)
     notice_text: str = Field(min_length=1, max_length=4000)
+
+    _id = field_validator("id")(lambda v: _match(SLUG, v, "a slug: lower-case letters, digits and dashes"))
+    _address = field_validator("address")(lambda v: _match(ADDRESS, v, "an address: 0x and 40 hex digits"))
 
 
 class Partner(PartnerBase, table=True):
@@ -99,7 +114,11 @@ class UserCreate(SQLModel):
     #: The knowledge platform's own id for the learner (kept off chain and out of partner responses).
     platform_user_id: str = Field(min_length=1, max_length=120)
     #: A wallet the learner signs consents with (then the on-chain subject is the wallet, not a pseudonym).
-    wallet: str | None = Field(default=None, min_length=42, max_length=42, regex=r"^0x[0-9a-fA-F]{40}$")
+    wallet: str | None = Field(default=None, min_length=42, max_length=42)
+
+    _wallet = field_validator("wallet")(
+        lambda v: v if v is None else _match(ADDRESS, v, "an address: 0x and 40 hex digits")
+    )
 
 
 class User(SQLModel, table=True):

@@ -30,6 +30,7 @@ from backend.chain import (
     wallet_for_subject,
 )
 from backend.chain.eip712 import compact
+from backend.chain.types import checksum
 from backend.errors import BadRequest, Conflict, NotFound
 from backend.models import ConsentAction, ConsentEvent, Partner, User, iso
 from backend.privacy import reference_hash
@@ -367,7 +368,8 @@ def relay(
     r, vs = split_signature(signature)
     try:
         subject = bytes.fromhex(str(message["subject"]).removeprefix("0x"))
-        partner_address = str(message["partner"])
+        # an address is case-insensitive (EIP-55 is only a checksum): look the partner up by its checksum
+        partner_address = checksum(str(message["partner"]))
         purpose = Purpose(int(message["purpose"]))
         nonce = int(message["nonce"])
         deadline = int(message["deadline"])
@@ -392,6 +394,8 @@ def relay(
                 int(message["partnerNoticeVersion"]),
             )
             digest = bytes.fromhex(str(message["receiptHash"]).removeprefix("0x"))
+            if len(digest) != 32:
+                raise BadRequest("message.receiptHash: expected 32 bytes", field="message.receiptHash")
             signed: Any = SignedConsentGrant(subject, terms, digest, nonce, deadline, r, vs)
         else:
             signed = SignedConsentRevocation(subject, partner.address, purpose, nonce, deadline, r, vs)

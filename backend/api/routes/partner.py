@@ -19,6 +19,9 @@ from backend.services.recommend import recommend
 
 router = APIRouter(prefix="/api/v1", tags=["partner"])
 
+#: A row id: at most the database's BIGINT (a larger one would overflow the query: 422, not 500).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
 
 class RecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +58,7 @@ def report_conversion(
 
 @router.get("/conversions/{conversion_id}")
 def get_conversion(
-    conversion_id: Annotated[int, Path(ge=1)], partner: PartnerDep, session: SessionDep
+    conversion_id: RowId, partner: PartnerDep, session: SessionDep
 ) -> dict[str, Any]:
     from backend.errors import NotFound
     from backend.models import Conversion
@@ -68,7 +71,7 @@ def get_conversion(
 
 @router.post("/conversions/{conversion_id}/reversal", status_code=202)
 def reverse(
-    conversion_id: Annotated[int, Path(ge=1)], partner: PartnerDep, runtime: RuntimeDep, session: SessionDep
+    conversion_id: RowId, partner: PartnerDep, runtime: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Reverse a conversion (a cancelled policy, a withdrawal) inside its validation window."""
     row = settlement.request_reversal(runtime, session, partner, conversion_id)
@@ -87,7 +90,7 @@ def agreements(partner: PartnerDep, session: SessionDep) -> dict[str, Any]:
 
 @router.get("/ledger/agreements/{agreement_id}")
 def agreement(
-    agreement_id: Annotated[int, Path(ge=1)], partner: PartnerDep, session: SessionDep
+    agreement_id: RowId, partner: PartnerDep, session: SessionDep
 ) -> dict[str, Any]:
     return agreement_service.agreement_public(
         agreement_service.get_agreement(session, agreement_id, partner.id)
@@ -96,7 +99,7 @@ def agreement(
 
 @router.get("/ledger/agreements/{agreement_id}/statement")
 def statement(
-    agreement_id: Annotated[int, Path(ge=1)],
+    agreement_id: RowId,
     partner: PartnerDep,
     session: SessionDep,
     state: Annotated[str | None, Query()] = None,
@@ -119,7 +122,7 @@ def statement(
 
 @router.get("/ledger/agreements/{agreement_id}/reconcile")
 def reconcile(
-    agreement_id: Annotated[int, Path(ge=1)], partner: PartnerDep, runtime: RuntimeDep, session: SessionDep
+    agreement_id: RowId, partner: PartnerDep, runtime: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Recompute the statement from the chain's events and the ledger's totals; report every difference."""
     a = agreement_service.get_agreement(session, agreement_id, partner.id)
