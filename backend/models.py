@@ -17,7 +17,6 @@ from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
 SLUG = re.compile(r"^[a-z][a-z0-9-]*$")
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
