@@ -321,26 +321,11 @@ def _service_settings() -> Settings:
 
 
 def _train_with_progress(path: Path, epochs: int, seed: int) -> tuple[Path, dict[str, dict[str, float]]]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from backend.services.seed import demo_split, train_with_progress
 
-    from backend.services.seed import demo_split, train_model
-
-    with Progress(
-        TextColumn("training the hybrid model on the demo world"),
-        BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-    ) as progress:
-        task = progress.add_task("train", total=epochs)
-        split = demo_split(seed=seed)
-        artifact, metrics = train_model(
-            split,
-            path,
-            epochs=epochs,
-            seed=seed,
-            progress=lambda done, _t: progress.update(task, completed=done),
-        )
+    split = demo_split(seed=seed)
+    label = "training the hybrid model on the demo world"
+    artifact, metrics = train_with_progress(err, split, path, epochs, seed, label=label)
     return Path(artifact), metrics
 
 

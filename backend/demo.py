@@ -20,13 +20,12 @@ from typing import Any
 
 from pydantic import SecretStr
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from backend.core.config import Settings
 from backend.main import create_app
 from backend.services.runtime import Runtime
-from backend.services.seed import demo_split, seed, train_model
+from backend.services.seed import demo_split, seed, train_with_progress
 
 with warnings.catch_warnings():  # Starlette's TestClient warns about its httpx transport; it runs in-process
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -100,24 +99,12 @@ def run_demo(
         f"{len(ds.users):,} learners, {len(ds.items):,} courses/e-books/audio, {len(ds.interactions):,} "
         f"interactions, {len(ds.products)} finance and insurance products"
     )
-    with Progress(
-        TextColumn("   training the hybrid two-tower model"),
-        BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("train", total=epochs)
-        started = time.perf_counter()
-        artifact, metrics = train_model(
-            split,
-            out_dir / "models",
-            epochs=epochs,
-            seed=seed_,
-            progress=lambda done, _total: progress.update(task, completed=done),
-        )
-        result.timings["train_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    label = "   training the hybrid two-tower model"
+    artifact, metrics = train_with_progress(
+        console, split, out_dir / "models", epochs, seed_, label=label, transient=True
+    )
+    result.timings["train_s"] = time.perf_counter() - started
     result.metrics = {k: {m: float(v) for m, v in vals.items()} for k, vals in metrics.items()}
     say.say(
         f"cold-start learners (course history only): NDCG@10 hybrid {metrics['hybrid']['ndcg@10']:.3f} vs "

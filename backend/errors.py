@@ -16,6 +16,7 @@ from backend.chain import (
     InsufficientFunds,
     TransactionTimeout,
 )
+from backend.core.jsonable import to_jsonable
 
 
 class AppError(Exception):
@@ -102,18 +103,8 @@ def from_chain_error(exc: ChainError, doing: str) -> AppError:
         return ChainRefused(
             f"{doing}: the chain refused it: {exc}",
             chain_error=type(exc).__name__,
-            args={k: _plain(v) for k, v in getattr(exc, "args_by_name", {}).items()},
+            args=to_jsonable(dict(getattr(exc, "args_by_name", {}))),
         )
     if isinstance(exc, InsufficientFunds):
         return ChainUnavailable(f"{doing}: the service's signing account cannot pay for gas ({exc})")
     return ChainUnavailable(f"{doing}: {exc}")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value

@@ -31,6 +31,7 @@ from backend.chain import (
 )
 from backend.chain.eip712 import compact
 from backend.chain.types import checksum
+from backend.core.jsonable import to_jsonable
 from backend.errors import BadRequest, Conflict, NotFound
 from backend.models import ConsentAction, ConsentEvent, Partner, User, iso
 from backend.privacy import reference_hash
@@ -213,24 +214,19 @@ def grant(
         return tx, receipt, digest, head.timestamp
 
     tx, receipt, digest, now = runtime.gateway.run("granting consent", send)
-    event = ConsentEvent(
-        user_id=user.id,
-        pseudonym=user.pseudonym,
-        partner_id=partner.id,
-        purpose=PURPOSE_NAMES[purpose],
-        action=ConsentAction.GRANT,
-        path="registrar",
-        receipt_id=receipt["receipt_id"],
-        receipt=receipt,
-        receipt_hash="0x" + digest.hex(),
-        tx_hash=tx.tx_hash,
-        block_number=tx.block_number,
-        chain_time=now,
+    return _record(
+        session,
+        user.id,
+        user.pseudonym,
+        partner,
+        purpose,
+        ConsentAction.GRANT,
+        "registrar",
+        tx,
+        now,
+        receipt,
+        digest,
     )
-    session.add(event)
-    session.commit()
-    session.refresh(event)
-    return event
 
 
 def revoke(
@@ -250,16 +246,39 @@ def revoke(
 
     tx = runtime.gateway.run("revoking consent", send)
     runtime.gateway.invalidate()
+    now = runtime.chain.now()
+    return _record(
+        session, user.id, user.pseudonym, partner, purpose, ConsentAction.REVOKE, "registrar", tx, now
+    )
+
+
+def _record(
+    session: Session,
+    user_id: str | None,
+    pseudonym_hex: str,
+    partner: Partner,
+    purpose: Purpose,
+    action: ConsentAction,
+    path: str,
+    tx: TxResult,
+    chain_time: int,
+    receipt: dict[str, Any] | None = None,
+    digest: bytes | None = None,
+) -> ConsentEvent:
+    """Write the history row of a mined consent change."""
     event = ConsentEvent(
-        user_id=user.id,
-        pseudonym=user.pseudonym,
+        user_id=user_id,
+        pseudonym=pseudonym_hex,
         partner_id=partner.id,
         purpose=PURPOSE_NAMES[purpose],
-        action=ConsentAction.REVOKE,
-        path="registrar",
+        action=action,
+        path=path,
+        receipt_id=(receipt or {}).get("receipt_id"),
+        receipt=receipt,
+        receipt_hash=None if digest is None else "0x" + digest.hex(),
         tx_hash=tx.tx_hash,
         block_number=tx.block_number,
-        chain_time=runtime.chain.now(),
+        chain_time=chain_time,
     )
     session.add(event)
     session.commit()
@@ -317,26 +336,16 @@ def typed_data_for(
             typed = consent_revocation_typed_data(
                 c.address, runtime.chain.chain_id, revocation, nonce, deadline
             )
-            return {"typed_data": _jsonable(typed), "receipt": None}
+            return {"typed_data": to_jsonable(typed), "receipt": None}
         lifetime = min(days or runtime.settings.consent_days, 390) * DAY
         expires = head.timestamp + min(lifetime, c.max_consent_duration() - 60)
         terms = c.current_terms(partner.address, purpose, expires)
         receipt = build_receipt(runtime, subject, partner, purpose, terms, head.timestamp)
         grant_ = ConsentGrant(subject, terms, receipt_hash(receipt))
         typed = consent_grant_typed_data(c.address, runtime.chain.chain_id, grant_, nonce, deadline)
-        return {"typed_data": _jsonable(typed), "receipt": receipt}
+        return {"typed_data": to_jsonable(typed), "receipt": receipt}
 
     return runtime.gateway.run("preparing the signature request", build)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def split_signature(signature: str) -> tuple[bytes, bytes]:
@@ -413,21 +422,18 @@ def relay(
 
     tx, now = runtime.gateway.run(f"relaying a signed {action.value}", send)
     runtime.gateway.invalidate()
-    event = ConsentEvent(
-        user_id=user.id if user is not None else None,
-        pseudonym="0x" + subject.hex(),
-        partner_id=partner.id,
-        purpose=PURPOSE_NAMES[purpose],
-        action=action,
-        path=f"wallet {wallet}",
-        receipt_id=(receipt or {}).get("receipt_id"),
-        receipt=receipt,
-        receipt_hash=None if digest is None else "0x" + digest.hex(),
-        tx_hash=tx.tx_hash,
-        block_number=tx.block_number,
-        chain_time=now,
+    user_id = user.id if user is not None else None
+    pseudonym_hex = "0x" + subject.hex()
+    return _record(
+        session,
+        user_id,
+        pseudonym_hex,
+        partner,
+        purpose,
+        action,
+        f"wallet {wallet}",
+        tx,
+        now,
+        receipt,
+        digest,
     )
-    session.add(event)
-    session.commit()
-    session.refresh(event)
-    return event

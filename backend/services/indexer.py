@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from backend.chain import ChainError, ChainTarget, Event
+from backend.core.jsonable import to_jsonable
 from backend.models import Agreement, ChainEvent, Conversion, ConversionState, IndexerCursor, utcnow
 from backend.services.runtime import Runtime
+from backend.services.worker import PeriodicWorker
 
 log = logging.getLogger("knowledger.indexer")
 CURSOR = "events"
@@ -26,25 +27,13 @@ _AGREEMENT_STATUS = {
 }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, int) and abs(value) >= 2**53:
-        return str(value)
-    return value
+class Indexer(PeriodicWorker):
+    name = "indexer"
 
-
-class Indexer:
     def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
         self.runtime = runtime
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
         self.head_seen = 0
         s = runtime.settings
         local = runtime.chain.target is not ChainTarget.RPC
@@ -58,23 +47,6 @@ class Indexer:
             d.ledger.address: "SettlementLedger",
         }
         self.start_block = min(c.from_block for c in (d.consent, d.agreements, d.ledger))
-
-    def start(self, interval: float) -> None:
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.run_once()
-                except Exception as exc:
-                    self.last_error = str(exc)
-                    log.exception("indexer round failed")
-
-        self._thread = threading.Thread(target=loop, name="knowledger-indexer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def cursor(self) -> int:
         with Session(self.runtime.engine) as s:
@@ -137,7 +109,7 @@ class Indexer:
                         contract=self.contracts.get(e.address, e.address),
                         name=e.name,
                         agreement_id=None if agreement_id is None else int(agreement_id),
-                        args=_plain(e.args),
+                        args=to_jsonable(e.args, big_ints_as_str=True),
                     )
                 )
                 self._apply(s, e)

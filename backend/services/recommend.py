@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlmodel import col
 
 from backend.errors import NotFound, ServiceNotReady
-from backend.models import Product, Profile, Recommendation, User, utcnow
+from backend.models import Profile, Recommendation, User, utcnow
 from backend.services.runtime import PartnerAuth, Runtime
 from recommender.profiles import Profile as LearnerProfile
 
@@ -74,7 +74,6 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
                 created_at=utcnow(),
             ),
         )
-    names = _product_names(runtime, products)
     return {
         "recommendation_id": rec_id,
         "subject": pseudonym,
@@ -88,27 +87,13 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
         "products": [
             {
                 "product_id": r.product_id,
-                "name": names.get(r.product_id, r.product_id),
+                "name": runtime.product_name(r.product_id),
                 "score": round(r.score, 6),
                 "explanation": _explanation(r.explanation),
             }
             for r in ranked
         ],
     }
-
-
-_NAMES: dict[str, str] = {}
-
-
-def _product_names(runtime: Runtime, ids: list[str]) -> dict[str, str]:
-    missing = [i for i in ids if i not in _NAMES]
-    if missing:
-        with runtime.engine.connect() as conn:
-            for pid, name in conn.execute(
-                select(col(Product.id), col(Product.name)).where(col(Product.id).in_(missing))
-            ):
-                _NAMES[pid] = name
-    return {i: _NAMES.get(i, i) for i in ids}
 
 
 def _explanation(why: dict[str, Any] | None) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class Runtime:
         self._catalogue_lock = threading.Lock()
         self._product_index: dict[str, int] = {}
         self._partner_products: dict[str, list[int]] = {}
+        self._product_names: dict[str, str] = {}
         self.settler: Settler | None = None
         self.indexer: Indexer | None = None
         self.metrics: Any = None
@@ -131,6 +132,7 @@ class Runtime:
             self._partner_keys = keys
             self._product_index = index
             self._partner_products = {k: sorted(v) for k, v in by_partner.items()}
+            self._product_names = {p.id: p.name for p in products}
 
     def partner_for_key(self, api_key: str) -> PartnerAuth | None:
         return self._partner_keys.get(key_hash(api_key))
@@ -143,6 +145,9 @@ class Runtime:
 
     def partner_products(self, partner_id: str) -> list[int]:
         return self._partner_products.get(partner_id, [])
+
+    def product_name(self, product_id: str) -> str:
+        return self._product_names.get(product_id, product_id)
 
     def load_model(self, path: Path) -> None:
         self.ranker = ProductRanker.load(path)

@@ -181,6 +181,30 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
     return SeedResult(keys, len(users), agreements)
 
 
+def train_with_progress(
+    console: Any, split: DemoSplit, path: Any, epochs: int, seed: int, *, label: str, transient: bool = False
+) -> Any:
+    """:func:`train_model` behind a rich progress bar (one tick per epoch) on ``console``."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    ) as progress:
+        task = progress.add_task("train", total=epochs)
+        return train_model(
+            split,
+            path,
+            epochs=epochs,
+            seed=seed,
+            progress=lambda done, _t: progress.update(task, completed=done),
+        )
+
+
 def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, progress: Any = None) -> Any:
     """Train the hybrid model on the demo world and save the artifact the service serves."""
     from recommender.evaluator import evaluate

@@ -49,6 +49,7 @@ from backend.models import (
 from backend.privacy import reference_hash
 from backend.services.agreements import terms_from_json
 from backend.services.runtime import PartnerAuth, Runtime
+from backend.services.worker import PeriodicWorker
 
 log = logging.getLogger("knowledger.settlement")
 
@@ -181,33 +182,15 @@ def request_reversal(
     return row
 
 
-class Settler:
-    """Moves the outbox to the chain. ``run_once`` is one round (tests and the operator call it directly);
-    ``start`` runs rounds in a thread."""
+class Settler(PeriodicWorker):
+    """Moves the outbox to the chain, one round per ``run_once``."""
+
+    name = "settler"
 
     def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
         self.runtime = runtime
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
-
-    def start(self, interval: float) -> None:
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.run_once()
-                except Exception as exc:  # keep the loop alive; the error is reported by /health
-                    self.last_error = str(exc)
-                    log.exception("settlement round failed")
-
-        self._thread = threading.Thread(target=loop, name="knowledger-settler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def run_once(self) -> dict[str, int]:
         """One round: recover in-flight rows, send pending ones, reverse, finalize. Returns counts."""
