@@ -55,7 +55,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(state: Path, artifact: Path, port: int, pin: bool) -> subprocess.Popen[bytes]:
+def start_server(
+    state: Path, artifact: Path, port: int, pin: bool, rpc_url: str | None = None
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
         KNOWLEDGER_STATE_DIR=str(state),
@@ -64,8 +66,10 @@ def start_server(state: Path, artifact: Path, port: int, pin: bool) -> subproces
         KNOWLEDGER_SEED_DEMO="1",
         KNOWLEDGER_SETTLE_INTERVAL_S="0",
         KNOWLEDGER_INDEX_INTERVAL_S="0",
-        KNOWLEDGER_CHAIN_TARGET="embedded",
+        KNOWLEDGER_CHAIN_TARGET="embedded" if rpc_url is None else "devnet",
     )
+    if rpc_url is not None:
+        env.update(KNOWLEDGER_RPC_URL=rpc_url, KNOWLEDGER_MANIFEST_PATH=str(state / "manifest.json"))
     env.pop("KNOWLEDGER_DATABASE_URL", None)
     cmd = [
         sys.executable,
@@ -188,9 +192,7 @@ async def measure(
     log(f"revocation to refusal: {half} learners, no other traffic")
     idle = [await revoke_and_wait(u) for u in revocable[:half]]
     bg_rate = max(10.0, 0.2 * rec_sat.summary()["rps"])  # type: ignore[operator]
-    log(
-        f"revocation to refusal: {len(revocable) - half} learners under {bg_rate:.0f} req/s"
-    )
+    log(f"revocation to refusal: {len(revocable) - half} learners under {bg_rate:.0f} req/s")
     stop = asyncio.Event()
 
     async def background() -> None:
@@ -243,6 +245,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--revocations", type=int, default=30)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--chain",
+        choices=("embedded", "devnet"),
+        default="embedded",
+        help="embedded: the in-process eth-tester EVM (default); devnet: a fresh anvil node from npm",
+    )
     args = parser.parse_args()
 
     try:
@@ -261,7 +269,13 @@ def main() -> None:
     split = demo_split(seed=0)
     artifact, _ = train_model(split, state / "model", epochs=3, seed=0)
     port = free_port()
-    proc = start_server(state, Path(artifact), port, pin)
+    node = None
+    if args.chain == "devnet":
+        from backend.chain import AnvilNode
+
+        node = AnvilNode(run_dir=state / "anvil").start()
+        log(f"anvil devnet at {node.url}")
+    proc = start_server(state, Path(artifact), port, pin, None if node is None else node.url)
     try:
         wait_healthy(proc, port)
         if pin:
@@ -277,6 +291,8 @@ def main() -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if node is not None:
+            node.stop()
         shutil.rmtree(state, ignore_errors=True)
 
     def figures(lat: dict[str, Any], sat: dict[str, Any]) -> dict[str, Any]:
@@ -299,7 +315,8 @@ def main() -> None:
             "offered_rps": raw["offered_rps"],
             "warmup_s": args.warmup,
             "duration_s": args.duration,
-            "server": "uvicorn, 1 process (uvloop, httptools), embedded eth-tester chain, SQLite (WAL)",
+            "server": "uvicorn, 1 process (uvloop, httptools), SQLite (WAL)",
+            "chain": "embedded eth-tester (in process)" if args.chain == "embedded" else "anvil devnet (npm)",
             "pinned": {"server_cpu": 0, "loadgen_cpu": cpus[1]} if pin else None,
             "cpus": len(cpus),
         },

@@ -61,11 +61,11 @@ def history(service: Service, user: dict[str, Any]) -> list[dict[str, Any]]:
     return r.json()["history"]
 
 
-def recommend(
-    service: Service, user: dict[str, Any], partner_id: str = "bank", k: int = 3
-) -> dict[str, Any]:
+def recommend(service: Service, user: dict[str, Any], partner_id: str = "bank", k: int = 3) -> dict[str, Any]:
     r = service.api.post(
-        "/api/v1/recommendations", json={"subject": user["pseudonym"], "k": k}, headers=service.partner(partner_id)
+        "/api/v1/recommendations",
+        json={"subject": user["pseudonym"], "k": k},
+        headers=service.partner(partner_id),
     )
     assert r.status_code == 200, r.text
     return r.json()
@@ -119,7 +119,9 @@ def relay_request(
 ) -> dict[str, Any]:
     """The relay body for ``user``'s wallet-signed ``action`` (signed with ``key``, default the wallet's)."""
     r = service.api.post(
-        f"/api/v1/me/consents/{partner_id}/{purpose}/typed-data", json={"action": action}, headers=user["headers"]
+        f"/api/v1/me/consents/{partner_id}/{purpose}/typed-data",
+        json={"action": action},
+        headers=user["headers"],
     )
     assert r.status_code == 200, r.text
     out = r.json()
@@ -312,7 +314,9 @@ def test_export_holds_profile_history_recommendations_and_conversions(service: S
 
 def test_erase_revokes_on_chain_and_forgets_the_user(service: Service) -> None:
     user = consenting_user(service)
-    platform_id = service.api.get("/api/v1/me/export", headers=user["headers"]).json()["user"]["platform_user_id"]
+    platform_id = service.api.get("/api/v1/me/export", headers=user["headers"]).json()["user"][
+        "platform_user_id"
+    ]
     r = service.api.request("DELETE", "/api/v1/me", json={"confirm": "erase"}, headers=user["headers"])
     assert r.status_code == 200, r.text
     body = r.json()
@@ -358,7 +362,10 @@ def test_wallet_user_grants_by_signature_and_gets_recommendations(service: Servi
 def test_wallet_user_revokes_by_signature(service: Service) -> None:
     user = wallet_user(service)
     for purpose in ("profiling", "product_recommendation"):
-        assert service.api.post("/api/v1/consents/relay", json=relay_request(service, user, purpose)).status_code == 201
+        assert (
+            service.api.post("/api/v1/consents/relay", json=relay_request(service, user, purpose)).status_code
+            == 201
+        )
     request = relay_request(service, user, "profiling", action="revoke")
     assert request["receipt"] is None
     r = service.api.post("/api/v1/consents/relay", json=request)
@@ -393,7 +400,9 @@ def test_typed_data_is_the_eip712_message_for_the_wallet(service: Service) -> No
     assert abs(message["expiresAt"] - (now + 10 * 86_400)) <= 60
     assert body["receipt"]["pii_principal_id"] == user["pseudonym"]
     revoke = service.api.post(
-        "/api/v1/me/consents/insurer/data_sharing/typed-data", json={"action": "revoke"}, headers=user["headers"]
+        "/api/v1/me/consents/insurer/data_sharing/typed-data",
+        json={"action": "revoke"},
+        headers=user["headers"],
     ).json()
     assert revoke["typed_data"]["primaryType"] == "ConsentRevocation" and revoke["receipt"] is None
 
@@ -468,7 +477,9 @@ def test_settle_records_on_chain_and_the_statement_and_reconciliation_agree(serv
     assert r.status_code == 200, r.text
     assert r.json()["round"]["settled"] >= 1 and r.json()["last_error"] is None
     assert not r.json()["outbox"].get("pending")
-    settled = service.api.get(f"/api/v1/conversions/{conversion['id']}", headers=service.partner("bank")).json()
+    settled = service.api.get(
+        f"/api/v1/conversions/{conversion['id']}", headers=service.partner("bank")
+    ).json()
     assert settled["state"] == "settled" and settled["tx_hash"].startswith("0x")
     assert settled["batch_id"] is not None and settled["block_number"] > 0
 
@@ -481,9 +492,11 @@ def test_settle_records_on_chain_and_the_statement_and_reconciliation_agree(serv
     rows = [c for c in conversion_rows(service) if c.agreement_id == agreement_id and c.state == "settled"]
     assert body["totals"]["provisional"] == sum(sum(int(a) for a in c.amounts) for c in rows)
     assert conversion["id"] in {c["id"] for c in body["conversions"]["items"]}
-    terms = terms_from_json(service.api.get(
-        f"/api/v1/ledger/agreements/{agreement_id}", headers=service.partner("bank")
-    ).json()["terms"])
+    terms = terms_from_json(
+        service.api.get(f"/api/v1/ledger/agreements/{agreement_id}", headers=service.partner("bank")).json()[
+            "terms"
+        ]
+    )
     assert [int(a) for a in split_commission(terms, 1_000_000)[1]] == settled["amounts"]
 
     reconcile = service.api.get(
@@ -532,9 +545,13 @@ def test_reversal_after_settlement_is_reversed_on_chain(service: Service) -> Non
     r = service.api.post(f"/api/v1/conversions/{conversion['id']}/reversal", headers=service.partner("bank"))
     assert r.status_code == 202, r.text
     assert r.json()["state"] == "reversal_pending"
-    again = service.api.post(f"/api/v1/conversions/{conversion['id']}/reversal", headers=service.partner("bank"))
+    again = service.api.post(
+        f"/api/v1/conversions/{conversion['id']}/reversal", headers=service.partner("bank")
+    )
     assert again.status_code == 202 and again.json()["state"] == "reversal_pending"
-    assert service.api.post("/api/v1/operator/settle", headers=service.operator).json()["round"]["reversed"] == 1
+    assert (
+        service.api.post("/api/v1/operator/settle", headers=service.operator).json()["round"]["reversed"] == 1
+    )
     after = service.api.get(f"/api/v1/conversions/{conversion['id']}", headers=service.partner("bank")).json()
     assert after["state"] == "reversed" and after["reversal_tx_hash"].startswith("0x")
     agreement_id = service.seeded.agreements["bank"]
@@ -606,7 +623,9 @@ def test_rotating_a_partner_key_retires_the_old_one(service: Service) -> None:
 
 
 def test_operator_creates_finds_and_signs_in_users(service: Service) -> None:
-    r = service.api.post("/api/v1/users", json={"platform_user_id": "learner-ops-1"}, headers=service.operator)
+    r = service.api.post(
+        "/api/v1/users", json={"platform_user_id": "learner-ops-1"}, headers=service.operator
+    )
     assert r.status_code == 201, r.text
     user = r.json()
     assert user["id"].startswith("u_") and user["pseudonym"].startswith("0x") and len(user["pseudonym"]) == 66
@@ -632,7 +651,9 @@ def test_operator_creates_finds_and_signs_in_users(service: Service) -> None:
 def test_a_wallet_users_subject_is_the_wallet(service: Service) -> None:
     account = Account.create()
     r = service.api.post(
-        "/api/v1/users", json={"platform_user_id": "learner-wallet-1", "wallet": account.address}, headers=service.operator
+        "/api/v1/users",
+        json={"platform_user_id": "learner-wallet-1", "wallet": account.address},
+        headers=service.operator,
     )
     assert r.status_code == 201, r.text
     assert r.json()["wallet"] == account.address
@@ -672,7 +693,7 @@ def test_operator_settle_and_index_run_a_round(service: Service) -> None:
     assert index.json()["next_block"] == service.runtime.chain.head().number + 1
 
 
-# ---------------------------------------------------------------------------------------------- who may call what
+# ------------------------------------------------------------------------------------- who may call what
 PARTNER_ENDPOINTS = [
     ("POST", "/api/v1/recommendations", {"subject": "0x" + "ab" * 32}),
     ("POST", "/api/v1/conversions", {"recommendation_id": "rec_x", "order_id": "o", "value": 1}),
@@ -721,7 +742,10 @@ def test_partner_endpoints_refuse_callers_without_a_partner_key(
 ) -> None:
     assert_error(_call(service, method, url, body, {}), 401, "unauthenticated", "missing X-API-Key")
     assert_error(
-        _call(service, method, url, body, {"X-API-Key": "pk_not-a-real-key"}), 401, "unauthenticated", "unknown"
+        _call(service, method, url, body, {"X-API-Key": "pk_not-a-real-key"}),
+        401,
+        "unauthenticated",
+        "unknown",
     )
     assert_error(_call(service, method, url, body, service.operator), 403, "forbidden", "for partners")
     user = service.new_user()
@@ -735,11 +759,17 @@ def test_operator_endpoints_refuse_everyone_but_the_operator(
     before = service.api.get("/api/v1/partners").json()
     assert_error(_call(service, method, url, body, {}), 401, "unauthenticated", "missing X-API-Key")
     assert_error(
-        _call(service, method, url, body, {"X-API-Key": "op_not-the-operator-key"}), 401, "unauthenticated", "unknown"
+        _call(service, method, url, body, {"X-API-Key": "op_not-the-operator-key"}),
+        401,
+        "unauthenticated",
+        "unknown",
     )
     for partner_id in ("bank", "insurer"):
         assert_error(
-            _call(service, method, url, body, service.partner(partner_id)), 403, "forbidden", "for the operator"
+            _call(service, method, url, body, service.partner(partner_id)),
+            403,
+            "forbidden",
+            "for the operator",
         )
     user = service.new_user()
     assert_error(_call(service, method, url, body, user["headers"]), 401, "unauthenticated")
@@ -760,7 +790,9 @@ def test_user_endpoints_need_a_valid_bearer_token(service: Service, method: str,
     events = consent_events(service)
     missing = "missing 'Authorization: Bearer <token>' header"
     assert_error(_call(service, method, url, body, {}), 401, "unauthenticated", missing)
-    assert_error(_call(service, method, url, body, {"Authorization": "Basic dXNlcjpwdw=="}), 401, "unauthenticated")
+    assert_error(
+        _call(service, method, url, body, {"Authorization": "Basic dXNlcjpwdw=="}), 401, "unauthenticated"
+    )
     assert_error(
         _call(service, method, url, body, {"Authorization": "Bearer usr_forged"}),
         401,
@@ -798,7 +830,10 @@ def test_a_user_token_only_reaches_its_own_data(service: Service) -> None:
     alice, bob = consenting_user(service), service.new_user()
     receipt_id = history(service, alice)[0]["receipt_id"]
     assert_error(
-        service.api.get(f"/api/v1/me/receipts/{receipt_id}", headers=bob["headers"]), 404, "not_found", receipt_id
+        service.api.get(f"/api/v1/me/receipts/{receipt_id}", headers=bob["headers"]),
+        404,
+        "not_found",
+        receipt_id,
     )
     assert history(service, bob) == []
     export = service.api.get("/api/v1/me/export", headers=bob["headers"]).json()
