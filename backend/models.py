@@ -13,7 +13,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, StrictInt, field_validator
 from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -234,7 +234,7 @@ class ConversionCreate(SQLModel):
     #: The partner's own order or policy id: reporting it twice settles once.
     order_id: str = Field(min_length=1, max_length=120)
     #: The premium or order value in the currency's minor unit (fen, cents).
-    value: int = Field(gt=0, le=10**15)
+    value: StrictInt = Field(gt=0, le=10**15)  # strict: JSON true is not the number 1
     #: The product converted (optional; one of the recommendation's products).
     product_id: str | None = Field(default=None, max_length=40)
 

@@ -25,7 +25,7 @@ from .conftest import Service
 ALL_PURPOSES = ("profiling", "product_recommendation", "marketing_contact", "data_sharing")
 
 
-# ---------------------------------------------------------------------------------------------- helpers
+# -------------------------------------------------------------------------------------------------- helpers
 def assert_error(r: Any, status: int, code: str, *fragments: str) -> dict[str, Any]:
     """``r`` is the JSON error envelope with ``status`` and ``code``, its message naming each fragment."""
     assert r.status_code == status, r.text
@@ -146,7 +146,7 @@ def new_partner(service: Service, partner_id: str) -> dict[str, Any]:
     return r.json()
 
 
-# ---------------------------------------------------------------------------------------------- public
+# --------------------------------------------------------------------------------------------------- public
 def test_health_reports_database_chain_model_and_contracts(service: Service) -> None:
     r = service.api.get("/health")
     assert r.status_code == 200, r.text
@@ -205,7 +205,7 @@ def test_products_are_public_and_filter_by_partner(service: Service) -> None:
     assert service.api.get("/api/v1/products", params={"partner_id": "nobody"}).json() == {"products": []}
 
 
-# ---------------------------------------------------------------------------------------------- me
+# ------------------------------------------------------------------------------------------------------- me
 def test_me_returns_the_signed_in_user(service: Service) -> None:
     user = service.new_user()
     r = service.api.get("/api/v1/me", headers=user["headers"])
@@ -407,7 +407,7 @@ def test_typed_data_is_the_eip712_message_for_the_wallet(service: Service) -> No
     assert revoke["typed_data"]["primaryType"] == "ConsentRevocation" and revoke["receipt"] is None
 
 
-# ---------------------------------------------------------------------------------------------- partner
+# -------------------------------------------------------------------------------------------------- partner
 def test_recommendations_are_this_partners_products_after_an_on_chain_check(service: Service) -> None:
     user = consenting_user(service)
     rec = recommend(service, user, k=4)
@@ -582,7 +582,7 @@ def test_agreement_shows_terms_hash_and_parties(service: Service) -> None:
     assert body["terms"]["partner"] == partner_address(service, "insurer")
 
 
-# ---------------------------------------------------------------------------------------------- operator
+# ------------------------------------------------------------------------------------------------- operator
 def test_operator_creates_a_partner_with_a_working_key_and_a_notice_on_chain(service: Service) -> None:
     created = new_partner(service, "credit-union")
     assert created["api_key"].startswith("pk_") and created["notice_version"] == 1
@@ -693,7 +693,7 @@ def test_operator_settle_and_index_run_a_round(service: Service) -> None:
     assert index.json()["next_block"] == service.runtime.chain.head().number + 1
 
 
-# ------------------------------------------------------------------------------------- who may call what
+# ---------------------------------------------------------------------------------------- who may call what
 PARTNER_ENDPOINTS = [
     ("POST", "/api/v1/recommendations", {"subject": "0x" + "ab" * 32}),
     ("POST", "/api/v1/conversions", {"recommendation_id": "rec_x", "order_id": "o", "value": 1}),

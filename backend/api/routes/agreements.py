@@ -20,6 +20,7 @@ router = APIRouter(prefix="/api/v1/agreements", tags=["agreements"])
 
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 DAY = 86_400
+AgreementId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class PartyIn(BaseModel):
@@ -95,7 +96,7 @@ def propose(
 
 @router.get("/{agreement_id}/typed-data")
 def typed_data(
-    agreement_id: Annotated[int, Path(ge=1)], party: str, runtime: RuntimeDep, session: SessionDep
+    agreement_id: AgreementId, party: str, runtime: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """The ``AcceptAgreement`` EIP-712 message a party signs (``eth_signTypedData_v4``)."""
     agreement = agreement_service.get_agreement(session, agreement_id, None)
@@ -120,7 +121,7 @@ def typed_data(
 
 @router.post("/{agreement_id}/acceptances", status_code=201)
 def accept(
-    agreement_id: Annotated[int, Path(ge=1)], body: AcceptanceIn, runtime: RuntimeDep, session: SessionDep
+    agreement_id: AgreementId, body: AcceptanceIn, runtime: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Relay a party's signed acceptance; the contract checks the signature (EOA or ERC-1271)."""
     agreement = agreement_service.get_agreement(session, agreement_id, None)
@@ -153,5 +154,5 @@ def accept(
 
 
 @router.get("/{agreement_id}")
-def get(agreement_id: Annotated[int, Path(ge=1)], _: OperatorDep, session: SessionDep) -> dict[str, Any]:
+def get(agreement_id: AgreementId, _: OperatorDep, session: SessionDep) -> dict[str, Any]:
     return agreement_service.agreement_public(agreement_service.get_agreement(session, agreement_id, None))

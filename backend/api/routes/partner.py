@@ -28,7 +28,7 @@ class RecommendationRequest(BaseModel):
 
     #: The user's on-chain pseudonym (0x + 64 hex digits), as the user shared it with the partner.
     subject: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
-    k: int = Field(default=5, ge=1, le=20)
+    k: int = Field(default=5, ge=1, le=20, strict=True)
 
 
 @router.post("/recommendations")
@@ -57,9 +57,7 @@ def report_conversion(
 
 
 @router.get("/conversions/{conversion_id}")
-def get_conversion(
-    conversion_id: RowId, partner: PartnerDep, session: SessionDep
-) -> dict[str, Any]:
+def get_conversion(conversion_id: RowId, partner: PartnerDep, session: SessionDep) -> dict[str, Any]:
     from backend.errors import NotFound
     from backend.models import Conversion
 
@@ -89,9 +87,7 @@ def agreements(partner: PartnerDep, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/ledger/agreements/{agreement_id}")
-def agreement(
-    agreement_id: RowId, partner: PartnerDep, session: SessionDep
-) -> dict[str, Any]:
+def agreement(agreement_id: RowId, partner: PartnerDep, session: SessionDep) -> dict[str, Any]:
     return agreement_service.agreement_public(
         agreement_service.get_agreement(session, agreement_id, partner.id)
     )
