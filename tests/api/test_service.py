@@ -329,3 +329,33 @@ def test_an_agreement_proposed_by_the_operator_activates_with_relayed_signatures
     # the partner sees its new agreement, with the terms and parties
     listed = svc.api.get("/api/v1/ledger/agreements", headers=svc.partner()).json()["agreements"]
     assert {a["id"] for a in listed} >= {agreement_id, second}
+
+
+def test_the_receipt_hash_is_what_the_chain_recorded(service: Service) -> None:
+    from backend.services.consent import receipt_hash
+
+    user = service.new_user()
+    grant = service.grant(user, "insurer", ("marketing_contact",))[0]
+    body = service.api.get(f"/api/v1/me/receipts/{grant['receipt_id']}", headers=user["headers"]).json()
+    receipt = body["receipt"]
+    # the receipt carries the TS 27560 / Kantara core fields, and the pseudonym, never the platform's id
+    for key in (
+        "version",
+        "receipt_id",
+        "timestamp",
+        "jurisdiction",
+        "pii_principal_id",
+        "pii_controllers",
+        "services",
+        "collection_method",
+        "sensitive",
+    ):
+        assert key in receipt
+    assert receipt["pii_principal_id"] == user["pseudonym"]
+    assert "0x" + receipt_hash(receipt).hex() == body["receipt_hash"] == grant["receipt_hash"]
+    rt = service.runtime
+    logged = [
+        e for e in rt.chain.get_logs(rt.deployment.consent.address, [], 0) if e.tx_hash == grant["tx_hash"]
+    ]
+    assert [e.name for e in logged] == ["ConsentGranted"]
+    assert "0x" + bytes(logged[0].args["receiptHash"]).hex() == grant["receipt_hash"]
