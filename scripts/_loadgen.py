@@ -39,19 +39,30 @@ def request_bytes(method: str, path: str, headers: dict[str, str], body: Any = N
 
 
 class Connection:
-    """One kept-alive connection; one request in flight at a time."""
+    """One kept-alive connection; one request in flight at a time. Like a pooled client, a connection left
+    idle for ``IDLE_EXPIRY_S`` (under uvicorn's 5 s keep-alive timeout) is reopened before the next send."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    IDLE_EXPIRY_S = 4.0
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.host = host
+        self.port = port
+        self.last = now()
 
     @classmethod
     async def open(cls, port: int, host: str = "127.0.0.1") -> Connection:
         reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-        return cls(reader, writer)
+        return cls(reader, writer, host, port)
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
         """Write ``raw``; return (status, body)."""
+        if now() - self.last > self.IDLE_EXPIRY_S:
+            self.writer.close()
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
         self.writer.write(raw)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])  # b"HTTP/1.1 200 OK\r\n"
@@ -63,6 +74,7 @@ class Connection:
         elif b"\r\ntransfer-encoding:" in lower:
             raise ValueError("chunked responses are not supported")
         body = await self.reader.readexactly(length) if length else b""
+        self.last = now()
         return status, body
 
     def close(self) -> None:
