@@ -100,6 +100,8 @@ class KnowledgeItem(SQLModel, table=True):
     __tablename__ = "knowledge_item"
 
     id: str = Field(primary_key=True, max_length=60)
+    #: The item's row in the model's topic space (what a profile's course indices point at).
+    position: int = Field(unique=True)
     kind: str
     title: str
     category: str = ""

@@ -39,6 +39,7 @@ class ConsentRegistryClient(Eip712Client):
         super().__init__(client, address, from_block=from_block)
         self.admin = checksum(admin) if admin else None
         self._registrar: str | None = None
+        self._max_consent_duration: int | None = None
 
     # ------------------------------------------------------------------ internals
     def _registrar_sender(self, sender: str | None) -> str | None:
@@ -196,7 +197,9 @@ class ConsentRegistryClient(Eip712Client):
         return self._registrar
 
     def max_consent_duration(self) -> int:
-        return int(self._call("maxConsentDuration"))
+        if self._max_consent_duration is None:  # immutable in the contract: read once
+            self._max_consent_duration = int(self._call("maxConsentDuration"))
+        return self._max_consent_duration
 
     def notice_admin_role(self) -> bytes:
         return bytes(self._call("NOTICE_ADMIN_ROLE"))

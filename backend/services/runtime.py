@@ -34,7 +34,7 @@ from backend.chain import (
 )
 from backend.core.config import Settings
 from backend.core.db import make_engine, migrate
-from backend.models import Partner, Product, ServiceMeta
+from backend.models import KnowledgeItem, Partner, Product, ServiceMeta
 from backend.services.gateway import ChainGateway
 from recommender.artifacts import ArtifactError
 from recommender.serving import ProductRanker
@@ -99,6 +99,7 @@ class Runtime:
         self._product_index: dict[str, int] = {}
         self._partner_products: dict[str, list[int]] = {}
         self._product_names: dict[str, str] = {}
+        self._course_index: dict[str, int] = {}
         self.settler: Settler | None = None
         self.indexer: Indexer | None = None
         self.metrics: Any = None
@@ -122,6 +123,7 @@ class Runtime:
         with Session(self.engine) as s:
             partners = s.exec(select(Partner)).all()
             products = s.exec(select(Product)).all()
+            courses = s.exec(select(KnowledgeItem.id, KnowledgeItem.position)).all()
         keys = {p.api_key_hash: PartnerAuth(p.id, p.name, p.address) for p in partners}
         index = {pid: i for i, pid in enumerate(self.ranker.product_ids)} if self.ranker else {}
         by_partner: dict[str, list[int]] = {}
@@ -133,6 +135,7 @@ class Runtime:
             self._product_index = index
             self._partner_products = {k: sorted(v) for k, v in by_partner.items()}
             self._product_names = {p.id: p.name for p in products}
+            self._course_index = {cid: int(pos) for cid, pos in courses}
 
     def partner_for_key(self, api_key: str) -> PartnerAuth | None:
         return self._partner_keys.get(key_hash(api_key))
@@ -146,12 +149,12 @@ class Runtime:
     def partner_products(self, partner_id: str) -> list[int]:
         return self._partner_products.get(partner_id, [])
 
+    def course_index(self) -> dict[str, int]:
+        """Knowledge item id → its row in the model's topic space."""
+        return self._course_index
+
     def product_name(self, product_id: str) -> str:
         return self._product_names.get(product_id, product_id)
-
-    def load_model(self, path: Path) -> None:
-        self.ranker = ProductRanker.load(path)
-        self.refresh_caches()
 
     # ------------------------------------------------------------------ lifecycle
     def start_workers(self) -> None:
@@ -320,9 +323,7 @@ def _model(settings: Settings) -> ProductRanker | None:
     root = settings.resolved_model_path
     path = resolve_artifact(root) if root.exists() else None
     if path is None:
-        path = root
-    if not path.exists() or (path == root and not (root / "arrays.npz").is_file()):
-        log.warning("no model artifact at %s: recommendations answer 503 until `knowledger train`", path)
+        log.warning("no model artifact at %s: recommendations answer 503 until `knowledger train`", root)
         return None
     try:
         return ProductRanker.load(path)

@@ -105,14 +105,19 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
                     risk_level=int(row.risk_level),
                 )
             )
+        course_row = {cid: i for i, cid in enumerate(ds.items["item_id"])}
         for row in ds.items.itertuples():
             s.add(
                 KnowledgeItem(
-                    id=row.item_id, kind=row.kind, title=row.title, category=row.category, level=row.level
+                    id=row.item_id,
+                    position=course_row[row.item_id],
+                    kind=row.kind,
+                    title=row.title,
+                    category=row.category,
+                    level=row.level,
                 )
             )
         s.commit()
-        course_row = {cid: i for i, cid in enumerate(ds.items["item_id"])}
         history = ds.interactions.groupby("user_id")["item_id"].unique()
         users = split.user_ids if n_users is None else split.user_ids[:n_users]
         profiles = []

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -25,7 +24,6 @@ from sqlmodel import Session, col, select
 
 from backend.chain import (
     AgreementTerms,
-    ChainError,
     ChainUnreachable,
     ContractReverted,
     ConversionData,
@@ -54,6 +52,15 @@ from backend.services.worker import PeriodicWorker
 log = logging.getLogger("knowledger.settlement")
 
 ON_CHAIN = (ConversionState.SETTLED, ConversionState.REVERSAL_PENDING, ConversionState.FINAL)
+
+
+def move(s: Session, row: Conversion, state: ConversionState, **fields: Any) -> None:
+    """One outbox transition: the new state, any fields that come with it, the time of the change."""
+    row.state = state
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    s.add(row)
 
 
 def chain_conversion(row: Conversion) -> ChainConversion:
@@ -157,12 +164,10 @@ def request_reversal(
         raise NotFound(f"unknown conversion {conversion_id}")
     if row.state in (ConversionState.REVERSED, ConversionState.REVERSAL_PENDING):
         return row
-    if row.state in (ConversionState.PENDING, ConversionState.REJECTED):
-        # never reached the chain: cancel it in the outbox
-        row.state = ConversionState.REJECTED if row.state == ConversionState.PENDING else row.state
-        row.error = row.error or "reversed by the partner before settlement"
-        row.updated_at = utcnow()
-        session.add(row)
+    if row.state == ConversionState.REJECTED:
+        return row
+    if row.state == ConversionState.PENDING:  # never reached the chain: cancel it in the outbox
+        move(session, row, ConversionState.REJECTED, error="reversed by the partner before settlement")
         session.commit()
         return row
     if row.state == ConversionState.FINAL:
@@ -175,9 +180,7 @@ def request_reversal(
         raise Conflict(
             f"conversion {conversion_id} is past its validation window (final after {batch.final_after})"
         )
-    row.state = ConversionState.REVERSAL_PENDING
-    row.updated_at = utcnow()
-    session.add(row)
+    move(session, row, ConversionState.REVERSAL_PENDING)
     session.commit()
     return row
 
@@ -191,6 +194,7 @@ class Settler(PeriodicWorker):
         super().__init__()
         self.runtime = runtime
         self._lock = threading.Lock()
+        self._final_after: dict[int, int] = {}  # batch id → its finalAfter (immutable on chain)
 
     def run_once(self) -> dict[str, int]:
         """One round: recover in-flight rows, send pending ones, reverse, finalize. Returns counts."""
@@ -224,11 +228,8 @@ class Settler(PeriodicWorker):
             for row in rows:
                 with self._chain():
                     status = ledger.conversion_status(row.agreement_id, row.id or 0)
-                row.state = (
-                    ConversionState.PENDING if status == ConversionStatus.UNKNOWN else ConversionState.SETTLED
-                )
-                row.updated_at = utcnow()
-                s.add(row)
+                unknown = status == ConversionStatus.UNKNOWN
+                move(s, row, ConversionState.PENDING if unknown else ConversionState.SETTLED)
                 n += 1
             s.commit()
         if n:
@@ -264,11 +265,9 @@ class Settler(PeriodicWorker):
         rejected = 0
         while rows:
             for row in rows:
-                row.state = ConversionState.SUBMITTING
-                row.attempts += 1
-                row.updated_at = utcnow()
-                s.add(row)
-            s.commit()  # durable before the transaction leaves
+                move(s, row, ConversionState.SUBMITTING, attempts=row.attempts + 1)
+            s.commit()  # durable before the transaction leaves; if the node is lost past this point the
+            # rows stay ``submitting`` and the next round asks the ledger before sending again
             try:
                 with self._chain():
                     tx = ledger.record_conversions(
@@ -282,34 +281,29 @@ class Settler(PeriodicWorker):
                 name = type(exc).__name__
                 if culprit is not None and name == "SettlementLedgerDuplicateConversion":
                     bad = next(r for r in rows if r.id == culprit)
-                    bad.state = ConversionState.SETTLED  # already on chain; the indexer fills in its tx
-                    s.add(bad)
+                    move(s, bad, ConversionState.SETTLED)  # already on chain; the indexer fills in its tx
                     rows = [r for r in rows if r.id != culprit]
                     self._back_to_pending(s, rows)
                     continue
                 targets = [r for r in rows if r.id == culprit] if culprit is not None else list(rows)
                 for r in targets:
-                    r.state = ConversionState.REJECTED
-                    r.error = f"{name}: {exc}"
-                    r.updated_at = utcnow()
-                    s.add(r)
+                    move(s, r, ConversionState.REJECTED, error=f"{name}: {exc}")
                 rejected += len(targets)
                 rows = [r for r in rows if r not in targets]
                 self._back_to_pending(s, rows)
                 continue
-            except ChainError:
-                # unreachable or timed out: rows stay ``submitting`` and are checked against the chain
-                raise
             batch_id = int(tx.value)
             for i, r in enumerate(rows):
-                r.state = ConversionState.SETTLED
-                r.batch_id = batch_id
-                r.batch_index = i
-                r.tx_hash = tx.tx_hash
-                r.block_number = tx.block_number
-                r.error = None
-                r.updated_at = utcnow()
-                s.add(r)
+                move(
+                    s,
+                    r,
+                    ConversionState.SETTLED,
+                    batch_id=batch_id,
+                    batch_index=i,
+                    tx_hash=tx.tx_hash,
+                    block_number=tx.block_number,
+                    error=None,
+                )
             s.commit()
             return len(rows), rejected
         return 0, rejected
@@ -317,8 +311,7 @@ class Settler(PeriodicWorker):
     @staticmethod
     def _back_to_pending(s: Session, rows: list[Conversion]) -> None:
         for r in rows:
-            r.state = ConversionState.PENDING
-            s.add(r)
+            move(s, r, ConversionState.PENDING)
         s.commit()
 
     def _reverse(self) -> int:
@@ -344,22 +337,22 @@ class Settler(PeriodicWorker):
                             sender=self.runtime.roles.reporter,
                         )
                 except ContractReverted as exc:
-                    row.state = ConversionState.SETTLED
-                    row.error = f"reversal refused: {type(exc).__name__}: {exc}"
-                    s.add(row)
+                    error = f"reversal refused: {type(exc).__name__}: {exc}"
+                    move(s, row, ConversionState.SETTLED, error=error)
                     s.commit()
                     continue
-                row.state = ConversionState.REVERSED
-                row.reversal_tx_hash = tx.tx_hash
-                row.updated_at = utcnow()
-                s.add(row)
+                move(s, row, ConversionState.REVERSED, reversal_tx_hash=tx.tx_hash)
                 s.commit()
                 n += 1
         return n
 
     def _finalize(self) -> int:
+        """Finalize batches past their validation window. A batch's ``finalAfter`` never changes, so it is
+        read from the chain once and remembered: a round asks the chain only for its clock."""
         ledger = self.runtime.deployment.ledger
         n = 0
+        with self._chain():
+            now = self.runtime.chain.now()
         with self._session() as s:
             batches = s.exec(
                 select(Conversion.batch_id, Conversion.agreement_id)
@@ -369,29 +362,34 @@ class Settler(PeriodicWorker):
             for batch_id, agreement_id in batches:
                 if batch_id is None:
                     continue
-                with self._chain():
-                    state = ledger.batch_of(batch_id)
-                    now = self.runtime.chain.now()
-                if not state.finalized and now < state.final_after:
+                final_after = self._final_after.get(batch_id)
+                if final_after is None:
+                    with self._chain():
+                        state = ledger.batch_of(batch_id)
+                    final_after = self._final_after[batch_id] = state.final_after
+                    finalized = state.finalized
+                else:
+                    finalized = False  # not seen final by this settler yet; the ledger says otherwise below
+                if not finalized and now < final_after:
                     continue
-                if not state.finalized:
+                if not finalized:
                     agreement = s.get(Agreement, agreement_id)
                     assert agreement is not None
                     try:
                         with self._chain():
                             ledger.finalize_batch(batch_id, terms_from_json(agreement.terms))
                     except ContractReverted as exc:
-                        log.warning("finalizing batch %s refused: %s", batch_id, exc)
-                        continue
+                        if type(exc).__name__ != "SettlementLedgerBatchAlreadyFinalized":
+                            log.warning("finalizing batch %s refused: %s", batch_id, exc)
+                            continue
                 for row in s.exec(
                     select(Conversion).where(
                         Conversion.batch_id == batch_id, Conversion.state == ConversionState.SETTLED
                     )
                 ).all():
-                    row.state = ConversionState.FINAL
-                    row.updated_at = utcnow()
-                    s.add(row)
+                    move(s, row, ConversionState.FINAL)
                 s.commit()
+                self._final_after.pop(batch_id, None)
                 n += 1
         return n
 
@@ -407,14 +405,3 @@ def outbox_counts(runtime: Runtime) -> dict[str, int]:
     with Session(runtime.engine) as s:
         rows = s.exec(select(Conversion.state, func.count()).group_by(Conversion.state)).all()
     return {str(state): int(n) for state, n in rows}
-
-
-def wait_settled(runtime: Runtime, timeout: float = 30.0) -> None:
-    """Tests and the demo: run rounds until the outbox is empty (or ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runtime.settle_round()
-        counts = outbox_counts(runtime)
-        if not counts.get(ConversionState.PENDING) and not counts.get(ConversionState.SUBMITTING):
-            return
-        time.sleep(0.05)

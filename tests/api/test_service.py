@@ -359,3 +359,16 @@ def test_the_receipt_hash_is_what_the_chain_recorded(service: Service) -> None:
     ]
     assert [e.name for e in logged] == ["ConsentGranted"]
     assert "0x" + bytes(logged[0].args["receiptHash"]).hex() == grant["receipt_hash"]
+
+
+def test_profile_course_ids_map_to_their_rows_in_the_topic_space(service: Service) -> None:
+    split = service.runtime._test_split  # type: ignore[attr-defined]
+    items = split.train_dataset.items["item_id"].tolist()
+    user = service.new_user()
+    profile = split.profiles.profile(split.user_ids[0]).to_dict()
+    body = {"profile": profile, "course_ids": [items[700], items[3], items[512]], "product_ids": []}
+    r = service.api.put(f"/api/v1/users/{user['id']}/profile", json=body, headers=service.operator)
+    assert r.status_code == 200, r.text
+    with Session(service.runtime.engine) as s:
+        stored = s.get(Profile, user["id"])
+        assert stored is not None and stored.course_indices == [700, 3, 512]

@@ -152,10 +152,7 @@ def put_profile(
     unknown = [p for p in body.product_ids if p not in index]
     if unknown:
         raise BadRequest(f"product_ids: unknown products {unknown[:5]}", field="product_ids")
-    from backend.models import KnowledgeItem
-
-    courses = list(session.exec(select(KnowledgeItem.id)).all())
-    course_row = {c: i for i, c in enumerate(courses)}
+    course_row = runtime.course_index()
     unknown = [c for c in body.course_ids if c not in course_row]
     if unknown:
         raise BadRequest(f"course_ids: unknown courses {unknown[:5]}", field="course_ids")

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises:
+Revises: (none)
 Create Date: 2026-11-23
 """
 
@@ -47,11 +47,13 @@ def upgrade() -> None:
     op.create_table(
         "knowledge_item",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("category", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("level", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("position"),
     )
     op.create_table(
         "partner",
