@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo serve train evaluate test test-fast lint typecheck contracts bench-gas bench-recommender bench-api devnet clean
+.PHONY: help install chromium demo serve train evaluate test test-fast lint typecheck contracts bench-gas bench-recommender bench-api devnet clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -31,7 +31,15 @@ train: $(STAMP) ## Train the hybrid model on the demo world into var/model
 evaluate: $(STAMP) ## Evaluate the served model through the serving path (JSON)
 	$(BIN)/knowledger evaluate
 
-test: $(STAMP) ## Run every test (contracts on eth-tester and anvil, chain layer, recommender, service on SQLite and PostgreSQL)
+chromium: ## Install Debian's Chromium for the browser tests (as root, with apt-get; otherwise they skip)
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+	else echo "note: no Chromium here (apt-get install chromium as root): the browser tests will skip"; fi
+
+test: $(STAMP) chromium ## Run every test (contracts on eth-tester and anvil, chain layer, recommender, service on SQLite and PostgreSQL, pages in Chromium)
 	$(BIN)/pytest -m "" --timeout=900
 
 test-fast: $(STAMP) ## Run the tests without the slow real-data evaluations

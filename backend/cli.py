@@ -35,6 +35,7 @@ from backend.chain.settings import ChainSettings
 
 if TYPE_CHECKING:
     from backend.core.config import Settings
+    from backend.services.runtime import Runtime
 
 app = typer.Typer(
     name="knowledger",
@@ -369,11 +370,35 @@ def serve_command(
     )
     if key_file.is_file():
         out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")
+    _print_pages(runtime, host, port, demo_learner=settings.seed_demo and local)
     limit_native_threads()
     try:
         uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="warning", access_log=False)
     finally:
         runtime.close()
+
+
+def _print_pages(runtime: Runtime, host: str, port: int, demo_learner: bool) -> None:
+    """Where the web pages are; with the demo world, a sign-in link for its first learner (a fresh token:
+    the fragment after # never reaches a server log)."""
+    from sqlmodel import Session, col, select
+
+    from backend.models import User
+    from backend.services.users import issue_token
+
+    base = f"http://{host}:{port}/app"
+    out.print(
+        f"pages: {base}/consent (learners)  {base}/partner (partner API key)  {base}/operator (operator key)"
+    )
+    if not demo_learner:
+        return
+    with Session(runtime.engine) as session:
+        first = select(User).where(col(User.erased_at).is_(None)).order_by(col(User.created_at))
+        user = session.exec(first).first()
+        if user is None:
+            return
+        token = issue_token(session, user.id)
+        out.print(f"demo learner {user.platform_user_id}: {base}/consent#token={token}")
 
 
 @app.command("train")

@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.api.routes import agreements, me, operator, partner, public
+from backend.api.routes import agreements, insights, me, operator, partner, public, web
 from backend.core.config import Settings, get_settings
 from backend.errors import AppError, PayloadTooLarge
 from backend.observability import Metrics, MetricsMiddleware
@@ -172,8 +173,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.metrics = metrics
         app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (public, me, partner, operator, agreements):
+    for module in (public, me, partner, operator, insights, agreements, web):
         app.include_router(module.router)
+    app.mount("/app/static", StaticFiles(directory=web.STATIC_ROOT), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

@@ -206,8 +206,9 @@ class Agreement(SQLModel, table=True):
 
 # ---------------------------------------------------------------------------------------------- serving
 class Recommendation(SQLModel, table=True):
-    """A recommendation served: who (pseudonym), for which partner, what, which model, and the block at
-    which consent was verified."""
+    """A recommendation served: who (pseudonym), for which partner, what, which model, the block at
+    which consent was verified, and, while an A/B experiment runs, the arm as ``<experiment>:<arm>``
+    (e.g. ``ranker-v1:popularity``; None outside an experiment)."""
 
     id: str = Field(primary_key=True, max_length=40)
     pseudonym: str = Field(index=True, max_length=66)
@@ -217,6 +218,7 @@ class Recommendation(SQLModel, table=True):
     consent_block: int = Field(sa_column=Column(BigInteger, nullable=False))
     served_at: int = Field(sa_column=Column(BigInteger, nullable=False))  # chain time
     created_at: dt.datetime = Field(default_factory=utcnow)
+    arm: str | None = Field(default=None, max_length=32)
 
 
 class ConversionState(StrEnum):

@@ -250,19 +250,32 @@ class ProductRanker:
         course_indices: Sequence[int] = (),
         explain: bool = True,
         candidates: Sequence[int] | None = None,
+        baseline: bool = False,
     ) -> list[RankedProduct]:
         """The top-``k`` products for one profile, best first; products in ``history`` are left out, and
         only ``candidates`` (catalogue indices, e.g. one partner's products) are ranked when given.
 
         ``course_indices`` (the learner's courses, as rows of the artifact's topic space) let the
         explanation cite them; ``explain=False`` skips explanations (the pure scoring path).
+        ``baseline=True`` ranks by the non-personalised baseline instead of the model: the artifact's
+        item bias (the model's popularity term), ties broken by catalogue index; the score is that bias,
+        and history, candidates and explanations apply as usual (the A/B control for personalisation).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         profile = np.asarray(profile_features)
         if profile.ndim != 1:
             raise ValueError(f"rank takes one profile (a 1-D vector), got shape {profile.shape}")
-        scores = np.asarray(self.score(profile, history), dtype=np.float64)
+        if baseline:
+            self._check_features(profile)
+            owned = np.asarray([] if history is None else list(history), dtype=np.int64)
+            if owned.size and (owned.min() < 0 or owned.max() >= self.n_products):
+                raise ValueError(
+                    f"history holds product indices outside 0..{self.n_products - 1}: {owned.tolist()}"
+                )
+            scores = np.array(self.arrays["item_bias"], dtype=np.float64).reshape(self.n_products)
+        else:
+            scores = np.asarray(self.score(profile, history), dtype=np.float64)
         if history:
             scores[np.asarray(list(history), dtype=np.int64)] = -np.inf
         if candidates is not None:
@@ -275,8 +288,11 @@ class ProductRanker:
         kk = min(k, int(np.isfinite(scores).sum()))
         if kk == 0:
             return []
-        top = np.argpartition(-scores, kk - 1)[:kk]
-        top = top[np.argsort(-scores[top], kind="stable")]
+        if baseline:  # a full stable sort: equal biases keep catalogue order, also at the cut-off
+            top = np.argsort(-scores, kind="stable")[:kk]
+        else:
+            top = np.argpartition(-scores, kk - 1)[:kk]
+            top = top[np.argsort(-scores[top], kind="stable")]
         explanations: list[dict[str, Any] | None] = [None] * kk
         if explain and self.knowledge is not None and profile.shape[0] >= self.knowledge.n_topics:
             found = explain_many(

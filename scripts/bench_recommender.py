@@ -1,9 +1,10 @@
 """Recommender benchmark: every model on every data set, serving latency, and a comparison plot.
 
-    python scripts/bench_recommender.py [--plot reports/recommender_comparison.png] [--fast]
-        [--only ml-100k,ml-cross-domain,caravan,demo]
+    python scripts/bench_recommender.py [--plot reports/recommender_comparison.png]
+        [--json reports/recommender_benchmark.json] [--fast] [--only ml-100k,ml-cross-domain,caravan,demo]
 
-Prints one JSON object on stdout (progress on stderr):
+Prints one JSON object on stdout (progress on stderr) and writes the same to ``--json`` (read by the
+operator API's ``GET /api/v1/operator/model``):
 ``{"datasets": {NAME: {"models": {MODEL: {"ndcg@10", "map", "precision@10", "recall@10", "train_s", ...}},
 ...}}, "serving": {...}}``. Data sets: ``ml-100k`` (Microsoft Recommenders protocol), ``ml-cross-domain``
 (genre-split MovieLens, cold users), ``caravan`` (leave-one-product-out + the ISLP propensity figures)
@@ -188,6 +189,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", type=Path, default=ROOT / "reports" / "recommender_comparison.png")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "reports" / "recommender_benchmark.json",
+        help="also write the JSON result here",
+    )
     parser.add_argument("--fast", action="store_true", help="smaller grids and fewer epochs (smoke run)")
     parser.add_argument("--only", default=",".join(DATASETS), help="comma-separated subset of data sets")
     parser.add_argument("--no-serving", action="store_true")
@@ -219,8 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     plot(datasets, args.plot)
     out["plot"] = str(args.plot)
     log(f"plot written to {args.plot}")
-    print(json.dumps(out, indent=2, default=_default))
+    text = json.dumps(out, indent=2, default=_default)
+    write_json(text, args.json)
+    log(f"JSON written to {args.json}")
+    print(text)
     return 0
+
+
+def write_json(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def _default(value: Any) -> Any:

@@ -6,6 +6,8 @@ A bad value stops start-up with :func:`describe_settings_error`, a message that 
 
 from __future__ import annotations
 
+import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +17,42 @@ from pydantic_settings import SettingsConfigDict
 from backend.chain import ChainSettings
 
 ENV_PREFIX = "KNOWLEDGER_"
+
+#: The arms an experiment can run: the served model and the non-personalised baseline.
+EXPERIMENT_ARM_NAMES = ("hybrid", "popularity")
+#: A recommendation row stores ``<experiment>:<arm>`` (at most 32 characters), so the name is short.
+_EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,20}")
+
+
+@lru_cache(maxsize=16)
+def parse_experiment_arms(value: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """``"hybrid=0.5,popularity=0.5"`` -> ``(("hybrid", "popularity"), (0.5, 0.5))``; ``""`` -> no arms.
+
+    Raises ``ValueError`` naming what is wrong (unknown arm, bad weight, fewer than two arms)."""
+    if not value.strip():
+        return (), ()
+    names: list[str] = []
+    weights: list[float] = []
+    for part in value.split(","):
+        name, sep, raw = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"expected arm=weight pairs such as 'hybrid=0.5,popularity=0.5', got {part!r}")
+        if name not in EXPERIMENT_ARM_NAMES:
+            raise ValueError(f"unknown arm {name!r}; expected one of {', '.join(EXPERIMENT_ARM_NAMES)}")
+        if name in names:
+            raise ValueError(f"arm {name!r} is listed twice")
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise ValueError(f"weight of arm {name!r} must be a number, got {raw.strip()!r}") from None
+        if not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"weight of arm {name!r} must be positive, got {raw.strip()!r}")
+        names.append(name)
+        weights.append(weight)
+    if len(names) < 2:
+        raise ValueError("an experiment needs at least two arms, e.g. 'hybrid=0.5,popularity=0.5'")
+    return tuple(names), tuple(weights)
 
 
 class Settings(ChainSettings):
@@ -52,6 +90,14 @@ class Settings(ChainSettings):
     seed_demo: bool = False
     #: Run the settler and indexer threads (tests drive them by hand).
     background_workers: bool = True
+    #: The A/B experiment's name: it seeds the learners' assignment (a new name reshuffles them) and
+    #: tags the recommendations served under it.
+    experiment_name: str = "ranker-v1"
+    #: The experiment's arms and weights, e.g. ``hybrid=0.5,popularity=0.5`` (the first listed is the
+    #: control); empty: no experiment, every request gets the hybrid model.
+    experiment_arms: str = ""
+    #: Where ``make bench-recommender`` writes its JSON and plot (relative to the working directory).
+    reports_dir: Path = Path("reports")
 
     @field_validator("database_url")
     @classmethod
@@ -61,6 +107,24 @@ class Settings(ChainSettings):
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @field_validator("experiment_name")
+    @classmethod
+    def _check_experiment_name(cls, value: str) -> str:
+        if not _EXPERIMENT_NAME.fullmatch(value):
+            raise ValueError("expected 1-21 letters, digits and _ . - (starting with a letter or digit)")
+        return value
+
+    @field_validator("experiment_arms")
+    @classmethod
+    def _check_experiment_arms(cls, value: str) -> str:
+        parse_experiment_arms(value)
+        return value.strip()
+
+    @property
+    def experiment(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """The running experiment's arms and weights (both empty when none runs)."""
+        return parse_experiment_arms(self.experiment_arms)
 
     @property
     def resolved_database_url(self) -> str:

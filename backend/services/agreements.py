@@ -90,6 +90,17 @@ def get_agreement(session: Session, agreement_id: int, partner_id: str | None) -
     return a
 
 
+def party_names(runtime: Runtime, session: Session) -> dict[str, str]:
+    """Display names for agreement parties: the partners by their on-chain address, and on a local chain the
+    demo's platform and creator accounts. Accounts nobody named stay unnamed (``null``)."""
+    names = {p.address: p.name for p in session.exec(select(Partner)).all() if p.address}
+    named = runtime.roles.named
+    if named is not None:
+        names.setdefault(named.platform.address, "KnowLedger platform")
+        names.setdefault(named.creator.address, "Course creators")
+    return names
+
+
 def agreement_public(a: Agreement, names: dict[str, str] | None = None) -> dict[str, Any]:
     terms = a.terms
     return {

@@ -3,6 +3,11 @@
 Order matters and is the point of the product: the user row is looked up by pseudonym (no profile is read),
 consent for profiling *and* product recommendation is checked on chain in this request, and only then is
 the profile loaded and scored. A refusal or an unreachable chain stops the request before the profile.
+
+While an A/B experiment runs (``KNOWLEDGER_EXPERIMENT_ARMS``), the learner's arm is a pure function of the
+experiment name and the pseudonym (:func:`recommender.abtest.assign`, one SHA-256 of the pseudonym's 64 hex
+digits, so it is sticky without storage): ``hybrid`` is the model, ``popularity`` the non-personalised
+baseline (the model's item bias). The row records ``<experiment>:<arm>``; the response the arm.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlmodel import col
 from backend.errors import NotFound, ServiceNotReady
 from backend.models import Profile, Recommendation, User, utcnow
 from backend.services.runtime import PartnerAuth, Runtime
+from recommender.abtest import assign
 from recommender.profiles import Profile as LearnerProfile
 
 # Built once: the hot path only binds parameters (no statement construction per request).
@@ -55,8 +61,14 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
     data, courses, owned = row
     features = _profile_features(data)
     candidates = runtime.partner_products(partner.id)
+    arm = _arm(runtime, subject)
     ranked = ranker.rank(
-        features, k=k, history=owned or None, course_indices=courses or (), candidates=candidates
+        features,
+        k=k,
+        history=owned or None,
+        course_indices=courses or (),
+        candidates=candidates,
+        baseline=arm == "popularity",
     )
     rec_id = "rec_" + secrets.token_hex(10)
     products = [r.product_id for r in ranked]
@@ -72,6 +84,7 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
                 consent_block=check.head.number,
                 served_at=check.head.timestamp,
                 created_at=utcnow(),
+                arm=None if arm is None else f"{runtime.settings.experiment_name}:{arm}",
             ),
         )
     return {
@@ -79,6 +92,7 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
         "subject": pseudonym,
         "partner_id": partner.id,
         "model_version": ranker.metadata.version,
+        "arm": arm,
         "consent": {
             "verified_at_block": check.head.number,
             "block_hash": check.head.hash,
@@ -94,6 +108,14 @@ def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) 
             for r in ranked
         ],
     }
+
+
+def _arm(runtime: Runtime, subject: bytes) -> str | None:
+    """The learner's arm in the running experiment, or None when no experiment runs."""
+    arms, weights = runtime.settings.experiment
+    if not arms:
+        return None
+    return assign(subject.hex(), runtime.settings.experiment_name, arms, weights)
 
 
 def _explanation(why: dict[str, Any] | None) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from backend.main import create_app
 from backend.services.runtime import Runtime
 from backend.services.seed import SeedResult, demo_split, seed, train_model
 
+from ._browser import browser  # noqa: F401  (the browser tests' fixture)
+
 OPERATOR_KEY = "op_test_operator_key_0123456789"
 PG_ADMIN_URL = os.environ.get("KNOWLEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

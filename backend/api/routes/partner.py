@@ -77,19 +77,23 @@ def reverse(
 
 
 @router.get("/ledger/agreements")
-def agreements(partner: PartnerDep, session: SessionDep) -> dict[str, Any]:
+def agreements(partner: PartnerDep, runtime: RuntimeDep, session: SessionDep) -> dict[str, Any]:
+    names = agreement_service.party_names(runtime, session)
     return {
         "agreements": [
-            agreement_service.agreement_public(a)
+            agreement_service.agreement_public(a, names)
             for a in agreement_service.agreements_of(session, partner.id)
         ]
     }
 
 
 @router.get("/ledger/agreements/{agreement_id}")
-def agreement(agreement_id: RowId, partner: PartnerDep, session: SessionDep) -> dict[str, Any]:
+def agreement(
+    agreement_id: RowId, partner: PartnerDep, runtime: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
     return agreement_service.agreement_public(
-        agreement_service.get_agreement(session, agreement_id, partner.id)
+        agreement_service.get_agreement(session, agreement_id, partner.id),
+        agreement_service.party_names(runtime, session),
     )
 
 

@@ -1,0 +1,537 @@
+"""The web pages, in a real browser (Debian's Chromium, headless, driven by Playwright) against the real
+service: uvicorn on a loopback port, the embedded chain and a SQLite file. What the pages show is checked
+against the JSON API and the chain, not against the pages' own idea of it."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.main import create_app
+
+from ._browser import (
+    DESKTOP,
+    OVERFLOW_JS,
+    PHONE,
+    ROOT,
+    UNLABELLED_CONTROLS_JS,
+    new_page,
+    screenshot,
+)
+from ._live import live_server
+from .conftest import OPERATOR_KEY, Demo, Service, _start
+
+DAY = 86_400
+PROFILING = "Build a learning profile"
+RECOMMENDING = "Recommend this partner's products"
+
+
+@pytest.fixture(scope="module")
+def site(service: Service) -> Iterator[str]:
+    """The service under uvicorn, its base URL (the module's ``service`` runtime, shared with ``api``)."""
+    with live_server(create_app(runtime=service.runtime)) as client:
+        yield str(client.base_url).rstrip("/")
+
+
+def _switch(page: Any, partner: str, purpose_title: str) -> Any:
+    return page.get_by_role("switch", name=f"{partner} {purpose_title}", exact=True)
+
+
+def _status(page: Any, partner_id: str, purpose: str) -> Any:
+    return page.locator(f"#st-{partner_id}-{purpose}")
+
+
+def _open_dashboard(page: Any, site: str, user: dict[str, Any]) -> None:
+    page.goto(f"{site}/app/consent#token={user['token']}")
+    page.get_by_role("heading", name="Harbour Bank").wait_for()
+
+
+def _recommend(service: Service, user: dict[str, Any]) -> httpx.Response:
+    return service.api.post(
+        "/api/v1/recommendations", json={"subject": user["pseudonym"], "k": 3}, headers=service.partner()
+    )
+
+
+def _history(service: Service, user: dict[str, Any]) -> list[dict[str, Any]]:
+    r = service.api.get("/api/v1/me/consents/history", headers=user["headers"])
+    assert r.status_code == 200, r.text
+    return list(r.json()["history"])
+
+
+def _granted(service: Service, user: dict[str, Any], partner_id: str, purpose: str) -> bool:
+    rows = service.api.get("/api/v1/me/consents", headers=user["headers"]).json()["consents"]
+    return any(c["granted"] for c in rows if c["partner_id"] == partner_id and c["purpose"] == purpose)
+
+
+# ---------------------------------------------------------------------------------------------- consent
+def test_a_learner_grants_sees_the_transaction_and_revokes_then_the_partner_is_refused(
+    browser: Any, site: str, service: Service
+) -> None:
+    user = service.new_user()
+    page = new_page(browser)
+    _open_dashboard(page, site, user)
+    assert "token=" not in page.url  # the sign-in token is taken out of the address bar
+    profiling = _switch(page, "Harbour Bank", PROFILING)
+    assert profiling.get_attribute("aria-checked") == "false"
+    assert _recommend(service, user).status_code == 403
+
+    # grant with a click: pending (held in flight here), then mined with the transaction and block
+    held: list[Any] = []
+    page.route("**/api/v1/me/consents/bank/profiling", lambda route: held.append(route))
+    profiling.click()
+    status = _status(page, "bank", "profiling")
+    page.wait_for_function("() => document.querySelector('#st-bank-profiling').dataset.state === 'pending'")
+    assert "Pending" in status.inner_text()
+    assert profiling.get_attribute("aria-busy") == "true"
+    assert profiling.get_attribute("aria-checked") == "false"  # not shown as granted before it is mined
+    held[0].continue_()
+    page.unroute("**/api/v1/me/consents/bank/profiling")
+    page.wait_for_function("() => document.querySelector('#st-bank-profiling').dataset.state === 'mined'")
+    assert profiling.get_attribute("aria-checked") == "true"
+    assert page.locator("#s-bank-profiling").inner_text() == "granted"
+    granted = _history(service, user)[-1]
+    assert granted["action"] == "grant" and granted["purpose"] == "profiling"
+    assert status.locator("code").get_attribute("data-tx") == granted["tx_hash"]
+    assert f"block {granted['block_number']}" in status.inner_text()
+    tx = service.runtime.chain.w3.eth.get_transaction_receipt(granted["tx_hash"])
+    assert tx["status"] == 1 and tx["blockNumber"] == granted["block_number"]  # the hash shown is mined
+
+    # the second grant with the keyboard only: Tab to the switch, Space toggles it
+    recommending = _switch(page, "Harbour Bank", RECOMMENDING)
+    recommending.focus()
+    page.keyboard.press("Space")
+    page.wait_for_function(
+        "() => document.querySelector('#st-bank-product_recommendation').dataset.state === 'mined'"
+    )
+    assert recommending.get_attribute("aria-checked") == "true"
+    assert _recommend(service, user).status_code == 200
+
+    # the receipt behind the grant: its hash is the one the API holds and the chain event carries
+    receipt_button = "Show the consent receipt for Harbour Bank: Build a learning profile"
+    status.get_by_role("button", name=receipt_button).click()
+    page.locator("#receipt-card").wait_for()
+    assert page.locator("#receipt-hash").inner_text() == granted["receipt_hash"]
+    assert json.loads(page.locator("#receipt-json").inner_text())["receipt_id"] == granted["receipt_id"]
+
+    # history lists both grants with their transactions
+    history_rows = page.locator("#history tr")
+    assert history_rows.count() == 2
+    shown = {history_rows.nth(i).get_attribute("data-tx") for i in range(2)}
+    assert shown == {e["tx_hash"] for e in _history(service, user)}
+    screenshot(page, "consent-dashboard")
+
+    # revoke: mined, off, and the partner's next request is refused
+    profiling.click()
+    page.wait_for_function(
+        "() => document.querySelector('#st-bank-profiling').innerText.startsWith('Revoked: mined')"
+    )
+    assert profiling.get_attribute("aria-checked") == "false"
+    revoked = _history(service, user)[-1]
+    assert revoked["action"] == "revoke"
+    assert status.locator("code").get_attribute("data-tx") == revoked["tx_hash"]
+    refused = _recommend(service, user)
+    assert refused.status_code == 403, refused.text
+    assert "profiling" in refused.json()["error"]["message"]
+    assert page.js_errors == []
+
+
+def test_a_failed_write_never_shows_as_granted(browser: Any, site: str, service: Service) -> None:
+    user = service.new_user()
+    page = new_page(browser)
+    _open_dashboard(page, site, user)
+    # the chain is unreachable for this one write (the service answers 503 chain_unavailable)
+    body = {"error": {"code": "chain_unavailable", "message": "the chain node did not answer", "details": {}}}
+    page.route(
+        "**/api/v1/me/consents/insurer/marketing_contact",
+        lambda route: route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+        if route.request.method == "PUT"
+        else route.continue_(),
+    )
+    switch = _switch(page, "Evergreen Insurance", "Let this partner contact you")
+    switch.click()
+    page.wait_for_function(
+        "() => document.querySelector('#st-insurer-marketing_contact').dataset.state === 'failed'"
+    )
+    status = _status(page, "insurer", "marketing_contact").inner_text()
+    assert "Failed" in status and "the chain node did not answer" in status
+    assert switch.get_attribute("aria-checked") == "false"
+    assert page.locator("#s-insurer-marketing_contact").inner_text() == "not granted"
+    assert not _granted(service, user, "insurer", "marketing_contact")
+    assert _history(service, user) == []
+
+
+def test_a_wallet_user_signs_the_grant_and_revocation_which_the_service_relays(
+    browser: Any, site: str, service: Service
+) -> None:
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    wallet = Account.create()
+    user = service.new_user(wallet=wallet.address)
+    signed: list[dict[str, Any]] = []
+
+    def sign(typed_json: str) -> str:
+        typed = json.loads(typed_json)
+        signed.append(typed)
+        return "0x" + Account.sign_message(encode_typed_data(full_message=typed), wallet.key).signature.hex()
+
+    page = new_page(browser)
+    page.expose_function("__knowledgerTestSign", sign)
+    # a minimal EIP-1193 provider, as a wallet extension injects one; the key stays in the test process
+    page.add_init_script(
+        "window.ethereum = { request: async ({ method, params }) => {"
+        f"  if (method === 'eth_requestAccounts') return ['{wallet.address.lower()}'];"
+        "  if (method === 'eth_signTypedData_v4') return await window.__knowledgerTestSign(params[1]);"
+        "  throw Object.assign(new Error('unsupported ' + method), { code: 4200 });"
+        "} };"
+    )
+    _open_dashboard(page, site, user)
+    assert wallet.address in page.locator("#wallet-note").inner_text()
+    switch = _switch(page, "Harbour Bank", PROFILING)
+    switch.click()
+    page.wait_for_function("() => document.querySelector('#st-bank-profiling').dataset.state === 'mined'")
+    assert switch.get_attribute("aria-checked") == "true"
+    assert signed and signed[-1]["primaryType"] == "ConsentGrant"
+    event = _history(service, user)[-1]
+    assert event["path"] != "registrar" and event["action"] == "grant"
+    assert _status(page, "bank", "profiling").locator("code").get_attribute("data-tx") == event["tx_hash"]
+    assert _granted(service, user, "bank", "profiling")
+    assert page.locator("#history tr").first.inner_text().find("your wallet") >= 0
+
+    switch.click()
+    page.wait_for_function(
+        "() => document.querySelector('#st-bank-profiling').innerText.startsWith('Revoked: mined')"
+    )
+    assert signed[-1]["primaryType"] == "ConsentRevocation"
+    assert not _granted(service, user, "bank", "profiling")
+    assert page.js_errors == []
+
+
+def test_a_wallet_user_without_a_wallet_in_the_browser_cannot_toggle_and_is_told_why(
+    browser: Any, site: str, service: Service
+) -> None:
+    from eth_account import Account
+
+    wallet = Account.create()
+    user = service.new_user(wallet=wallet.address)
+    page = new_page(browser)
+    _open_dashboard(page, site, user)
+    assert "Open this page in a browser with that wallet" in page.locator("#wallet-note").inner_text()
+    switches = page.get_by_role("switch")
+    assert switches.count() == 8
+    assert all(switches.nth(i).is_disabled() for i in range(8))
+
+
+def test_erasure_is_confirmed_first_and_then_revokes_and_deletes(
+    browser: Any, site: str, service: Service
+) -> None:
+    user = service.new_user()
+    service.grant(user)
+    assert _recommend(service, user).status_code == 200
+    page = new_page(browser)
+    _open_dashboard(page, site, user)
+
+    # download my data: confirmed first, and the file is what the export API returns
+    page.get_by_role("button", name="Download my data").click()
+    dialog = page.get_by_role("dialog", name="Download your data?")
+    assert dialog.is_visible()
+    with page.expect_download() as info:
+        dialog.get_by_role("button", name="Download").click()
+    exported = json.loads(info.value.path().read_text())
+    api_export = service.api.get("/api/v1/me/export", headers=user["headers"]).json()
+    assert exported["user"] == api_export["user"] and exported["profile"] == api_export["profile"]
+
+    # cancelling (Escape) erases nothing
+    page.get_by_role("button", name="Erase me").click()
+    page.get_by_role("dialog", name="Erase your data?").wait_for()
+    page.keyboard.press("Escape")
+    assert service.api.get("/api/v1/me", headers=user["headers"]).status_code == 200
+    page.get_by_role("button", name="Erase me").click()
+    page.get_by_role("dialog", name="Erase your data?").get_by_role("button", name="Cancel").click()
+    assert service.api.get("/api/v1/me", headers=user["headers"]).status_code == 200
+
+    # confirmed: consents revoked on chain, then the data is gone and the token no longer works
+    page.get_by_role("button", name="Erase me").click()
+    page.get_by_role("dialog", name="Erase your data?").get_by_role("button", name="Erase everything").click()
+    page.get_by_role("heading", name="Your data has been erased").wait_for()
+    shown = page.locator("#erased-detail code").all_inner_texts()
+    assert len(shown) == 2  # the two grants, each revoked by a transaction
+    for tx_hash in shown:
+        assert service.runtime.chain.w3.eth.get_transaction_receipt(tx_hash)["status"] == 1
+    screenshot(page, "consent-erased")
+    assert service.api.get("/api/v1/me", headers=user["headers"]).status_code == 401
+    assert _recommend(service, user).status_code in (403, 404)
+    assert page.evaluate("() => sessionStorage.getItem('knowledger.token')") is None
+    assert page.js_errors == []
+
+
+# ---------------------------------------------------------------------------------------------- partner
+@pytest.fixture(scope="module")
+def settled(service: Service) -> dict[str, Any]:
+    """A ledger with history: conversions over five days (settled in batches), one reversed, the first
+    batches final after the validation window, later ones provisional, and one still in the outbox."""
+    user = service.new_user()
+    service.grant(user)
+    ids: list[int] = []
+
+    def convert(value: int) -> None:
+        rec = _recommend(service, user).json()
+        body = {
+            "recommendation_id": rec["recommendation_id"],
+            "order_id": f"web-order-{len(ids)}",
+            "value": value,
+            "product_id": rec["products"][0]["product_id"],
+        }
+        r = service.api.post("/api/v1/conversions", json=body, headers=service.partner())
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+
+    def settle() -> None:
+        assert service.api.post("/api/v1/operator/settle", headers=service.operator).status_code == 200
+
+    for i in range(10):
+        convert(125_000 + 37_777 * i)
+        if i % 3 == 2:
+            settle()
+        service.runtime.chain.increase_time(DAY // 2)
+    settle()
+    r = service.api.post(f"/api/v1/conversions/{ids[4]}/reversal", headers=service.partner())
+    assert r.status_code == 202, r.text
+    settle()
+    service.runtime.chain.increase_time(15 * DAY)  # past the validation window: these batches are final
+    settle()
+    for value in (98_765, 240_000):
+        convert(value)
+        settle()
+        service.runtime.chain.increase_time(DAY // 4)
+    convert(40_001)  # not settled yet: in the outbox
+    agreement = service.api.get("/api/v1/ledger/agreements", headers=service.partner()).json()
+    return {"agreement_id": agreement["agreements"][0]["id"], "conversion_ids": ids}
+
+
+def _statement(service: Service, agreement_id: int, **params: Any) -> dict[str, Any]:
+    r = service.api.get(
+        f"/api/v1/ledger/agreements/{agreement_id}/statement",
+        params={"limit": 1000, **params},
+        headers=service.partner(),
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _open_ledger(page: Any, site: str, service: Service) -> None:
+    page.goto(f"{site}/app/partner")
+    page.get_by_label("Partner API key").fill(service.partner()["X-API-Key"])
+    page.get_by_label("Partner API key").press("Enter")
+    page.locator("#statement tr").first.wait_for()
+
+
+def test_a_partners_statement_totals_equal_the_apis_and_verify_against_chain(
+    browser: Any, site: str, service: Service, settled: dict[str, Any]
+) -> None:
+    page = new_page(browser)
+    _open_ledger(page, site, service)
+    api = _statement(service, settled["agreement_id"])
+
+    shown: dict[str, list[int]] = {}
+    for row in page.locator("#statement tr, #statement-total tr").all():
+        cells = row.locator("td[data-minor]")
+        shown[str(row.get_attribute("data-account"))] = [
+            int(str(cells.nth(i).get_attribute("data-minor"))) for i in range(3)
+        ]
+    expected = {p["account"]: [p["provisional"], p["final"], p["reversed"]] for p in api["parties"]}
+    expected["total"] = [api["totals"]["provisional"], api["totals"]["final"], api["totals"]["reversed"]]
+    assert shown == expected
+    assert all(api["totals"][bucket] > 0 for bucket in ("provisional", "final", "reversed"))
+    # the displayed text is the same amount (fen shown as yuan with two decimals, nothing rounded)
+    first = api["parties"][0]["provisional"]
+    assert f"{first // 100:,}.{first % 100:02d}" in page.locator("#statement tr").first.inner_text()
+
+    # the conversions list: every one, with the transaction that settled it
+    rows = page.locator("#conversions tr")
+    assert rows.count() == api["conversions"]["total"]
+    for item in api["conversions"]["items"]:
+        row = page.locator(f"#conversions tr[data-id='{item['id']}']")
+        assert row.get_attribute("data-state") == item["state"]
+        if item["tx_hash"]:
+            assert row.locator("code[data-tx]").get_attribute("data-tx") == item["tx_hash"]
+        if item["reversal_tx_hash"]:
+            shown_reversal = row.locator("code[data-reversal-tx]").get_attribute("data-reversal-tx")
+            assert shown_reversal == item["reversal_tx_hash"]
+    assert any(i["reversal_tx_hash"] for i in api["conversions"]["items"])
+    # the chart is drawn from the settled conversions and says what it shows
+    label = page.locator("#chart svg").get_attribute("aria-label")
+    on_chain = ("settled", "reversal_pending", "final")
+    settled_commission = sum(i["commission"] for i in api["conversions"]["items"] if i["state"] in on_chain)
+    assert f"{settled_commission // 100:,}.{settled_commission % 100:02d}" in str(label)
+
+    # verify against chain: the reconcile endpoint's verdict, shown
+    page.get_by_role("button", name="Verify against chain").click()
+    page.locator("#verify-result [data-ok]").wait_for()
+    assert page.locator("#verify-result [data-ok]").get_attribute("data-ok") == "true"
+    assert "matches the chain" in page.locator("#verify-result").inner_text()
+    screenshot(page, "partner-ledger")
+    assert page.js_errors == []
+
+
+def test_the_conversion_list_filters_and_exports_csv(
+    browser: Any, site: str, service: Service, settled: dict[str, Any]
+) -> None:
+    page = new_page(browser)
+    _open_ledger(page, site, service)
+    page.get_by_label("Conversion state").select_option("settled")
+    page.get_by_role("button", name="Apply filters").click()
+    api = _statement(service, settled["agreement_id"], state="settled")
+    expected_rows = api["conversions"]["total"]
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#conversions tr[data-id]').length === {expected_rows}"
+    )
+    assert {r.get_attribute("data-state") for r in page.locator("#conversions tr").all()} == {"settled"}
+
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export CSV").click()
+    assert info.value.suggested_filename.endswith(".csv")
+    rows = list(csv.DictReader(io.StringIO(info.value.path().read_text())))
+    assert [int(r["id"]) for r in rows] == [i["id"] for i in api["conversions"]["items"]]
+    for row, item in zip(rows, api["conversions"]["items"], strict=True):
+        assert row["tx_hash"] == item["tx_hash"] and int(row["commission_minor"]) == item["commission"]
+        assert [int(row[f"party_{k + 1}_minor"]) for k in range(len(item["amounts"]))] == item["amounts"]
+        assert sum(item["amounts"]) == item["commission"]
+
+
+# ---------------------------------------------------------------------------------------------- operator
+def _open_operator(page: Any, site: str) -> None:
+    page.goto(f"{site}/app/operator")
+    page.get_by_label("Operator API key").fill(OPERATOR_KEY)
+    page.get_by_label("Operator API key").press("Enter")
+    page.locator("#verdict [data-verdict]").wait_for()
+
+
+def _run_recommender_benchmark(reports: Any) -> None:
+    """The real benchmark script on the demo world (fast settings), writing its JSON and plot."""
+    script = ROOT / "scripts" / "bench_recommender.py"
+    spec = importlib.util.spec_from_file_location("bench_recommender", script)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--only", "demo", "--fast", "--no-serving"]
+    args += ["--json", str(reports / "recommender_benchmark.json")]
+    args += ["--plot", str(reports / "recommender_comparison.png")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert bench.main(args) == 0
+
+
+@pytest.fixture(scope="module")
+def experiment(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Service]]:
+    """A service running a hybrid-vs-popularity experiment with real traffic through the API: 40 learners
+    consent and are recommended to; every third one converts. And a benchmark run to show."""
+    reports = tmp_path_factory.mktemp("reports")
+    _run_recommender_benchmark(reports)
+    svc = _start(
+        demo,
+        tmp_path_factory.mktemp("experiment"),
+        n_users=5,
+        experiment_arms="hybrid=0.5,popularity=0.5",
+        reports_dir=reports,
+    )
+    for i in range(40):
+        user = svc.new_user()
+        svc.grant(user)
+        rec = _recommend(svc, user).json()
+        if i % 3 == 0:
+            body = {
+                "recommendation_id": rec["recommendation_id"],
+                "order_id": f"ab-{i}",
+                "value": 50_000,
+                "product_id": rec["products"][0]["product_id"],
+            }
+            assert svc.api.post("/api/v1/conversions", json=body, headers=svc.partner()).status_code == 202
+    try:
+        with live_server(create_app(runtime=svc.runtime)) as client:
+            yield str(client.base_url).rstrip("/"), svc
+    finally:
+        svc.runtime.close()
+
+
+def test_the_operator_sees_the_experiment_with_intervals_the_srm_check_and_the_benchmark(
+    browser: Any, experiment: tuple[str, Service]
+) -> None:
+    site, svc = experiment
+    api = svc.api.get("/api/v1/operator/experiment", headers=svc.operator).json()
+    model = svc.api.get("/api/v1/operator/model", headers=svc.operator).json()
+    page = new_page(browser)
+    _open_operator(page, site)
+
+    assert page.locator("#verdict [data-verdict]").get_attribute("data-verdict") == api["verdict"]
+    for arm in api["arms"]:
+        row = page.locator(f"#arms tr[data-arm='{arm['arm']}']")
+        assert row.locator("[data-units]").get_attribute("data-units") == str(arm["units"])
+        assert row.locator("[data-converters]").get_attribute("data-converters") == str(arm["converters"])
+        low, high = arm["rate_ci_low"], arm["rate_ci_high"]
+        assert f"{low * 100:.2f} % to {high * 100:.2f} %" in row.inner_text()
+    assert sum(a["units"] for a in api["arms"]) == 40
+    # the difference and its interval, drawn and described
+    c = api["comparison"]
+    label = str(page.locator("#difference svg").get_attribute("aria-label"))
+    assert f"{c['ci_low'] * 100:.2f} points to {c['ci_high'] * 100:.2f} points" in label
+    # the sample-ratio check as the API computed it
+    mismatch = page.locator("#srm [data-mismatch]").get_attribute("data-mismatch")
+    assert mismatch == str(api["srm"]["mismatch"]).lower()
+
+    # the served model and the benchmark's tables and plot
+    assert model["model"]["version"] in page.locator("#model").inner_text()
+    for name, dataset in model["benchmark"]["datasets"].items():
+        for model_name in dataset["models"]:
+            table = page.locator(f"#bench section[aria-label='Data set {name}']")
+            assert table.locator(f"tr[data-model='{model_name}']").count() == 1
+    page.wait_for_function("() => document.querySelector('#plot').naturalWidth > 0")
+    screenshot(page, "operator")
+    assert page.js_errors == []
+
+
+# ---------------------------------------------------------------------------------------------- quality
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_every_page_fits_the_screen_and_labels_every_control(
+    browser: Any, site: str, service: Service, settled: dict[str, Any], viewport: dict[str, int]
+) -> None:
+    size = "phone" if viewport == PHONE else "desktop"
+    user = service.new_user()
+    service.grant(user)
+    pages = {
+        "consent": lambda p: _open_dashboard(p, site, user),
+        "partner": lambda p: _open_ledger(p, site, service),
+        "operator": lambda p: _open_operator(p, site),
+        "home": lambda p: p.goto(f"{site}/app/"),
+    }
+    for name, open_page in pages.items():
+        page = new_page(browser, viewport)
+        open_page(page)
+        assert page.evaluate(OVERFLOW_JS) <= 0, f"{name} scrolls sideways at {viewport}"
+        assert page.evaluate(UNLABELLED_CONTROLS_JS) == [], name
+        if size == "phone" and name in ("consent", "partner", "operator"):
+            screenshot(page, f"{name}-phone")
+        # reloaded (still signed in for this tab), the first Tab reaches the skip link
+        page.reload()
+        page.wait_for_load_state("networkidle")
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+        assert page.js_errors == [], name
+
+
+def test_pages_are_served_with_a_strict_content_security_policy(site: str) -> None:
+    for path in ("/app/", "/app/consent", "/app/partner", "/app/operator"):
+        r = httpx.get(site + path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["x-frame-options"] == "DENY"
+    assert httpx.get(site + "/", follow_redirects=False).headers["location"] == "/app/"
+    assert httpx.get(site + "/app/static/nope.js").status_code == 404
