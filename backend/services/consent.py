@@ -32,7 +32,7 @@ from backend.chain import (
 from backend.chain.eip712 import compact
 from backend.chain.types import checksum
 from backend.core.jsonable import to_jsonable
-from backend.errors import BadRequest, Conflict, NotFound
+from backend.errors import BadRequest, ChainUnavailable, Conflict, NotFound
 from backend.models import ConsentAction, ConsentEvent, Partner, User, iso
 from backend.privacy import reference_hash
 from backend.services.gateway import PURPOSE_NAMES
@@ -72,11 +72,19 @@ PLATFORM = {"name": "KnowLedger platform", "contact": "privacy@knowledger.exampl
 
 
 def purpose_list(runtime: Runtime) -> dict[str, Any]:
-    version = runtime.gateway.run(
-        "reading the platform notice version", runtime.deployment.consent.platform_notice_version
-    )
+    """The purposes and their notices. The texts do not depend on the chain; the platform's notice version
+    does: with the chain away it is ``null`` and ``chain_unavailable`` says why (the texts stay readable)."""
+    out: dict[str, Any] = {}
+    try:
+        version: int | None = runtime.gateway.run(
+            "reading the platform notice version", runtime.deployment.consent.platform_notice_version
+        )
+    except ChainUnavailable as exc:
+        version = None
+        out["chain_unavailable"] = exc.message
     return {
         "platform_notice_version": version,
+        **out,
         "purposes": [
             {"id": PURPOSE_NAMES[p], "bit": int(p), **{k: v for k, v in PURPOSE_NOTICES[p].items()}}
             for p in Purpose

@@ -9,12 +9,15 @@ import csv
 import importlib.util
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from backend.chain.connection import connect_devnet
+from backend.chain.devnet import AnvilNode
 from backend.main import create_app
 
 from ._browser import (
@@ -26,7 +29,7 @@ from ._browser import (
     new_page,
     screenshot,
 )
-from ._live import live_server
+from ._live import ChainProxy, live_server
 from .conftest import OPERATOR_KEY, Demo, Service, _start
 
 DAY = 86_400
@@ -143,29 +146,60 @@ def test_a_learner_grants_sees_the_transaction_and_revokes_then_the_partner_is_r
     assert page.js_errors == []
 
 
-def test_a_failed_write_never_shows_as_granted(browser: Any, site: str, service: Service) -> None:
-    user = service.new_user()
-    page = new_page(browser)
-    _open_dashboard(page, site, user)
-    # the chain is unreachable for this one write (the service answers 503 chain_unavailable)
-    body = {"error": {"code": "chain_unavailable", "message": "the chain node did not answer", "details": {}}}
-    page.route(
-        "**/api/v1/me/consents/insurer/marketing_contact",
-        lambda route: route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
-        if route.request.method == "PUT"
-        else route.continue_(),
-    )
-    switch = _switch(page, "Evergreen Insurance", "Let this partner contact you")
-    switch.click()
-    page.wait_for_function(
-        "() => document.querySelector('#st-insurer-marketing_contact').dataset.state === 'failed'"
-    )
-    status = _status(page, "insurer", "marketing_contact").inner_text()
-    assert "Failed" in status and "the chain node did not answer" in status
-    assert switch.get_attribute("aria-checked") == "false"
-    assert page.locator("#s-insurer-marketing_contact").inner_text() == "not granted"
-    assert not _granted(service, user, "insurer", "marketing_contact")
-    assert _history(service, user) == []
+@pytest.mark.anvil
+def test_a_failed_write_never_shows_as_granted(
+    browser: Any, anvil_bin: Path, tmp_path: Path, make_service: Callable[..., Service]
+) -> None:
+    """A real failure: the service's anvil node becomes unreachable (a TCP proxy between them is cut)."""
+    node = AnvilNode(run_dir=tmp_path / "anvil", binary=anvil_bin).start()
+    proxy = ChainProxy("127.0.0.1", int(node.url.rsplit(":", 1)[1]))
+    try:
+        svc = make_service(chain=connect_devnet(proxy.url, timeout=2.0), manifest_path=tmp_path / "m.json")
+        user = svc.new_user()
+        with live_server(create_app(runtime=svc.runtime)) as client:
+            site = str(client.base_url).rstrip("/")
+            page = new_page(browser)
+            _open_dashboard(page, site, user)
+            switch = _switch(page, "Evergreen Insurance", "Let this partner contact you")
+            assert switch.get_attribute("aria-checked") == "false"
+
+            proxy.cut()
+            switch.click()
+            page.wait_for_function(
+                "() => document.querySelector('#st-insurer-marketing_contact').dataset.state === 'failed'"
+            )
+            status = _status(page, "insurer", "marketing_contact").inner_text()
+            assert status.startswith("Failed:") and "chain" in status
+            assert switch.get_attribute("aria-checked") == "false"
+            assert page.locator("#s-insurer-marketing_contact").inner_text() == "not granted"
+
+            # loaded while the chain is away: the page says so, and nothing can be toggled
+            purposes = client.get("/api/v1/purposes").json()  # the notices stay readable
+            assert purposes["platform_notice_version"] is None
+            assert "unreachable" in purposes["chain_unavailable"]
+            page.reload()
+            page.get_by_role("heading", name="Harbour Bank").wait_for()
+            assert "The chain cannot be read right now" in page.locator("#checked-at").inner_text()
+            assert page.locator("#s-insurer-marketing_contact").inner_text() == "unknown"
+            assert switch.is_disabled()
+            assert page.locator("#history tr").count() == 1  # the rest of the page still works
+
+            proxy.restore()
+            assert not _granted(svc, user, "insurer", "marketing_contact")  # the chain agrees
+            assert _history(svc, user) == []
+            page.reload()  # back up: the same switch now writes and shows the mined transaction
+            page.get_by_role("heading", name="Harbour Bank").wait_for()
+            switch.click()
+            page.wait_for_function(
+                "() => document.querySelector('#st-insurer-marketing_contact').dataset.state === 'mined'"
+            )
+            assert switch.get_attribute("aria-checked") == "true"
+            assert _granted(svc, user, "insurer", "marketing_contact")
+            # the browser logged the 503s as failed loads; nothing else went wrong
+            assert [e for e in page.js_errors if "503" not in e] == []
+    finally:
+        proxy.close()
+        node.stop()
 
 
 def test_a_wallet_user_signs_the_grant_and_revocation_which_the_service_relays(

@@ -11,21 +11,29 @@ export class ApiError extends Error {
 
 /** Call the JSON API. `auth` is {bearer: token} or {key: apiKey}. Errors become ApiError with the
  * service's own code and message (or a network message when the service cannot be reached). */
-export async function api(path, { method = "GET", body, auth, accept = "application/json" } = {}) {
+export async function api(path, { method = "GET", body, auth, accept = "application/json", timeoutMs = 60_000 } = {}) {
   const headers = { Accept: accept };
   if (auth && auth.bearer) headers.Authorization = `Bearer ${auth.bearer}`;
   if (auth && auth.key) headers["X-API-Key"] = auth.key;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     response = await fetch(path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
+      signal: controller.signal,
     });
   } catch (err) {
+    if (controller.signal.aborted) {
+      throw new ApiError(0, "timeout", `No answer within ${timeoutMs / 1000} s. A write may still be recorded: reload to see.`);
+    }
     throw new ApiError(0, "network", "The service could not be reached. Check your connection and try again.");
+  } finally {
+    clearTimeout(timer);
   }
   if (accept !== "application/json" && response.ok) return response;
   let payload = null;

@@ -42,11 +42,16 @@ function signedOut(message) {
 async function load() {
   alertIn(ui.error, null);
   try {
+    // the chain being away must not hide the rest of the page: its state is then unknown, and shown so
+    const chainState = api("/api/v1/me/consents", { auth: auth() }).catch((error) => {
+      if (error instanceof ApiError && error.status === 503) return { consents: [], unavailable: error.message };
+      throw error;
+    });
     const [me, purposes, partners, consents, history] = await Promise.all([
       api("/api/v1/me", { auth: auth() }),
       api("/api/v1/purposes"),
       api("/api/v1/partners"),
-      api("/api/v1/me/consents", { auth: auth() }),
+      chainState,
       api("/api/v1/me/consents/history", { auth: auth() }),
     ]);
     state.me = me;
@@ -68,6 +73,7 @@ async function load() {
 }
 
 function applyConsents(consents) {
+  state.chainDown = consents.unavailable || null;
   state.granted.clear();
   for (const c of consents.consents) state.granted.set(key(c.partner_id, c.purpose), c.granted);
   state.checkedAt = consents.consents.length ? consents.consents[0].checked_at_block : null;
@@ -88,8 +94,12 @@ function renderAccount() {
         "wallet to change them.";
     show(note, true);
   } else show(note, false);
-  $("#checked-at").textContent =
-    state.checkedAt === null ? "" : `Switches show the chain's state at block ${state.checkedAt}.`;
+  $("#checked-at").textContent = state.chainDown
+    ? `The chain cannot be read right now (${state.chainDown}): your consents cannot be shown or changed. Reload to try again.`
+    : state.checkedAt === null
+      ? ""
+      : `Switches show the chain's state at block ${state.checkedAt}.`;
+  $("#checked-at").className = state.chainDown ? "alert warn" : "small muted";
   show(ui.account, true);
 }
 
@@ -116,7 +126,7 @@ function renderPartners() {
 function purposeRow(partner, purpose, headingId) {
   const k = key(partner.id, purpose.id);
   const base = `${partner.id}-${purpose.id}`;
-  const canWrite = !state.me.wallet || Boolean(window.ethereum);
+  const canWrite = !state.chainDown && (!state.me.wallet || Boolean(window.ethereum));
   const button = el("button", {
     type: "button",
     class: "switch",
@@ -149,19 +159,19 @@ function purposeRow(partner, purpose, headingId) {
       el(
         "p",
         { class: "small muted" },
-        `Notice version ${state.platformNotice} (platform) / ${partner.notice_version} (partner) · uses: ${purpose.pii_categories.join(", ")}`,
+        `Notice version ${state.platformNotice ?? "unknown"} (platform) / ${partner.notice_version} (partner) · uses: ${purpose.pii_categories.join(", ")}`,
       ),
     ),
     status,
   );
-  paint(row.querySelector(".badge"), Boolean(state.granted.get(k)));
+  paint(row.querySelector(".badge"), state.chainDown ? null : Boolean(state.granted.get(k)));
   return row;
 }
 
 /** The visible word beside the switch (the switch itself tells assistive technology via aria-checked). */
 function paint(badge, granted) {
-  badge.textContent = granted ? "granted" : "not granted";
-  badge.className = `badge ${granted ? "ok" : ""}`;
+  badge.textContent = granted === null ? "unknown" : granted ? "granted" : "not granted";
+  badge.className = `badge ${granted === null ? "warn" : granted ? "ok" : ""}`;
 }
 
 function setSwitch(button, granted) {
@@ -233,14 +243,16 @@ async function toggle(partner, purpose) {
       "failed",
       el("strong", {}, "Failed: "),
       walletError(error),
-      " Nothing was changed; the switch shows what the chain holds.",
+      error instanceof ApiError && error.code === "timeout"
+        ? " The switch shows what the chain holds now."
+        : " Nothing was changed; the switch shows what the chain holds.",
     );
     await rereadSwitch(partner.id, purpose.id, button);
     if (error instanceof ApiError && error.status === 401) signedOut(describe(error));
   } finally {
     state.busy.delete(k);
     button.removeAttribute("aria-busy");
-    button.disabled = state.me.wallet ? !window.ethereum : false;
+    button.disabled = Boolean(state.chainDown) || (state.me.wallet ? !window.ethereum : false);
   }
 }
 

@@ -47,7 +47,7 @@ function renderExperiment(x) {
     x.running
       ? el("p", { class: "small muted" }, `Control: ${x.control}. Unit: the learner (assignment is a pure function of the pseudonym, so sticky). ` +
           `A learner converts when any recommendation shown to them leads to a conversion. Significance level ${x.alpha}; ` +
-          `at least ${x.min_units_per_arm} learners per arm before a verdict.` + (x.crossed_units ? ` ${x.crossed_units} learner(s) appear in both arms and are left out.` : ""))
+          `at least ${x.min_units_per_arm} learners per arm before a verdict.` + (x.crossed_units ? ` ${x.crossed_units} learner(s) appear in both arms (the weights changed during the experiment): read with care.` : ""))
       : null,
   );
   $("#arms").replaceChildren(
