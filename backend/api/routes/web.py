@@ -1,13 +1,19 @@
 """The web pages: a consent dashboard for learners, a settlement ledger for partners and a model and
 experiments page for the operator. Static HTML, CSS and JavaScript modules (no build step), served by the
-service itself; every page talks to the same JSON API as any other client, with the same credentials."""
+service itself; every page talks to the same JSON API as any other client, with the same credentials.
+
+Each page is ``web/pages/<name>.html`` (its ``<main>``) put into ``web/layout.html`` (head, navigation) once,
+at first request."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+from html import escape
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 STATIC_ROOT = WEB_ROOT / "static"
@@ -25,35 +31,56 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-PAGES = {"": "index.html", "consent": "consent.html", "partner": "partner.html", "operator": "operator.html"}
+
+@dataclass(frozen=True)
+class Page:
+    path: str
+    name: str
+    title: str
+    nav: str | None  # its label in the navigation (None: not listed)
+    script: bool
+
+
+PAGES = (
+    Page("/app/", "index", "KnowLedger", None, script=False),
+    Page("/app/consent", "consent", "Your consents · KnowLedger", "My consents", script=True),
+    Page("/app/partner", "partner", "Settlement ledger · KnowLedger", "Partner ledger", script=True),
+    Page("/app/operator", "operator", "Model and experiments · KnowLedger", "Operator", script=True),
+)
 
 router = APIRouter(include_in_schema=False)
+
+
+@cache
+def render(page: Page) -> str:
+    current = ' aria-current="page"'
+    nav = "\n".join(
+        f'      <li><a href="{p.path}"{current if p is page else ""}>{escape(p.nav)}</a></li>'
+        for p in PAGES
+        if p.nav
+    )
+    script = f'  <script type="module" src="/app/static/{page.name}.js"></script>\n' if page.script else ""
+    main = (WEB_ROOT / "pages" / f"{page.name}.html").read_text(encoding="utf-8")
+    layout = (WEB_ROOT / "layout.html").read_text(encoding="utf-8")
+    return (
+        layout.replace("$title", escape(page.title))
+        .replace("$script", script)
+        .replace("$nav", nav)
+        .replace("$main", main.rstrip("\n"))
+    )
+
+
+def _route(page: Page) -> None:
+    def serve() -> HTMLResponse:
+        return HTMLResponse(render(page), headers=SECURITY_HEADERS)
+
+    router.add_api_route(page.path, serve, methods=["GET"], name=f"page_{page.name}")
+
+
+for _page in PAGES:
+    _route(_page)
 
 
 @router.get("/")
 def root() -> RedirectResponse:
     return RedirectResponse("/app/", status_code=307)
-
-
-def _page(name: str) -> FileResponse:
-    return FileResponse(WEB_ROOT / PAGES[name], media_type="text/html", headers=SECURITY_HEADERS)
-
-
-@router.get("/app/")
-def index() -> FileResponse:
-    return _page("")
-
-
-@router.get("/app/consent")
-def consent_page() -> FileResponse:
-    return _page("consent")
-
-
-@router.get("/app/partner")
-def partner_page() -> FileResponse:
-    return _page("partner")
-
-
-@router.get("/app/operator")
-def operator_page() -> FileResponse:
-    return _page("operator")

@@ -147,6 +147,25 @@ export function percent(x, digits = 1) {
   return x === null || x === undefined ? "n/a" : `${(x * 100).toFixed(digits)} %`;
 }
 
+/** An SVG chart described by `label` (role="img": a screen reader reads the label, not the shapes), and
+ * `add(tag, attrs, text?, parent?)` to draw in it. Drawn in CSS pixels: pass the box's own width. */
+export function svgChart(width, height, label) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  const add = (tag, attrs, text, parent = svg) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = text;
+    parent.append(node);
+    return node;
+  };
+  return { svg, add };
+}
+
 /** Save text or JSON as a file the browser downloads. */
 export function download(filename, content, type) {
   const blob = new Blob([content], { type });

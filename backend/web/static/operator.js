@@ -1,6 +1,6 @@
 // The operator's page: the running A/B experiment (rates with confidence intervals, the difference and its
 // interval, the sample-ratio check), the served model and the offline recommender benchmark with its plot.
-import { $, alertIn, api, ApiError, describe, el, percent, show, store, wireSignIn } from "./common.js";
+import { $, alertIn, api, ApiError, describe, el, percent, show, store, svgChart, wireSignIn } from "./common.js";
 
 const METRICS = ["ndcg@10", "map", "precision@10", "recall@10"];
 const auth = () => ({ key: store.get("operatorKey") });
@@ -82,19 +82,8 @@ function renderDifference(c) {
   const W = Math.max(300, Math.round(box.clientWidth || 600)), H = 70, pad = 40;
   const extent = Math.max(Math.abs(c.ci_low), Math.abs(c.ci_high), Math.abs(c.difference), 0.01) * 1.2;
   const x = (v) => pad + ((W - 2 * pad) * (v + extent)) / (2 * extent);
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  const add = (tag, attrs, text) => {
-    const node = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-    if (text !== undefined) node.textContent = text;
-    svg.append(node);
-  };
   const summary = `${c.treatment} minus ${c.control}: ${points(c.difference)}, 95 % CI ${points(c.ci_low)} to ${points(c.ci_high)} (${c.ci_method}); p = ${fixed(c.p_value)}.`;
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", summary);
+  const { svg, add } = svgChart(W, H, summary);
   add("line", { x1: pad, y1: 35, x2: W - pad, y2: 35, class: "axis" });
   add("line", { x1: x(0), y1: 12, x2: x(0), y2: 58, class: "axis", "stroke-dasharray": "4 3" });
   add("text", { x: x(0), y: 68, "text-anchor": "middle" }, "0");

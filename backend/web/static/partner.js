@@ -1,7 +1,7 @@
 // The partner's settlement ledger: agreements, terms and parties, the statement per party, settled value
 // over time, the conversions (filterable, exportable to CSV) and a check of all of it against the chain.
 import {
-  $, alertIn, api, ApiError, describe, download, el, fromUnix, money, show, store, toCsv, wireSignIn,
+  $, alertIn, api, ApiError, describe, download, el, fromUnix, money, show, store, svgChart, toCsv, wireSignIn,
 } from "./common.js";
 
 const PAGE = 100; // rows shown per "Show more"
@@ -219,20 +219,8 @@ function renderChart(conversions) {
   const x = (k) => L + ((W - L - R) * (k + 0.5)) / n;
   const y = (v) => T + (H - T - B) * (1 - v / (total || 1));
   const bw = Math.min(48, Math.max(1, ((W - L - R) / n) * 0.7));
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  const add = (tag, attrs, text) => {
-    const node = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-    if (text !== undefined) node.textContent = text;
-    svg.append(node);
-    return node;
-  };
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("role", "img");
   const summary = `Commission settled on chain: ${money(total, state.currency)} in ${conversions.length} conversion(s), from ${fromUnix(lo)} to ${fromUnix(hi)}, per ${names[i]}.`;
-  svg.setAttribute("aria-label", summary);
+  const { svg, add } = svgChart(W, H, summary);
   add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" });
   add("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" });
   for (const frac of [0, 0.5, 1]) {
@@ -241,9 +229,7 @@ function renderChart(conversions) {
   sums.forEach((v, k) => {
     if (!v) return;
     const rect = add("rect", { x: x(k) - bw / 2, y: y(v), width: bw, height: H - B - y(v), class: "bar" });
-    const title = document.createElementNS(ns, "title");
-    title.textContent = `${fromUnix(start + k * step)}: ${money(v, state.currency)}`;
-    rect.append(title);
+    add("title", {}, `${fromUnix(start + k * step)}: ${money(v, state.currency)}`, rect);
   });
   add("polyline", { points: cumulative.map((v, k) => `${x(k)},${y(v)}`).join(" "), class: "line" });
   cumulative.forEach((v, k) => add("circle", { cx: x(k), cy: y(v), r: 3, class: "dot" }));
