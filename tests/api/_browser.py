@@ -77,8 +77,11 @@ def browser() -> Iterator[Any]:
         pw.stop()
 
 
-def new_page(browser: Any, viewport: dict[str, int] = DESKTOP) -> Any:
-    context = browser.new_context(viewport=viewport, accept_downloads=True, locale="en-GB", timezone_id="UTC")
+def new_page(browser: Any, viewport: dict[str, int] = DESKTOP, *, bypass_csp: bool = False) -> Any:
+    """A page in a fresh context (no shared storage). ``bypass_csp`` only to inject the axe checker."""
+    context = browser.new_context(
+        viewport=viewport, accept_downloads=True, locale="en-GB", timezone_id="UTC", bypass_csp=bypass_csp
+    )
     context.set_default_timeout(20_000)
     page = context.new_page()
     errors: list[str] = []
@@ -93,6 +96,27 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+#: The WCAG 2.1 A and AA rules axe-core checks automatically.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_violations(page: Any) -> list[str]:
+    """Run axe-core (npm, pinned in package.json) on the page as it is now; one line per violation."""
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: run `npm ci` (make install does)")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        """async (tags) => {
+          const { violations } = await axe.run(document, { runOnly: { type: 'tag', values: tags } });
+          const where = (v) => v.nodes.map((n) => n.target.join(' ')).join(', ');
+          return violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${where(v)}`);
+        }""",
+        AXE_TAGS,
+    )
+    return list(result)
 
 
 #: Every control's accessible name, computed the way assistive technology does for our markup

@@ -26,6 +26,7 @@ from ._browser import (
     PHONE,
     ROOT,
     UNLABELLED_CONTROLS_JS,
+    axe_violations,
     new_page,
     screenshot,
 )
@@ -558,6 +559,38 @@ def test_every_page_fits_the_screen_and_labels_every_control(
         page.keyboard.press("Tab")
         assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
         assert page.js_errors == [], name
+
+
+def test_every_page_passes_the_automated_wcag_checks(
+    browser: Any, site: str, service: Service, settled: dict[str, Any], experiment: tuple[str, Service]
+) -> None:
+    """axe-core's WCAG 2.1 A and AA rules (contrast, names, roles, structure) on each page, filled with data:
+    the dashboard with grants, history and a receipt open; the ledger verified; the experiment's page."""
+    user = service.new_user()
+    service.grant(user)
+    found: dict[str, list[str]] = {}
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page = new_page(browser, viewport, bypass_csp=True)
+        _open_dashboard(page, site, user)
+        page.locator("#history button").first.click()
+        page.locator("#receipt-card").wait_for()
+        found[f"consent/{size}"] = axe_violations(page)
+
+        page = new_page(browser, viewport, bypass_csp=True)
+        _open_ledger(page, site, service)
+        page.get_by_role("button", name="Verify against chain").click()
+        page.locator("#verify-result [data-ok]").wait_for()
+        found[f"partner/{size}"] = axe_violations(page)
+
+        page = new_page(browser, viewport, bypass_csp=True)
+        _open_operator(page, experiment[0])
+        page.wait_for_function("() => document.querySelector('#plot').naturalWidth > 0")
+        found[f"operator/{size}"] = axe_violations(page)
+
+        page = new_page(browser, viewport, bypass_csp=True)
+        page.goto(f"{site}/app/")
+        found[f"home/{size}"] = axe_violations(page)
+    assert {k: v for k, v in found.items() if v} == {}
 
 
 def test_pages_are_served_with_a_strict_content_security_policy(site: str) -> None:

@@ -326,7 +326,7 @@ function renderHistory(events) {
         "td",
         {},
         e.receipt_id
-          ? el("button", { type: "button", onclick: () => showReceipt(e.receipt_id), "aria-label": `Receipt ${e.receipt_id}` }, "View")
+          ? el("button", { type: "button", onclick: () => showReceipt(e.receipt_id), "aria-label": `View receipt ${e.receipt_id}` }, "View")
           : "",
       ),
     ),
