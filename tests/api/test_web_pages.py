@@ -265,6 +265,38 @@ def test_a_wallet_user_without_a_wallet_in_the_browser_cannot_toggle_and_is_told
     assert all(switches.nth(i).is_disabled() for i in range(8))
 
 
+def test_a_grant_the_chain_no_longer_holds_is_shown_as_lapsed_after_a_new_notice(
+    browser: Any, make_service: Callable[..., Service]
+) -> None:
+    svc = make_service()
+    user = svc.new_user()
+    svc.grant(user, "insurer", ("profiling",))
+    r = svc.api.put(
+        "/api/v1/partners/insurer/notice",
+        json={"notice_text": "Evergreen Insurance now also offers travel cover to learners who travel."},
+        headers=svc.operator,
+    )
+    assert r.status_code == 200 and r.json()["notice_version"] == 2
+    assert not _granted(svc, user, "insurer", "profiling")  # the chain voids consents to the old notice
+    with live_server(create_app(runtime=svc.runtime)) as client:
+        page = new_page(browser)
+        _open_dashboard(page, str(client.base_url).rstrip("/"), user)
+        card = page.locator("section[data-partner='insurer']")
+        assert "now also offers travel cover" in card.inner_text()
+        assert "Partner notice version 2" in card.inner_text()
+        switch = _switch(page, "Evergreen Insurance", PROFILING)
+        assert switch.get_attribute("aria-checked") == "false"
+        assert page.locator("#st-insurer-profiling [data-lapsed]").is_visible()
+        switch.click()  # agreeing again, to the new notice
+        page.wait_for_function(
+            "() => document.querySelector('#st-insurer-profiling').dataset.state === 'mined'"
+        )
+        assert _granted(svc, user, "insurer", "profiling")
+        receipt = _history(svc, user)[-1]["receipt_id"]
+        body = svc.api.get(f"/api/v1/me/receipts/{receipt}", headers=user["headers"]).json()
+        assert body["receipt"]["notice"]["partner_notice_version"] == 2
+
+
 def test_erasure_is_confirmed_first_and_then_revokes_and_deletes(
     browser: Any, site: str, service: Service
 ) -> None:

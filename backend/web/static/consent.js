@@ -142,6 +142,10 @@ function purposeRow(partner, purpose, headingId) {
   const status = el("div", { class: "status", id: `st-${base}`, role: "status", "aria-live": "polite" });
   const last = state.last.get(k);
   if (last) showMined(status, last, partner, purpose, false);
+  if (last && last.action === "grant" && !state.chainDown && !state.granted.get(k)) {
+    // the chain no longer holds this grant: it expired, or a new notice version was published since
+    status.append(el("div", { class: "small", dataset: { lapsed: "true" } }, "This grant is no longer in force (it expired, or the notice changed since you agreed): switch it on to agree again."));
+  }
   const row = el(
     "div",
     { class: "purpose" },
