@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
 import importlib.util
 import io
 import json
@@ -223,14 +224,36 @@ def test_a_wallet_user_signs_the_grant_and_revocation_which_the_service_relays(
     # a minimal EIP-1193 provider, as a wallet extension injects one; the key stays in the test process
     page.add_init_script(
         "window.ethereum = { request: async ({ method, params }) => {"
-        f"  if (method === 'eth_requestAccounts') return ['{wallet.address.lower()}'];"
-        "  if (method === 'eth_signTypedData_v4') return await window.__knowledgerTestSign(params[1]);"
+        "  if (method === 'eth_requestAccounts')"
+        f"    return [window.__knowledgerTestAccount || '{wallet.address.lower()}'];"
+        "  if (method === 'eth_signTypedData_v4') {"
+        "    if (window.__knowledgerTestDecline)"
+        "      throw Object.assign(new Error('User rejected the request.'), { code: 4001 });"
+        "    return await window.__knowledgerTestSign(params[1]);"
+        "  }"
         "  throw Object.assign(new Error('unsupported ' + method), { code: 4200 });"
         "} };"
     )
     _open_dashboard(page, site, user)
     assert wallet.address in page.locator("#wallet-note").inner_text()
     switch = _switch(page, "Harbour Bank", PROFILING)
+
+    # the wallet is on another account: nothing is signed, the page says which account to use
+    page.evaluate(f"window.__knowledgerTestAccount = '{Account.create().address}'")
+    switch.click()
+    page.wait_for_function("() => document.querySelector('#st-bank-profiling').dataset.state === 'failed'")
+    assert "switch accounts" in _status(page, "bank", "profiling").inner_text()
+    assert signed == [] and switch.get_attribute("aria-checked") == "false"
+
+    # the learner declines in the wallet: nothing is relayed
+    page.evaluate("window.__knowledgerTestAccount = null; window.__knowledgerTestDecline = true")
+    switch.click()
+    page.wait_for_function(
+        "() => document.querySelector('#st-bank-profiling').innerText.includes('you declined the signature')"
+    )
+    assert switch.get_attribute("aria-checked") == "false" and _history(service, user) == []
+
+    page.evaluate("window.__knowledgerTestDecline = false")
     switch.click()
     page.wait_for_function("() => document.querySelector('#st-bank-profiling').dataset.state === 'mined'")
     assert switch.get_attribute("aria-checked") == "true"
@@ -472,6 +495,47 @@ def test_the_conversion_list_filters_and_exports_csv(
         assert row["tx_hash"] == item["tx_hash"] and int(row["commission_minor"]) == item["commission"]
         assert [int(row[f"party_{k + 1}_minor"]) for k in range(len(item["amounts"]))] == item["amounts"]
         assert sum(item["amounts"]) == item["commission"]
+
+    # a time window (UTC, to the minute) lists what the API lists for the same window
+    everything = _statement(service, settled["agreement_id"])["conversions"]["items"]
+    since = everything[5]["occurred_at"] // 60 * 60
+    until = everything[-2]["occurred_at"] // 60 * 60
+    page.get_by_label("Conversion state").select_option("")
+    page.get_by_label("From (UTC)").fill(dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Until (UTC)").fill(dt.datetime.fromtimestamp(until, dt.UTC).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Apply filters").click()
+    window = _statement(service, settled["agreement_id"], since=since, until=until)["conversions"]["items"]
+    assert 0 < len(window) < len(everything)
+    ids = ",".join(str(i["id"]) for i in window)
+    page.wait_for_function(
+        f"() => Array.from(document.querySelectorAll('#conversions tr[data-id]')).map((r) => r.dataset.id)"
+        f".join(',') === '{ids}'"
+    )
+
+
+def test_a_csv_cell_that_looks_like_a_formula_is_exported_as_text(
+    browser: Any, site: str, service: Service, settled: dict[str, Any]
+) -> None:
+    """Order ids come from the partner's systems: one starting with = must not run in a spreadsheet."""
+    user = service.new_user()
+    service.grant(user)
+    rec = _recommend(service, user).json()
+    order_id = "=HYPERLINK(\"http://example.invalid\",\"click\")"
+    body = {"recommendation_id": rec["recommendation_id"], "order_id": order_id, "value": 1_000}
+    assert service.api.post("/api/v1/conversions", json=body, headers=service.partner()).status_code == 202
+    page = new_page(browser)
+    _open_ledger(page, site, service)
+    page.get_by_label("Conversion state").select_option("pending")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#conversions tr[data-id]'))"
+        ".some((r) => r.innerText.includes('HYPERLINK'))"
+    )
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(info.value.path().read_text())))
+    exported = [r["order_id"] for r in rows if "HYPERLINK" in r["order_id"]]
+    assert exported == ["'" + order_id]  # quoted as text, otherwise unchanged
 
 
 # ---------------------------------------------------------------------------------------------- operator
