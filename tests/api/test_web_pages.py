@@ -103,6 +103,7 @@ def test_a_learner_grants_sees_the_transaction_and_revokes_then_the_partner_is_r
     assert profiling.get_attribute("aria-checked") == "true"
     assert page.locator("#s-bank-profiling").inner_text() == "granted"
     granted = _history(service, user)[-1]
+    assert f"at block {granted['block_number']}" in page.locator("#checked-at").inner_text()
     assert granted["action"] == "grant" and granted["purpose"] == "profiling"
     assert status.locator("code").get_attribute("data-tx") == granted["tx_hash"]
     assert f"block {granted['block_number']}" in status.inner_text()

@@ -240,6 +240,10 @@ async function toggle(partner, purpose) {
     state.last.set(k, event);
     setSwitch(button, action === "grant");
     showMined(status, event, partner, purpose, true);
+    if (!state.chainDown && event.block_number > (state.checkedAt ?? 0)) {
+      state.checkedAt = event.block_number;
+      $("#checked-at").textContent = `Switches show the chain's state at block ${state.checkedAt}.`;
+    }
     refreshHistory();
   } catch (error) {
     setStatus(
