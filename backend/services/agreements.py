@@ -11,6 +11,7 @@ from backend.chain import AgreementStatus, AgreementTerms, Party, TxResult, curr
 from backend.chain.types import currency_name
 from backend.errors import BadRequest, NotFound
 from backend.models import Agreement, Partner, utcnow
+from backend.services.consent import PLATFORM
 from backend.services.runtime import Runtime
 
 
@@ -96,7 +97,7 @@ def party_names(runtime: Runtime, session: Session) -> dict[str, str]:
     names = {p.address: p.name for p in session.exec(select(Partner)).all() if p.address}
     named = runtime.roles.named
     if named is not None:
-        names.setdefault(named.platform.address, "KnowLedger platform")
+        names.setdefault(named.platform.address, PLATFORM["name"])
         names.setdefault(named.creator.address, "Course creators")
     return names
 

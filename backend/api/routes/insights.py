@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from backend.api.deps import OperatorDep, RuntimeDep
+from backend.core.jsonable import to_jsonable
 from backend.errors import NotFound
 from backend.services.experiment import analysis
 
@@ -49,9 +50,9 @@ def model(_: OperatorDep, runtime: RuntimeDep) -> dict[str, Any]:
             "data_fingerprint": meta.data_fingerprint,
             "seed": meta.seed,
             "format_version": meta.format_version,
-            "feature_dims": _jsonable(meta.feature_dims),
-            "params": _jsonable(meta.params),
-            "metrics": _jsonable(meta.metrics),
+            "feature_dims": to_jsonable(meta.feature_dims),
+            "params": to_jsonable(meta.params),
+            "metrics": to_jsonable(meta.metrics),
             "feature_dim": ranker.feature_dim,
             "n_products": ranker.n_products,
             "explanations": ranker.knowledge is not None,
@@ -106,8 +107,8 @@ def _benchmark_summary(path: Path) -> dict[str, Any]:
         "generated_at": mtime.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "path": str(path),
         "datasets": datasets,
-        "serving": _jsonable(raw.get("serving")),
-        "environment": _jsonable(raw.get("environment")),
+        "serving": to_jsonable(raw.get("serving")),
+        "environment": to_jsonable(raw.get("environment")),
         "seconds": _number(raw.get("seconds")),
     }
 
@@ -116,19 +117,3 @@ def _number(value: Any) -> float | int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return value if math.isfinite(value) else None
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: non-finite floats become None, other odd values their string."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    try:
-        return _jsonable(value.item())  # numpy scalars
-    except AttributeError:
-        return str(value)
