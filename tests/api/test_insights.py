@@ -264,7 +264,7 @@ def test_an_experiment_through_the_api_assigns_serves_and_is_analysed(exp: Servi
         assert a["weight"] == 0.5
         assert (a["units"], a["converters"], a["recommendations"]) == (units, conv, requests[arm])
         assert (a["conversions"], a["conversion_value"]) == (conversions[arm], value[arm])
-        assert a["rate"] == pytest.approx(conv / units)
+        assert a["rate"] == pytest.approx(conv / units, abs=1e-6)  # reported to 6 decimals
         assert a["rate_ci_low"] <= a["rate"] <= a["rate_ci_high"]
     assert body["total_units"] == 24 and body["crossed_units"] == 0
 
@@ -298,7 +298,9 @@ def test_an_experiment_through_the_api_assigns_serves_and_is_analysed(exp: Servi
     elif min(len(s) for s in served.values()) < MIN_UNITS_PER_ARM:
         assert body["verdict"] == f"not enough data: 24 units (at least {MIN_UNITS_PER_ARM} per arm needed)"
     else:
-        assert body["verdict"].startswith("popularity converts ") and "than hybrid" in body["verdict"]
+        diff = c["difference"]
+        direction = "higher than" if diff > 0 else "lower than" if diff < 0 else "the same as"
+        assert body["verdict"].startswith("popularity converts ") and f"{direction} hybrid" in body["verdict"]
 
 
 def test_a_sample_ratio_mismatch_voids_the_comparison(exp: Service, monkeypatch: pytest.MonkeyPatch) -> None:

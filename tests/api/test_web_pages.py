@@ -10,6 +10,7 @@ import datetime as dt
 import importlib.util
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -593,6 +594,11 @@ def experiment(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         svc.runtime.close()
 
 
+def _numbers(match: re.Match[str] | None) -> list[float]:
+    assert match is not None
+    return [float(g) for g in match.groups()]
+
+
 def test_the_operator_sees_the_experiment_with_intervals_the_srm_check_and_the_benchmark(
     browser: Any, experiment: tuple[str, Service]
 ) -> None:
@@ -607,13 +613,14 @@ def test_the_operator_sees_the_experiment_with_intervals_the_srm_check_and_the_b
         row = page.locator(f"#arms tr[data-arm='{arm['arm']}']")
         assert row.locator("[data-units]").get_attribute("data-units") == str(arm["units"])
         assert row.locator("[data-converters]").get_attribute("data-converters") == str(arm["converters"])
-        low, high = arm["rate_ci_low"], arm["rate_ci_high"]
-        assert f"{low * 100:.2f} % to {high * 100:.2f} %" in row.inner_text()
+        shown = _numbers(re.search(r"(\S+) % to (\S+) %", row.inner_text()))
+        assert shown == pytest.approx([arm["rate_ci_low"] * 100, arm["rate_ci_high"] * 100], abs=0.0051)
     assert sum(a["units"] for a in api["arms"]) == 40
     # the difference and its interval, drawn and described
     c = api["comparison"]
     label = str(page.locator("#difference svg").get_attribute("aria-label"))
-    assert f"{c['ci_low'] * 100:.2f} points to {c['ci_high'] * 100:.2f} points" in label
+    shown = _numbers(re.search(r"95 % CI (\S+) points to (\S+) points", label))
+    assert shown == pytest.approx([c["ci_low"] * 100, c["ci_high"] * 100], abs=0.0051)  # shown to 2 decimals
     # the sample-ratio check as the API computed it
     mismatch = page.locator("#srm [data-mismatch]").get_attribute("data-mismatch")
     assert mismatch == str(api["srm"]["mismatch"]).lower()
