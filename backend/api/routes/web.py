@@ -37,15 +37,36 @@ class Page:
     path: str
     name: str
     title: str
-    nav: str | None  # its label in the navigation (None: not listed)
-    script: bool
+    nav: str | None = None  # its label in the navigation (None: not listed)
+    script: bool = True
+    signin: str | None = None  # the credential its sign-in form asks for (``web/signin.html``)
+    signin_hint: str = ""
 
 
 PAGES = (
-    Page("/app/", "index", "KnowLedger", None, script=False),
-    Page("/app/consent", "consent", "Your consents · KnowLedger", "My consents", script=True),
-    Page("/app/partner", "partner", "Settlement ledger · KnowLedger", "Partner ledger", script=True),
-    Page("/app/operator", "operator", "Model and experiments · KnowLedger", "Operator", script=True),
+    Page("/app/", "index", "KnowLedger", script=False),
+    Page(
+        "/app/consent",
+        "consent",
+        "Your consents · KnowLedger",
+        "My consents",
+        signin="Sign-in token",
+        signin_hint="Open this page from your learning platform, or paste the sign-in token it gave you.",
+    ),
+    Page(
+        "/app/partner",
+        "partner",
+        "Settlement ledger · KnowLedger",
+        "Partner ledger",
+        signin="Partner API key",
+    ),
+    Page(
+        "/app/operator",
+        "operator",
+        "Model and experiments · KnowLedger",
+        "Operator",
+        signin="Operator API key",
+    ),
 )
 
 router = APIRouter(include_in_schema=False)
@@ -61,6 +82,11 @@ def render(page: Page) -> str:
     )
     script = f'  <script type="module" src="/app/static/{page.name}.js"></script>\n' if page.script else ""
     main = (WEB_ROOT / "pages" / f"{page.name}.html").read_text(encoding="utf-8")
+    if page.signin:
+        hint = f"  <p>{escape(page.signin_hint)}</p>\n" if page.signin_hint else ""
+        form = (WEB_ROOT / "signin.html").read_text(encoding="utf-8")
+        form = form.replace("$label", escape(page.signin)).replace("$hint", hint)
+        main = main.replace("$signin", form.rstrip())
     layout = (WEB_ROOT / "layout.html").read_text(encoding="utf-8")
     return (
         layout.replace("$title", escape(page.title))
