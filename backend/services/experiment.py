@@ -33,8 +33,6 @@ _LEVEL = f"{1 - ALPHA:.0%}".replace("%", " %")
 _SIGNIFICANCE = f"{ALPHA:.0%}".replace("%", " %")
 #: Below this many units in an arm the verdict says "not enough data" (the comparison is still shown).
 MIN_UNITS_PER_ARM = 10
-#: The SRM test is run on every experiment, so its threshold is strict (a false alarm halts reading).
-SRM_THRESHOLD = 0.001
 #: Conversions that do not count: the chain refused them, or they were undone.
 NOT_CONVERTED = (ConversionState.REJECTED.value, ConversionState.REVERSED.value)
 
@@ -140,11 +138,11 @@ def analysis(engine: Engine, settings: Settings, min_units: int = MIN_UNITS_PER_
         report["verdict"] = f"not enough data: 0 units (at least {min_units} per arm needed)"
         return report
 
-    srm = srm_check([r["units"] for r in rows], list(weights), threshold=SRM_THRESHOLD)
+    srm = srm_check([r["units"] for r in rows], list(weights))  # abtest's strict default threshold
     report["srm"] = {
         "chi2": _num(srm.chi2),
         "p_value": _num(srm.p_value, 8),
-        "threshold": SRM_THRESHOLD,
+        "threshold": srm.threshold,
         "mismatch": bool(srm.mismatch),
         "observed": {r["arm"]: r["units"] for r in rows},
         "expected": {r["arm"]: _num(e, 2) for r, e in zip(rows, srm.expected, strict=True)},
@@ -155,18 +153,12 @@ def analysis(engine: Engine, settings: Settings, min_units: int = MIN_UNITS_PER_
         result = analyze(
             control["converters"], control["units"], treatment["converters"], treatment["units"], alpha=ALPHA
         )
+        fields = result.to_dict()
         report["comparison"] = {
             "control": control["arm"],
             "treatment": treatment["arm"],
-            "control_rate": _num(result.control_rate),
-            "treatment_rate": _num(result.treatment_rate),
-            "difference": _num(result.difference),
-            "ci_low": _num(result.ci_low),
-            "ci_high": _num(result.ci_high),
-            "z": _num(result.z),
+            **{k: v if isinstance(v, bool | str) else _num(v) for k, v in fields.items() if k != "alpha"},
             "p_value": _num(result.p_value, 8),
-            "significant": bool(result.significant),
-            "ci_method": result.ci_method,
         }
 
     if srm.mismatch:

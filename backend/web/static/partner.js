@@ -139,7 +139,10 @@ async function fetchAll(params) {
 }
 
 async function loadConversions() {
-  const [listed, all] = await Promise.all([fetchAll(filters()), fetchAll(new URLSearchParams())]);
+  // the chart covers every conversion; the list follows the filters (one fetch when there are none)
+  const params = filters();
+  const all = await fetchAll(new URLSearchParams());
+  const listed = [...params.keys()].length ? await fetchAll(params) : all;
   state.listed = listed;
   state.shown = PAGE;
   renderConversions();
