@@ -34,8 +34,8 @@ from backend.chain.errors import ChainError
 from backend.chain.settings import ChainSettings
 
 if TYPE_CHECKING:
+    from backend.container import Container
     from backend.core.config import Settings
-    from backend.services.runtime import Runtime
 
 app = typer.Typer(
     name="knowledger",
@@ -348,9 +348,10 @@ def serve_command(
     chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone."""
     import uvicorn
 
+    from backend.bootstrap import StartupError, resolve_artifact
     from backend.chain import ChainTarget
+    from backend.container import Container
     from backend.main import create_app, limit_native_threads
-    from backend.services.runtime import Runtime, StartupError, resolve_artifact
 
     settings = _service_settings()
     local = settings.chain_target is ChainTarget.EMBEDDED
@@ -360,31 +361,32 @@ def serve_command(
         _train_with_progress(model_root, epochs, 0)
     try:
         with user_errors():
-            runtime = Runtime.start(settings)
+            container = Container.start(settings)
     except StartupError as exc:
         fail(str(exc))
     key_file = settings.state_dir / "operator.key"
     out.print(
-        f"KnowLedger on http://{host}:{port}  (chain: {runtime.chain.target.value}, "
-        f"database: {settings.resolved_database_url}, model: {runtime.model_version})"
+        f"KnowLedger on http://{host}:{port}  (chain: {container.chain.target.value}, "
+        f"database: {settings.resolved_database_url}, model: {container.model.version})"
     )
     if key_file.is_file():
         out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")
-    _print_pages(runtime, host, port, demo_learner=settings.seed_demo and local)
+    _print_pages(container, host, port, demo_learner=settings.seed_demo and local)
     limit_native_threads()
     try:
-        uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            create_app(container=container), host=host, port=port, log_level="warning", access_log=False
+        )
     finally:
-        runtime.close()
+        container.close()
 
 
-def _print_pages(runtime: Runtime, host: str, port: int, demo_learner: bool) -> None:
+def _print_pages(container: Container, host: str, port: int, demo_learner: bool) -> None:
     """Where the web pages are; with the demo world, a sign-in link for its first learner (a fresh token:
     the fragment after # never reaches a server log)."""
     from sqlmodel import Session, col, select
 
     from backend.models import User
-    from backend.services.users import issue_token
 
     base = f"http://{host}:{port}/app"
     out.print(
@@ -392,12 +394,12 @@ def _print_pages(runtime: Runtime, host: str, port: int, demo_learner: bool) -> 
     )
     if not demo_learner:
         return
-    with Session(runtime.engine) as session:
+    with Session(container.engine) as session:
         first = select(User).where(col(User.erased_at).is_(None)).order_by(col(User.created_at))
         user = session.exec(first).first()
         if user is None:
             return
-        token = issue_token(session, user.id)
+        token = container.users.issue_token(session, user.id).token
         out.print(f"demo learner {user.platform_user_id}: {base}/consent#token={token}")
 
 
@@ -436,7 +438,7 @@ def evaluate_command(
     learners (NDCG, recall, hit rate at k) against popularity; JSON on stdout."""
     import numpy as np
 
-    from backend.services.runtime import resolve_artifact
+    from backend.bootstrap import resolve_artifact
     from backend.services.seed import demo_split
     from recommender.metrics import hit_rate_at_k, ndcg_at_k, recall_at_k
     from recommender.serving import ProductRanker

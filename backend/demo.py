@@ -22,10 +22,10 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
+from backend.container import Container
 from backend.core.config import Settings
 from backend.main import create_app
-from backend.services.runtime import Runtime
-from backend.services.seed import demo_split, seed, train_with_progress
+from backend.services.seed import demo_split, train_with_progress
 
 with warnings.catch_warnings():  # Starlette's TestClient warns about its httpx transport; it runs in-process
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -119,32 +119,32 @@ def run_demo(
         background_workers=False,
         _env_file=None,  # type: ignore[call-arg]
     )
-    runtime = Runtime.start(settings)
+    container = Container.start(settings)
     try:
-        return _story(console, say, runtime, split, result, t0, out_dir)
+        return _story(console, say, container, split, result, t0, out_dir)
     finally:
-        runtime.close()
+        container.close()
 
 
 def _story(
     console: Console,
     say: _Narrator,
-    runtime: Runtime,
+    container: Container,
     split: Any,
     result: DemoResult,
     t0: float,
     out_dir: Path,
 ) -> DemoResult:
-    result.addresses = runtime.deployment.addresses
+    result.addresses = container.deployment.addresses
     for name, addr in result.addresses.items():
         say.say(f"{name:<22} {addr}")
-    say.say(f"database {runtime.settings.resolved_database_url}; model {runtime.model_version}")
-    seeded = seed(runtime, split, n_users=200)
+    say.say(f"database {container.settings.resolved_database_url}; model {container.model.version}")
+    seeded = container.seed(split, n_users=200)
     say.say(
         f"seeded Harbour Bank and Evergreen Insurance (notices v1 on chain), {seeded.users} learners "
         f"with pseudonyms and profiles, and agreements {seeded.agreements} (platform 60 %, creator 40 %)"
     )
-    api = TestClient(create_app(runtime=runtime), raise_server_exceptions=False)
+    api = TestClient(create_app(container=container), raise_server_exceptions=False)
     say.api = api
     operator = {"X-API-Key": DEMO_OPERATOR_KEY}
     bank = {"X-API-Key": seeded.partner_keys["bank"]}
@@ -240,7 +240,7 @@ def _story(
     )
 
     say.step("Fifteen days later the validation window has passed: the batch is final")
-    runtime.chain.increase_time(15 * DAY)
+    container.chain.increase_time(15 * DAY)
     say.call("POST", "/api/v1/operator/settle", operator)
     st = say.call("GET", f"/api/v1/ledger/agreements/{agreement_id}/statement", bank).json()
     names = ["platform", "creator", "bank"]

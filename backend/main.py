@@ -15,10 +15,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.routes import agreements, insights, me, operator, partner, public, web
+from backend.container import Container
 from backend.core.config import Settings, get_settings
 from backend.errors import AppError, PayloadTooLarge
 from backend.observability import Metrics, MetricsMiddleware
-from backend.services.runtime import Runtime
+from backend.schemas.ops import Ping
 
 log = logging.getLogger("knowledger")
 
@@ -141,17 +142,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """The app. With ``runtime`` given (tests), it is used as is and left open at shutdown."""
-    settings = settings or (runtime.settings if runtime is not None else get_settings())
-    metrics = Metrics()
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """The app. Without ``container`` its lifespan starts one from ``settings`` (and closes it at shutdown);
+    with one (the CLI, tests) it serves that container and leaves it open. Either way the lifespan starts
+    the container's workers and stops them at shutdown."""
+    settings = settings or (container.settings if container is not None else get_settings())
+    metrics = container.metrics if container is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = runtime is None
-        rt = runtime if runtime is not None else Runtime.start(settings)
-        rt.metrics = metrics
-        app.state.runtime = rt
+        own = container is None
+        c = container if container is not None else Container.start(settings, metrics=metrics)
+        app.state.container = c
+        c.start_workers()
         # Everything built at start-up (the chain, the model, caches) lives as long as the process: keep it
         # out of the cyclic collector's full passes, which would otherwise pause requests for tens of ms.
         gc.collect()
@@ -159,8 +162,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         try:
             yield
         finally:
+            c.stop_workers()
             if own:
-                rt.close()
+                c.close()
 
     app = FastAPI(
         title="KnowLedger",
@@ -168,10 +172,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Consent-gated recommendations with an on-chain consent registry and settlement ledger.",
         lifespan=lifespan,
     )
-    # (no dependency_overrides here: FastAPI re-analyses every dependency per request when any is set)
-    if runtime is not None:
-        runtime.metrics = metrics
-        app.state.runtime = runtime
+    if container is not None:
+        app.state.container = container
     install_error_handlers(app)
     for module in (public, me, partner, operator, insights, agreements, web):
         app.include_router(module.router)
@@ -179,7 +181,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    @app.get("/api/v1/ping", tags=["ops"])
+    @app.get("/api/v1/ping", tags=["ops"], response_model=Ping)
     async def ping() -> dict[str, str]:
         """A trivial endpoint (the benchmark's baseline: same app, same middleware, no chain, no database)."""
         return {"status": "ok"}

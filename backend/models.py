@@ -13,9 +13,11 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ConfigDict, StrictInt, field_validator
+from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from backend.schemas.common import JsonInt
 
 SLUG = re.compile(r"^[a-z][a-z0-9-]*$")
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -238,7 +240,7 @@ class ConversionCreate(SQLModel):
     #: The partner's own order or policy id: reporting it twice settles once.
     order_id: str = Field(min_length=1, max_length=120)
     #: The premium or order value in the currency's minor unit (fen, cents).
-    value: StrictInt = Field(gt=0, le=10**15)  # strict: JSON true is not the number 1
+    value: JsonInt = Field(gt=0, le=10**15)  # JSON true is not the number 1; 10.0 is 10
     #: The product converted (optional; one of the recommendation's products).
     product_id: str | None = Field(default=None, max_length=40)
 
@@ -273,6 +275,8 @@ class Conversion(SQLModel, table=True):
 
 
 class ConversionPublic(SQLModel):
+    """A conversion as its partner sees it; ``amounts`` are each party's share in minor units."""
+
     id: int
     order_id: str
     recommendation_id: str
@@ -282,7 +286,7 @@ class ConversionPublic(SQLModel):
     occurred_at: int
     state: str
     commission: int
-    amounts: list[str]
+    amounts: list[int]
     batch_id: int | None
     tx_hash: str | None
     block_number: int | None

@@ -6,9 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -41,6 +39,10 @@ class Metrics:
         )
         self.model_loaded = Gauge("knowledger_model_loaded", "1 if a model is loaded", registry=self.registry)
 
+    def render(self) -> bytes:
+        """The registry in Prometheus's text format."""
+        return bytes(generate_latest(self.registry))
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
@@ -71,17 +73,3 @@ class MetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             self.metrics.observe(scope["method"], path, status["code"], time.perf_counter() - started)
-
-
-def metrics_response(runtime: Any) -> Response:
-    from backend.services.settlement import outbox_counts
-
-    m: Metrics = runtime.metrics
-    for state, n in outbox_counts(runtime).items():
-        m.outbox.labels(state).set(n)
-    lag = getattr(runtime.indexer, "lag", None)
-    if lag is not None:
-        m.index_lag.set(lag())
-    m.chain_up.set(1 if runtime.gateway.available else 0)
-    m.model_loaded.set(1 if runtime.ranker is not None else 0)
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,9 +1,13 @@
-"""FastAPI dependencies: settings, the runtime, a database session, and the three kinds of caller.
+"""FastAPI dependencies: the services (each built once by :class:`backend.container.Container`), a
+database session, and the three kinds of caller.
 
 - users: ``Authorization: Bearer <token>`` (a token the operator issued at sign-in; see the README for
   plugging in an OIDC provider instead);
 - partners: ``X-API-Key: pk_…`` (stored as SHA-256);
 - the operator (also the consent registrar): ``X-API-Key: op_…``.
+
+A route names only the services it calls (``ConsentDep``, ``LedgerDep``…); tests override any of these
+with ``app.dependency_overrides``.
 """
 
 from __future__ import annotations
@@ -13,72 +17,130 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from backend.container import Container
 from backend.errors import Forbidden, ServiceNotReady, Unauthenticated
 from backend.models import User
-from backend.services.runtime import PartnerAuth, Runtime, key_hash
+from backend.services.agreements import AgreementService
+from backend.services.consent import ConsentService
+from backend.services.conversions import ConversionService
+from backend.services.directory import Directory, PartnerAuth
+from backend.services.experiment import ExperimentService
+from backend.services.gateway import ChainGateway
+from backend.services.health import HealthService
+from backend.services.insights import InsightsService
+from backend.services.ledger import LedgerService
+from backend.services.partners import PartnerService
+from backend.services.recommend import RecommendationService
+from backend.services.rounds import Rounds
+from backend.services.users import ProfileService, UserService
 
 T = TypeVar("T")
 
 
-async def get_runtime(request: Request) -> Runtime:
+async def get_container(request: Request) -> Container:
     """(async: a plain attribute read, no need for a worker thread)"""
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is None:
+    container = getattr(request.app.state, "container", None)
+    if container is None:
         raise ServiceNotReady("the service is starting")
-    return runtime
+    return container
 
 
-async def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[Session]:
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+async def get_session(container: ContainerDep) -> AsyncIterator[Session]:
     """(async: opening a session does no I/O; a worker-thread hop per request would cost more)"""
-    with Session(runtime.engine, expire_on_commit=False) as session:
+    with Session(container.engine, expire_on_commit=False) as session:
         yield session
 
 
-async def offload(runtime: Runtime, fn: Callable[..., T], *args: Any) -> T:
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _component(name: str) -> Callable[[Container], Any]:
+    async def get(container: ContainerDep) -> Any:
+        return getattr(container, name)
+
+    get.__name__ = f"get_{name}"
+    return get
+
+
+get_gateway = _component("gateway")
+get_directory = _component("directory")
+get_consent = _component("consent")
+get_users = _component("users")
+get_profiles = _component("profiles")
+get_partners = _component("partners")
+get_recommendations = _component("recommendations")
+get_conversions = _component("conversions")
+get_agreements = _component("agreements")
+get_ledger = _component("ledger")
+get_experiment = _component("experiment")
+get_insights = _component("insights")
+get_rounds = _component("rounds")
+get_health = _component("health")
+
+GatewayDep = Annotated[ChainGateway, Depends(get_gateway)]
+DirectoryDep = Annotated[Directory, Depends(get_directory)]
+ConsentDep = Annotated[ConsentService, Depends(get_consent)]
+UsersDep = Annotated[UserService, Depends(get_users)]
+ProfilesDep = Annotated[ProfileService, Depends(get_profiles)]
+PartnersDep = Annotated[PartnerService, Depends(get_partners)]
+RecommendationsDep = Annotated[RecommendationService, Depends(get_recommendations)]
+ConversionsDep = Annotated[ConversionService, Depends(get_conversions)]
+AgreementsDep = Annotated[AgreementService, Depends(get_agreements)]
+LedgerDep = Annotated[LedgerService, Depends(get_ledger)]
+ExperimentDep = Annotated[ExperimentService, Depends(get_experiment)]
+InsightsDep = Annotated[InsightsService, Depends(get_insights)]
+RoundsDep = Annotated[Rounds, Depends(get_rounds)]
+HealthDep = Annotated[HealthService, Depends(get_health)]
+
+
+async def offload(gateway: ChainGateway, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn`` where it belongs: inline when the chain is in this process (its calls are CPU work under
     one lock; a worker thread would only fight the event loop for the GIL and starve), in a worker thread
     when the chain is a node on the network (its calls wait on I/O)."""
-    if runtime.gateway.in_process:
+    if gateway.in_process:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
+# ------------------------------------------------------------------------------------------ callers
 async def current_partner(
-    runtime: RuntimeDep, x_api_key: Annotated[str | None, Header()] = None
+    directory: DirectoryDep, x_api_key: Annotated[str | None, Header()] = None
 ) -> PartnerAuth:
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (a partner API key)")
-    partner = runtime.partner_for_key(x_api_key)
+    partner = directory.partner_for_key(x_api_key)
     if partner is None:
-        if runtime.is_operator_key(x_api_key):
+        if directory.is_operator_key(x_api_key):
             raise Forbidden("this endpoint is for partners; the operator key cannot act as a partner")
         raise Unauthenticated("unknown API key")
     return partner
 
 
-async def current_operator(runtime: RuntimeDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+async def current_operator(
+    directory: DirectoryDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (the operator key)")
-    if not runtime.is_operator_key(x_api_key):
-        if runtime.partner_for_key(x_api_key) is not None:
+    if not directory.is_operator_key(x_api_key):
+        if directory.partner_for_key(x_api_key) is not None:
             raise Forbidden("this endpoint is for the operator")
         raise Unauthenticated("unknown API key")
 
 
-async def current_user(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> User:
+async def current_user(
+    session: SessionDep, users: UsersDep, authorization: Annotated[str | None, Header()] = None
+) -> User:
     """The signed-in user. To use an OIDC provider instead, verify its ID token here (issuer, audience,
     signature against the provider's JWKS) and look the user up by ``platform_user_id == claims["sub"]``."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthenticated("missing 'Authorization: Bearer <token>' header")
-    token = authorization[7:].strip()
-    user = session.exec(select(User).where(User.token_hash == key_hash(token))).first()
-    if user is None or user.erased_at is not None:
+    user = users.by_token(session, authorization[7:].strip())
+    if user is None:
         raise Unauthenticated("unknown or expired token")
     return user
 

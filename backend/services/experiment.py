@@ -24,8 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 from statsmodels.stats.proportion import proportion_confint
 
-from backend.core.config import Settings
 from backend.models import Conversion, ConversionState, Recommendation
+from backend.schemas.insights import ExperimentReport
 from recommender.abtest import analyze, srm_check
 
 ALPHA = 0.05
@@ -91,10 +91,34 @@ def _counts(engine: Engine, tags: list[str]) -> tuple[dict[str, dict[str, int]],
     return out, crossed
 
 
-def analysis(engine: Engine, settings: Settings, min_units: int = MIN_UNITS_PER_ARM) -> dict[str, Any]:
-    """The experiment report the operator page shows (see the module docstring for what is counted)."""
-    arms, weights = settings.experiment
-    name = settings.experiment_name
+class ExperimentService:
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        experiment: tuple[tuple[str, ...], tuple[float, ...]],
+        min_units: int = MIN_UNITS_PER_ARM,
+    ) -> None:
+        self._engine = engine
+        self._name = name
+        self._arms, self._weights = experiment
+        self._min_units = min_units
+
+    def report(self) -> ExperimentReport:
+        """The experiment report the operator page shows (see the module docstring for what is counted)."""
+        return ExperimentReport(
+            **analysis(self._engine, self._name, self._arms, self._weights, self._min_units)
+        )
+
+
+def analysis(
+    engine: Engine,
+    name: str,
+    arms: tuple[str, ...],
+    weights: tuple[float, ...],
+    min_units: int = MIN_UNITS_PER_ARM,
+) -> dict[str, Any]:
+    """The report as plain JSON values."""
     report: dict[str, Any] = {
         "experiment": name,
         "running": bool(arms),

@@ -22,7 +22,7 @@ from backend.chain import (
     ChainClient,
     ChainError,
     ChainTarget,
-    Deployment,
+    ConsentRegistryClient,
     Purpose,
     purposes_in_mask,
 )
@@ -108,9 +108,11 @@ class ChainGateway:
     """Serialises access to an in-process chain (eth-tester is not thread-safe); a devnet or RPC node
     takes concurrent reads, and writes are ordered per sender by ``ChainClient``."""
 
-    def __init__(self, deployment: Deployment, *, max_cached: int = 200_000) -> None:
-        self.deployment = deployment
-        self.client: ChainClient = deployment.client
+    def __init__(
+        self, client: ChainClient, registry: ConsentRegistryClient, *, max_cached: int = 200_000
+    ) -> None:
+        self.client = client
+        self._registry = registry
         self._serial = self.client.target is ChainTarget.EMBEDDED
         #: The chain runs in this process: calls are CPU work, not network waits.
         self.in_process = self._serial
@@ -178,7 +180,7 @@ class ChainGateway:
                     self._cache_head = head.hash
                 mask = self._masks.get(key)
             if mask is None:
-                mask = self.deployment.consent.consent_mask(subject, partner, block=head.number)
+                mask = self._registry.consent_mask(subject, partner, block=head.number)
                 with self._cache_lock:
                     if self._cache_head == head.hash and len(self._masks) < self._max_cached:
                         self._masks[key] = mask

@@ -1,46 +1,52 @@
 """The event indexer: copies the three contracts' logs into ``chain_event`` and keeps the mirrors (agreement
 status, conversion settlement) in step with the chain. It resumes from its cursor after a restart, and on
 real networks only takes blocks buried under ``KNOWLEDGER_INDEX_CONFIRMATIONS`` (default
-``KNOWLEDGER_CONFIRMATIONS``), so a reorganisation of the newest blocks never reaches the statement."""
+``KNOWLEDGER_CONFIRMATIONS``), so a reorganisation of the newest blocks never reaches the statement.
+
+Conversion states change only through :mod:`backend.services.outbox`."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from backend.chain import ChainError, ChainTarget, Event
+from backend.chain import ChainError, ConversionData, Deployment, Event
 from backend.core.jsonable import to_jsonable
-from backend.models import Agreement, ChainEvent, Conversion, ConversionState, IndexerCursor, utcnow
-from backend.services.runtime import Runtime
+from backend.models import Agreement, ChainEvent, Conversion, IndexerCursor, utcnow
+from backend.services.gateway import ChainGateway
+from backend.services.outbox import finalized_on_chain, recorded_on_chain, reversed_on_chain
 from backend.services.worker import PeriodicWorker
 
 log = logging.getLogger("knowledger.indexer")
 CURSOR = "events"
 CHUNK = 2_000
 
+#: Agreement events → the mirror's new status.
 _AGREEMENT_STATUS = {
-    "AgreementActivated": "active",
-    "AgreementTerminated": "terminated",
+    "AgreementActivated": ("agreementId", "active"),
+    "AgreementTerminated": ("agreementId", "terminated"),
+    "AgreementSuperseded": ("previousId", "superseded"),
 }
 
 
 class Indexer(PeriodicWorker):
     name = "indexer"
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(
+        self, engine: Engine, gateway: ChainGateway, deployment: Deployment, confirmations: int
+    ) -> None:
         super().__init__()
-        self.runtime = runtime
+        self._engine = engine
+        self._gateway = gateway
+        self._deployment = deployment
+        self.confirmations = confirmations
         self._lock = threading.Lock()
         self.head_seen = 0
-        s = runtime.settings
-        local = runtime.chain.target is not ChainTarget.RPC
-        self.confirmations = (
-            s.index_confirmations if s.index_confirmations is not None else (0 if local else s.confirmations)
-        )
-        d = runtime.deployment
+        d = deployment
         self.contracts = {
             d.consent.address: "ConsentRegistry",
             d.agreements.address: "PartnershipAgreements",
@@ -49,7 +55,7 @@ class Indexer(PeriodicWorker):
         self.start_block = min(c.from_block for c in (d.consent, d.agreements, d.ledger))
 
     def cursor(self) -> int:
-        with Session(self.runtime.engine) as s:
+        with Session(self._engine) as s:
             row = s.get(IndexerCursor, CURSOR)
             return row.next_block if row is not None else self.start_block
 
@@ -60,8 +66,8 @@ class Indexer(PeriodicWorker):
         """Index up to the confirmed head; returns the number of new events."""
         with self._lock:
             try:
-                with self.runtime.gateway.guard():
-                    head = self.runtime.chain.block_number
+                with self._gateway.guard():
+                    head = self._gateway.client.block_number
             except ChainError as exc:
                 self.last_error = str(exc)
                 return 0
@@ -83,15 +89,15 @@ class Indexer(PeriodicWorker):
 
     def _fetch(self, start: int, end: int) -> list[Event]:
         out: list[Event] = []
-        with self.runtime.gateway.guard():
+        with self._gateway.guard():
             for address in self.contracts:
-                out.extend(self.runtime.chain.get_logs(address, [], start, end))
+                out.extend(self._gateway.client.get_logs(address, [], start, end))
         out.sort(key=lambda e: (e.block_number or 0, e.log_index))
         return out
 
     def _store(self, events: list[Event], next_block: int) -> int:
         added = 0
-        with Session(self.runtime.engine) as s:
+        with Session(self._engine) as s:
             for e in events:
                 exists = s.exec(
                     select(ChainEvent.id).where(
@@ -112,7 +118,7 @@ class Indexer(PeriodicWorker):
                         args=to_jsonable(e.args, big_ints_as_str=True),
                     )
                 )
-                self._apply(s, e)
+                _apply(s, e)
                 added += 1
             cursor = s.get(IndexerCursor, CURSOR)
             if cursor is None:
@@ -126,49 +132,30 @@ class Indexer(PeriodicWorker):
                 s.rollback()
         return added
 
-    @staticmethod
-    def _apply(s: Session, e: Event) -> None:
-        """Keep the mirrors in step with what the chain says."""
-        if e.name in _AGREEMENT_STATUS or e.name == "AgreementSuperseded":
-            key = "previousId" if e.name == "AgreementSuperseded" else "agreementId"
-            a = s.get(Agreement, int(e.args[key]))
-            if a is not None:
-                a.status = "superseded" if e.name == "AgreementSuperseded" else _AGREEMENT_STATUS[e.name]
-                a.updated_at = utcnow()
-                s.add(a)
-            return
-        if e.name == "ConversionsRecorded":
-            agreement_id, batch_id = int(e.args["agreementId"]), int(e.args["batchId"])
-            for i, c in enumerate(e.args["conversions"]):
-                data = c["data"] if isinstance(c, dict) else c[0]
-                conversion_id = int(data) & (2**64 - 1)
-                row = s.get(Conversion, conversion_id)
-                if row is None or row.agreement_id != agreement_id:
-                    continue
-                if row.state in (
-                    ConversionState.PENDING,
-                    ConversionState.SUBMITTING,
-                    ConversionState.SETTLED,
-                ):
-                    row.state = ConversionState.SETTLED
-                row.batch_id, row.batch_index = batch_id, i
-                row.tx_hash, row.block_number = e.tx_hash, e.block_number
-                row.updated_at = utcnow()
-                s.add(row)
-            return
-        if e.name == "ConversionReversed":
-            row = s.get(Conversion, int(e.args["conversionId"]))
-            if row is not None and row.agreement_id == int(e.args["agreementId"]):
-                row.state = ConversionState.REVERSED
-                row.reversal_tx_hash = e.tx_hash
-                s.add(row)
-            return
-        if e.name == "BatchFinalized":
-            for row in s.exec(
-                select(Conversion).where(
-                    Conversion.batch_id == int(e.args["batchId"]),
-                    Conversion.state == ConversionState.SETTLED,
+
+def _apply(s: Session, e: Event) -> None:
+    """Keep the mirrors in step with what the chain says."""
+    if e.name in _AGREEMENT_STATUS:
+        key, status = _AGREEMENT_STATUS[e.name]
+        a = s.get(Agreement, int(e.args[key]))
+        if a is not None:
+            a.status = status
+            a.updated_at = utcnow()
+            s.add(a)
+    elif e.name == "ConversionsRecorded":
+        agreement_id, batch_id = int(e.args["agreementId"]), int(e.args["batchId"])
+        for i, c in enumerate(e.args["conversions"]):
+            data = ConversionData.unpack(int(c["data"] if isinstance(c, dict) else c[0]))
+            row = s.get(Conversion, data.id)
+            if row is not None and row.agreement_id == agreement_id:
+                recorded_on_chain(
+                    s, row, batch_id=batch_id, batch_index=i, tx_hash=e.tx_hash, block=e.block_number
                 )
-            ).all():
-                row.state = ConversionState.FINAL
-                s.add(row)
+    elif e.name == "ConversionReversed":
+        row = s.get(Conversion, int(e.args["conversionId"]))
+        if row is not None and row.agreement_id == int(e.args["agreementId"]):
+            reversed_on_chain(s, row, e.tx_hash)
+    elif e.name == "BatchFinalized":
+        batch_id = int(e.args["batchId"])
+        for row in s.exec(select(Conversion).where(Conversion.batch_id == batch_id)).all():
+            finalized_on_chain(s, row)

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, insert, select
+from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from backend.errors import NotFound, ServiceNotReady
 from backend.models import Profile, Recommendation, User, utcnow
-from backend.services.runtime import PartnerAuth, Runtime
+from backend.services.directory import Directory, PartnerAuth
+from backend.services.gateway import PURPOSE_NAMES, ChainGateway
+from backend.services.model import ModelSlot
 from recommender.abtest import assign
 from recommender.profiles import Profile as LearnerProfile
 
@@ -39,83 +42,104 @@ def _profile_features(data: dict[str, Any]) -> np.ndarray:
     return LearnerProfile.from_dict(data).features()
 
 
-def recommend(runtime: Runtime, partner: PartnerAuth, subject_hex: str, k: int) -> dict[str, Any]:
-    ranker = runtime.ranker
-    if ranker is None:
-        raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
-    subject = bytes.fromhex(subject_hex.removeprefix("0x"))
-    pseudonym = "0x" + subject.hex()
-    with runtime.engine.connect() as conn:
-        user_id = conn.execute(_USER_BY_PSEUDONYM, {"pseudonym": pseudonym}).scalar_one_or_none()
-    if user_id is None:
-        raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
+class RecommendationService:
+    """The consent-gated hot path: chain, then profile, then model, then the serving log."""
 
-    # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
-    check = runtime.gateway.require_consent(subject, partner.address)
+    def __init__(
+        self,
+        engine: Engine,
+        gateway: ChainGateway,
+        directory: Directory,
+        model: ModelSlot,
+        experiment_name: str,
+        experiment: tuple[tuple[str, ...], tuple[float, ...]],
+    ) -> None:
+        self._engine = engine
+        self._gateway = gateway
+        self._directory = directory
+        self._model = model
+        self._experiment_name = experiment_name
+        self._arms, self._weights = experiment
 
-    # 2. only now the profile
-    with runtime.engine.connect() as conn:
-        row = conn.execute(_PROFILE_OF, {"user_id": user_id}).first()
-    if row is None:
-        raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
-    data, courses, owned = row
-    features = _profile_features(data)
-    candidates = runtime.partner_products(partner.id)
-    arm = _arm(runtime, subject)
-    ranked = ranker.rank(
-        features,
-        k=k,
-        history=owned or None,
-        course_indices=courses or (),
-        candidates=candidates,
-        baseline=arm == "popularity",
-    )
-    rec_id = "rec_" + secrets.token_hex(10)
-    products = [r.product_id for r in ranked]
-    with runtime.engine.begin() as conn:
-        conn.execute(
-            _INSERT_RECOMMENDATION,
-            dict(
-                id=rec_id,
-                pseudonym=pseudonym,
-                partner_id=partner.id,
-                products=products,
-                model_version=ranker.metadata.version,
-                consent_block=check.head.number,
-                served_at=check.head.timestamp,
-                created_at=utcnow(),
-                arm=None if arm is None else f"{runtime.settings.experiment_name}:{arm}",
-            ),
+    def recommend(self, partner: PartnerAuth, subject_hex: str, k: int) -> dict[str, Any]:
+        """Products for one learner, only if the chain says, now, that the learner allows profiling and
+        product recommendation for this partner (403 otherwise, 503 if the chain cannot be asked).
+
+        Returns the body of :class:`backend.schemas.recommendations.RecommendationPublic` as plain JSON
+        values (the hot path skips building and re-validating a model per request; the route declares the
+        schema and a test checks every answer against it)."""
+        ranker = self._model.ranker
+        if ranker is None:
+            raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
+        subject = bytes.fromhex(subject_hex.removeprefix("0x"))
+        pseudonym = "0x" + subject.hex()
+        with self._engine.connect() as conn:
+            user_id = conn.execute(_USER_BY_PSEUDONYM, {"pseudonym": pseudonym}).scalar_one_or_none()
+        if user_id is None:
+            raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
+
+        # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
+        check = self._gateway.require_consent(subject, partner.address)
+
+        # 2. only now the profile
+        with self._engine.connect() as conn:
+            row = conn.execute(_PROFILE_OF, {"user_id": user_id}).first()
+        if row is None:
+            raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
+        data, courses, owned = row
+        features = _profile_features(data)
+        arm = self._arm(subject)
+        ranked = ranker.rank(
+            features,
+            k=k,
+            history=owned or None,
+            course_indices=courses or (),
+            candidates=self._directory.partner_products(partner.id),
+            baseline=arm == "popularity",
         )
-    return {
-        "recommendation_id": rec_id,
-        "subject": pseudonym,
-        "partner_id": partner.id,
-        "model_version": ranker.metadata.version,
-        "arm": arm,
-        "consent": {
-            "verified_at_block": check.head.number,
-            "block_hash": check.head.hash,
-            "purposes": sorted(p.name.lower() for p in check.held),
-        },
-        "products": [
-            {
-                "product_id": r.product_id,
-                "name": runtime.product_name(r.product_id),
-                "score": round(r.score, 6),
-                "explanation": _explanation(r.explanation),
-            }
-            for r in ranked
-        ],
-    }
+        rec_id = "rec_" + secrets.token_hex(10)
+        with self._engine.begin() as conn:
+            conn.execute(
+                _INSERT_RECOMMENDATION,
+                dict(
+                    id=rec_id,
+                    pseudonym=pseudonym,
+                    partner_id=partner.id,
+                    products=[r.product_id for r in ranked],
+                    model_version=ranker.metadata.version,
+                    consent_block=check.head.number,
+                    served_at=check.head.timestamp,
+                    created_at=utcnow(),
+                    arm=None if arm is None else f"{self._experiment_name}:{arm}",
+                ),
+            )
+        return {
+            "recommendation_id": rec_id,
+            "subject": pseudonym,
+            "partner_id": partner.id,
+            "model_version": ranker.metadata.version,
+            "arm": arm,
+            "consent": {
+                "verified_at_block": check.head.number,
+                "block_hash": check.head.hash,
+                "purposes": sorted(PURPOSE_NAMES[p] for p in check.held),
+            },
+            "products": [
+                {
+                    "product_id": r.product_id,
+                    "name": self._directory.product_name(r.product_id),
+                    "score": round(r.score, 6),
+                    "explanation": _explanation(r.explanation),
+                }
+                for r in ranked
+            ],
+        }
 
-
-def _arm(runtime: Runtime, subject: bytes) -> str | None:
-    """The learner's arm in the running experiment, or None when no experiment runs."""
-    arms, weights = runtime.settings.experiment
-    if not arms:
-        return None
-    return assign(subject.hex(), runtime.settings.experiment_name, arms, weights)
+    def _arm(self, subject: bytes) -> str | None:
+        """The learner's arm in the running experiment, or None when no experiment runs."""
+        if not self._arms:
+            return None
+        return assign(subject.hex(), self._experiment_name, self._arms, self._weights)
 
 
 def _explanation(why: dict[str, Any] | None) -> dict[str, Any]:

@@ -7,20 +7,25 @@ Local chains only: the agreements are accepted with the devnet's well-known keys
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from backend.chain import AgreementTerms, ChainTarget, Party, currency_code
+from backend.bootstrap import StartupError
+from backend.chain import AgreementTerms, ChainTarget, ConsentRegistryClient, Party, currency_code
+from backend.core.security import key_hash, new_secret
 from backend.models import KnowledgeItem, Partner, Product, Profile, User
 from backend.privacy import new_user_key, pseudonym
-from backend.services.agreements import propose
-from backend.services.runtime import Runtime, StartupError, key_hash, new_secret
+from backend.services.accounts import Roles
+from backend.services.agreements import AgreementService
+from backend.services.directory import Directory
+from backend.services.gateway import ChainGateway
 from recommender.data.demo import DemoSplit, demo_interaction_data, generate_demo_world
 
 log = logging.getLogger("knowledger.seed")
@@ -50,43 +55,61 @@ def demo_split(seed: int = 0) -> DemoSplit:
 
 
 def seed_if_empty(
-    runtime: Runtime, split: DemoSplit | None = None, n_users: int | None = None
+    engine: Engine,
+    gateway: ChainGateway,
+    registry: ConsentRegistryClient,
+    roles: Roles,
+    directory: Directory,
+    agreements: AgreementService,
+    state_dir: Path,
+    split: DemoSplit | None = None,
+    n_users: int | None = None,
 ) -> SeedResult | None:
-    with Session(runtime.engine) as s:
+    """:func:`seed` into a database without partners (a database already in use is left alone)."""
+    with Session(engine) as s:
         if s.exec(select(Partner.id)).first() is not None:
             return None
-    return seed(runtime, split, n_users=n_users)
+    return seed(engine, gateway, registry, roles, directory, agreements, state_dir, split, n_users=n_users)
 
 
-def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | None = None) -> SeedResult:
-    if runtime.chain.target is ChainTarget.RPC or runtime.roles.named is None:
+def seed(
+    engine: Engine,
+    gateway: ChainGateway,
+    registry: ConsentRegistryClient,
+    roles: Roles,
+    directory: Directory,
+    agreements: AgreementService,
+    state_dir: Path,
+    split: DemoSplit | None = None,
+    *,
+    n_users: int | None = None,
+) -> SeedResult:
+    """Partners with notices on chain, the catalogue, learners with pseudonyms and profiles, and an active
+    agreement per partner accepted by every party (local chains only: the parties' keys are the devnet's).
+    The partner keys are written to ``<state_dir>/partner-keys.json``."""
+    named = roles.named
+    if gateway.client.target is ChainTarget.RPC or named is None:
         raise StartupError("KNOWLEDGER_SEED_DEMO: the demo world is seeded on local chains only")
     split = split or demo_split()
-    named = runtime.roles.named
-    wallets = {
-        "bank": named.partner,
-        "insurer": runtime.roles.extra[0] if runtime.roles.extra else named.outsider,
-    }
-    d = runtime.deployment
+    wallets = {"bank": named.partner, "insurer": roles.extra[0] if roles.extra else named.outsider}
     keys: dict[str, str] = {}
-    agreements: dict[str, int] = {}
+    agreement_ids: dict[str, int] = {}
     ds = split.train_dataset
-    with Session(runtime.engine, expire_on_commit=False) as s:
+    with Session(engine, expire_on_commit=False) as s:
         for pid, (name, kind, _) in PARTNER_KINDS.items():
             api_key = new_secret("pk")
             keys[pid] = api_key
-            runtime.gateway.run(
+            address = wallets[pid]
+            gateway.run(
                 "publishing the partner notice",
-                functools.partial(
-                    d.consent.set_partner_notice_version, wallets[pid], 1, sender=runtime.roles.admin
-                ),
+                lambda a=address: registry.set_partner_notice_version(a, 1, sender=roles.admin),  # type: ignore[misc]
             )
             s.add(
                 Partner(
                     id=pid,
                     name=name,
                     kind=kind,
-                    address=wallets[pid],
+                    address=address,
                     notice_text=NOTICES[pid],
                     notice_version=1,
                     api_key_hash=key_hash(api_key),
@@ -148,7 +171,7 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
         s.flush()
         s.add_all(profiles)
         s.commit()
-        now = runtime.chain.now()
+        now = gateway.run("reading the chain's clock", gateway.client.now)
         for pid in PARTNER_KINDS:
             partner = s.get(Partner, pid)
             assert partner is not None
@@ -159,7 +182,7 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
                     Party(partner.address, 0),
                 ),
                 partner=partner.address,
-                reporter=runtime.roles.reporter,
+                reporter=roles.reporter,
                 commission_rate=80_000 if pid == "bank" else 120_000,
                 attribution_window=30 * DAY,
                 validation_window=14 * DAY,
@@ -167,23 +190,19 @@ def seed(runtime: Runtime, split: DemoSplit | None = None, *, n_users: int | Non
                 valid_until=now + 365 * DAY,
                 currency=currency_code("CNY"),
             )
-            agreement = propose(runtime, s, partner, terms, sender=named.platform)
+            agreement = agreements.propose_terms(s, partner, terms, sender=named.platform)
             for party in (named.creator, partner.address):
-                runtime.gateway.run(
-                    "accepting the agreement",
-                    functools.partial(d.agreements.accept, agreement.id, terms, sender=party),
-                )
+                agreements.accept_as(agreement.id, terms, party)
             agreement.status = "active"
             s.add(agreement)
             s.commit()
-            agreements[pid] = agreement.id
-    runtime.refresh_caches()
-    (runtime.settings.state_dir / "partner-keys.json").write_text(
-        json.dumps(keys, indent=2), encoding="utf-8"
-    )
-    (runtime.settings.state_dir / "partner-keys.json").chmod(0o600)
+            agreement_ids[pid] = agreement.id
+    directory.refresh()
+    keys_file = state_dir / "partner-keys.json"
+    keys_file.write_text(json.dumps(keys, indent=2), encoding="utf-8")
+    keys_file.chmod(0o600)
     log.info("seeded %d learners, %d partners", len(users), len(keys))
-    return SeedResult(keys, len(users), agreements)
+    return SeedResult(keys, len(users), agreement_ids)
 
 
 def train_with_progress(

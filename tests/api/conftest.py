@@ -2,8 +2,8 @@
 trained model artifact and the seeded demo world. Nothing in the path under test is mocked.
 
 - ``demo``: the demo world split and a small trained model (once per session).
-- ``service``: a running ``Runtime`` shared by a module's tests (they create their own users), with an
-  ``api`` ``TestClient``; workers are driven by hand (``runtime.settler.run_once()``).
+- ``service``: a running ``Container`` shared by a module's tests (they create their own users), with an
+  ``api`` ``TestClient``; workers are driven by hand (``container.settler.run_once()``).
 - ``make_service``: a fresh one (own chain, own database) for tests that move time or stop things.
 - ``pg_url``: a new PostgreSQL database for the test, dropped afterwards; skips without a server unless
   ``KNOWLEDGER_REQUIRE_POSTGRES=1`` (CI), which makes it fail instead.
@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from backend.container import Container
 from backend.core.config import Settings
 from backend.main import create_app
-from backend.services.runtime import Runtime
-from backend.services.seed import SeedResult, demo_split, seed, train_model
+from backend.services.seed import SeedResult, demo_split, train_model
 
 from ._browser import browser  # noqa: F401  (the browser tests' fixture)
 
@@ -40,10 +40,12 @@ class Demo:
 
 @dataclass
 class Service:
-    runtime: Runtime
+    container: Container
     api: TestClient
     seeded: SeedResult
     settings: Settings
+    #: The demo world the container was seeded from.
+    split: Any
 
     @property
     def operator(self) -> dict[str, str]:
@@ -60,7 +62,7 @@ class Service:
         r = self.api.post("/api/v1/users", json=body, headers=self.operator)
         assert r.status_code == 201, r.text
         user = r.json()
-        profile = self.runtime.ranker and _a_profile(self)
+        profile = self.container.model.ranker and _a_profile(self)
         r = self.api.put(f"/api/v1/users/{user['id']}/profile", json=profile, headers=self.operator)
         assert r.status_code == 200, r.text
         user["headers"] = {"Authorization": f"Bearer {user['token']}"}
@@ -81,7 +83,7 @@ class Service:
 
 
 def _a_profile(service: Service) -> dict[str, Any]:
-    split = service.runtime._test_split  # type: ignore[attr-defined]
+    split = service.split  # type: ignore[attr-defined]
     user_id = split.cold_eval_users[0]
     profile = split.profiles.profile(split.user_ids[user_id]).to_dict()
     courses = split.train_dataset.items["item_id"].tolist()[:3]
@@ -109,18 +111,17 @@ def _start(
         _env_file=None,
         **overrides,
     )
-    runtime = Runtime.start(settings, chain=chain)
-    runtime._test_split = demo.split  # type: ignore[attr-defined]
-    seeded = seed(runtime, demo.split, n_users=n_users)
-    api = TestClient(create_app(runtime=runtime), raise_server_exceptions=False)
-    return Service(runtime, api, seeded, settings)
+    container = Container.start(settings, chain=chain)
+    seeded = container.seed(demo.split, n_users=n_users)
+    api = TestClient(create_app(container=container), raise_server_exceptions=False)
+    return Service(container, api, seeded, settings, demo.split)
 
 
 @pytest.fixture(scope="module")
 def service(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     svc = _start(demo, tmp_path_factory.mktemp("svc"))
     yield svc
-    svc.runtime.close()
+    svc.container.close()
 
 
 @pytest.fixture
@@ -134,7 +135,7 @@ def make_service(demo: Demo, tmp_path: Path) -> Iterator[Callable[..., Service]]
 
     yield make
     for svc in started:
-        svc.runtime.close()
+        svc.container.close()
 
 
 def _postgres_required() -> bool:

@@ -26,7 +26,7 @@ from backend.models import (
     Recommendation,
     User,
 )
-from backend.services.settlement import outbox_counts
+from backend.services.outbox import counts
 
 from .conftest import Service
 from .test_endpoints import (
@@ -50,15 +50,15 @@ LIMIT = 64 * 1024  # the default max_body_bytes
 def snapshot(service: Service, user: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything a refused request must leave as it was: the chain head, every table's row count, the
     outbox, the partners (notices, versions) and, for ``user``, their profile, token and consents."""
-    with Session(service.runtime.engine) as s:
+    with Session(service.container.engine) as s:
         rows = {
             t.__name__: s.exec(select(func.count()).select_from(t)).one()
             for t in (ConsentEvent, Conversion, Recommendation, User, Partner, Profile, Agreement)
         }
         out: dict[str, Any] = {
-            "block": service.runtime.chain.head().number,
+            "block": service.container.chain.head().number,
             "rows": rows,
-            "outbox": outbox_counts(service.runtime),
+            "outbox": counts(service.container.engine),
             "partners": service.api.get("/api/v1/partners").json(),
         }
         if user is not None:
@@ -86,7 +86,7 @@ def json_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 def nonce(service: Service, user: dict[str, Any], purpose: Purpose, partner_id: str = "bank") -> int:
-    return service.runtime.deployment.consent.nonce_of(
+    return service.container.deployment.consent.nonce_of(
         subject_bytes(user), partner_address(service, partner_id), purpose
     )
 
@@ -629,11 +629,11 @@ def test_statement_query_out_of_range_is_422(service: Service, params: dict[str,
     assert error["details"]["fields"][0]["field"] == f"query.{field}"
 
 
-def test_statement_with_an_unknown_state_is_400(service: Service) -> None:
+def test_statement_with_an_unknown_state_is_422_naming_the_states(service: Service) -> None:
     url = f"/api/v1/ledger/agreements/{service.seeded.agreements['bank']}/statement"
     r = service.api.get(url, params={"state": "paid"}, headers=service.partner())
-    error = assert_error(r, 400, "bad_request", "unknown state 'paid'", "pending", "settled")
-    assert error["details"] == {"field": "state"}
+    error = assert_error(r, 422, "invalid_request", "query.state", "pending", "settled")
+    assert [f["field"] for f in error["details"]["fields"]] == ["query.state"]
 
 
 @pytest.mark.parametrize(
@@ -788,7 +788,7 @@ def test_an_expired_signature_is_refused(make_service: Callable[..., Service]) -
     svc = make_service()
     user = wallet_user(svc)
     request = relay_request(svc, user, "profiling")
-    svc.runtime.chain.increase_time(svc.settings.signature_ttl_s + 60)
+    svc.container.chain.increase_time(svc.settings.signature_ttl_s + 60)
     error = assert_error(relay(svc, request), 422, "chain_refused", "ConsentRegistrySignatureExpired")
     assert error["details"]["chain_error"] == "ConsentRegistrySignatureExpired"
     assert error["details"]["args"]["deadline"] == request["message"]["deadline"]
@@ -1081,9 +1081,9 @@ def test_the_same_order_with_different_details_is_409_and_the_first_stands(servi
     [
         (None, 422, "invalid_request", "body: Field required"),
         ({}, 422, "invalid_request", "confirm: Field required"),
-        ({"confirm": "yes"}, 400, "bad_request", 'send {"confirm": "erase"}'),
-        ({"confirm": "ERASE"}, 400, "bad_request", 'send {"confirm": "erase"}'),
-        ({"confirm": ""}, 400, "bad_request", 'send {"confirm": "erase"}'),
+        ({"confirm": "yes"}, 422, "invalid_request", "confirm: Input should be 'erase'"),
+        ({"confirm": "ERASE"}, 422, "invalid_request", "confirm: Input should be 'erase'"),
+        ({"confirm": ""}, 422, "invalid_request", "confirm: Input should be 'erase'"),
         ({"confirm": True}, 422, "invalid_request", "confirm"),
         ({"confirm": "erase", "also": "this"}, 422, "invalid_request", "also"),
     ],
@@ -1157,7 +1157,7 @@ def test_a_platform_user_id_or_wallet_already_taken_is_409(service: Service) -> 
 def test_a_bad_profile_is_400_and_the_stored_one_is_kept(
     service: Service, granted_user: dict[str, Any], edit: dict[str, Any], message: str
 ) -> None:
-    with Session(service.runtime.engine) as s:
+    with Session(service.container.engine) as s:
         stored = s.get(Profile, granted_user["id"])
         assert stored is not None
         good = {"profile": dict(stored.data), "course_ids": [], "product_ids": []}
@@ -1192,7 +1192,7 @@ def test_conversions_and_reversals_outside_their_windows_are_refused(
         == "settled"
     )
 
-    svc.runtime.chain.increase_time(31 * DAY)  # past the 30-day attribution and 14-day validation windows
+    svc.container.chain.increase_time(31 * DAY)  # past the 30-day attribution and 14-day validation windows
     before = snapshot(svc)
     late = convert(svc, rec, "window-2", value=50_000)
     error = assert_error(late, 422, "invalid_request", "outside the agreement's attribution window")

@@ -48,7 +48,7 @@ def _story(svc: Service, http: httpx.Client) -> None:
     r = http.post("/api/v1/recommendations", json={"subject": subject, "k": 3}, headers=bank)
     assert r.status_code == 200, r.text
     rec = r.json()
-    head = svc.runtime.chain.head()
+    head = svc.container.chain.head()
     assert rec["consent"]["verified_at_block"] == head.number
     assert len(rec["products"]) == 3 and rec["model_version"]
     bank_products = {p["id"] for p in http.get("/api/v1/products?partner_id=bank").json()["products"]}
@@ -79,7 +79,7 @@ def _story(svc: Service, http: httpx.Client) -> None:
     assert st["conversions"]["items"][0]["tx_hash"] == conv["tx_hash"]
     rc = http.get(f"/api/v1/ledger/agreements/{agreement_id}/reconcile", headers=bank).json()
     assert rc["ok"] is True and rc["conversions"]["on_chain"] == 1
-    ledger = svc.runtime.deployment.ledger
+    ledger = svc.container.deployment.ledger
     assert [ledger.totals_of(agreement_id, p.account).provisional for p in terms.parties] == amounts
 
     # revoke: the very next request is refused
@@ -115,20 +115,20 @@ def _story(svc: Service, http: httpx.Client) -> None:
 
 def test_end_to_end_over_http_on_sqlite(make_service: Callable[..., Service]) -> None:
     svc = make_service()
-    with live_server(create_app(runtime=svc.runtime)) as http:
+    with live_server(create_app(container=svc.container)) as http:
         _story(svc, http)
 
 
 @pytest.mark.postgres
 def test_end_to_end_over_http_on_postgresql(make_service: Callable[..., Service], pg_url: str) -> None:
     svc = make_service(database_url=pg_url)
-    assert svc.runtime.engine.dialect.name == "postgresql"
-    with live_server(create_app(runtime=svc.runtime)) as http:
+    assert svc.container.engine.dialect.name == "postgresql"
+    with live_server(create_app(container=svc.container)) as http:
         _story(svc, http)
 
 
 def _events_per_conversion(svc: Service, agreement_id: int) -> Counter[int]:
-    d = svc.runtime.deployment
+    d = svc.container.deployment
     logs = d.client.get_logs(
         d.ledger.address, [_TOPIC["ConversionsRecorded"], agreement_id.to_bytes(32, "big")], 0, "latest"
     )
@@ -169,23 +169,23 @@ def test_chain_down_conversions_are_accepted_then_settled_exactly_once(
             headers=bank,
         )
         assert again.status_code == 200 and again.json()["id"] == ids[0]
-        stats = svc.runtime.settler.run_once()  # type: ignore[union-attr]
+        stats = svc.container.settler.run_once()  # type: ignore[union-attr]
         assert stats["settled"] == 0
         assert api.get("/health").status_code == 503
 
         # the node answers again, but the answer to our transaction is lost: it is mined all the same
         proxy.restore()
         proxy.lose_next_send()
-        svc.runtime.settler.run_once()  # type: ignore[union-attr]
+        svc.container.settler.run_once()  # type: ignore[union-attr]
         states = {api.get(f"/api/v1/conversions/{i}", headers=bank).json()["state"] for i in ids}
         assert states == {ConversionState.SUBMITTING}
 
         # healed: the service finds the batch on chain instead of sending it again
         proxy.restore()
-        stats = svc.runtime.settler.run_once()  # type: ignore[union-attr]
+        stats = svc.container.settler.run_once()  # type: ignore[union-attr]
         assert stats["recovered"] == 3
-        svc.runtime.settler.run_once()  # type: ignore[union-attr]
-        svc.runtime.indexer_run()
+        svc.container.settler.run_once()  # type: ignore[union-attr]
+        svc.container.indexer.run_once()
         rows = [api.get(f"/api/v1/conversions/{i}", headers=bank).json() for i in ids]
         assert {r["state"] for r in rows} == {"settled"} and all(r["tx_hash"] for r in rows)
         agreement_id = rows[0]["agreement_id"]

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from backend.chain import Purpose, split_commission
 from backend.models import ConsentEvent, Conversion, Profile
 from backend.services.agreements import terms_from_json
-from backend.services.settlement import outbox_counts
+from backend.services.outbox import counts
 
 from .conftest import Service
 
@@ -46,7 +46,7 @@ def subject_bytes(user: dict[str, Any]) -> bytes:
 def held_on_chain(service: Service, user: dict[str, Any], partner_id: str = "bank") -> set[str]:
     """The purposes ``user`` holds for ``partner_id``, read from the registry itself."""
     address = partner_address(service, partner_id)
-    mask = service.runtime.deployment.consent.consent_mask(subject_bytes(user), address)
+    mask = service.container.deployment.consent.consent_mask(subject_bytes(user), address)
     return {p.name.lower() for p in Purpose if mask >> int(p) & 1}
 
 
@@ -88,12 +88,12 @@ def convert(
 
 
 def conversion_rows(service: Service) -> list[Conversion]:
-    with Session(service.runtime.engine) as s:
+    with Session(service.container.engine) as s:
         return list(s.exec(select(Conversion).order_by(Conversion.id)).all())
 
 
 def consent_events(service: Service) -> int:
-    with Session(service.runtime.engine) as s:
+    with Session(service.container.engine) as s:
         return len(s.exec(select(ConsentEvent.id)).all())
 
 
@@ -153,9 +153,9 @@ def test_health_reports_database_chain_model_and_contracts(service: Service) -> 
     body = r.json()
     assert body["status"] == "ok" and body["database"] == "ok"
     assert body["chain"]["status"] == "ok" and body["chain"]["target"] == "embedded"
-    assert body["chain"]["block"] == service.runtime.chain.head().number
+    assert body["chain"]["block"] == service.container.chain.head().number
     assert body["model"]["loaded"] is True and body["model"]["version"]
-    assert body["contracts"]["ConsentRegistry"] == service.runtime.deployment.consent.address
+    assert body["contracts"]["ConsentRegistry"] == service.container.deployment.consent.address
 
 
 def test_metrics_are_prometheus_text(service: Service) -> None:
@@ -176,7 +176,7 @@ def test_purposes_lists_the_four_purposes_with_their_notices(service: Service) -
     r = service.api.get("/api/v1/purposes")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["platform_notice_version"] == service.runtime.deployment.consent.platform_notice_version()
+    assert body["platform_notice_version"] == service.container.deployment.consent.platform_notice_version()
     assert [p["id"] for p in body["purposes"]] == list(ALL_PURPOSES)
     assert [p["bit"] for p in body["purposes"]] == [int(p) for p in Purpose]
     assert all(p["title"] and p["notice"] and p["pii_categories"] for p in body["purposes"])
@@ -189,7 +189,7 @@ def test_partners_lists_public_fields_only(service: Service) -> None:
     assert {"bank", "insurer"} <= set(partners)
     bank = partners["bank"]
     assert set(bank) == {"id", "name", "kind", "address", "notice_text", "notice_version"}
-    consent = service.runtime.deployment.consent
+    consent = service.container.deployment.consent
     assert bank["notice_version"] == consent.partner_notice_version(bank["address"]) == 1
     assert "api_key" not in r.text
 
@@ -227,7 +227,7 @@ def test_grant_is_mined_with_a_receipt_whose_hash_is_on_chain(service: Service) 
     receipt = event["receipt"]
     assert receipt["receipt_id"] == event["receipt_id"]
     assert receipt["pii_principal_id"] == user["pseudonym"]
-    assert receipt["chain"]["registry"] == service.runtime.deployment.consent.address
+    assert receipt["chain"]["registry"] == service.container.deployment.consent.address
     assert held_on_chain(service, user) == {"profiling"}
 
 
@@ -253,7 +253,7 @@ def test_consents_lists_every_partner_and_purpose_as_the_chain_says(service: Ser
     assert {p for _, p in state} == set(ALL_PURPOSES)
     granted = {k for k, v in state.items() if v}
     assert granted == {("insurer", "profiling"), ("insurer", "product_recommendation")}
-    head = service.runtime.chain.head().number
+    head = service.container.chain.head().number
     assert all(c["checked_at_block"] == head for c in body["consents"])
 
 
@@ -332,7 +332,7 @@ def test_erase_revokes_on_chain_and_forgets_the_user(service: Service) -> None:
         404,
         "not_found",
     )
-    with Session(service.runtime.engine) as s:
+    with Session(service.container.engine) as s:
         assert s.get(Profile, user["id"]) is None
     gone = service.api.post(
         "/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=service.partner("bank")
@@ -389,13 +389,13 @@ def test_typed_data_is_the_eip712_message_for_the_wallet(service: Service) -> No
     body = r.json()
     typed = body["typed_data"]
     assert typed["primaryType"] == "ConsentGrant"
-    assert typed["domain"]["verifyingContract"] == service.runtime.deployment.consent.address
-    assert typed["domain"]["chainId"] == service.runtime.chain.chain_id
+    assert typed["domain"]["verifyingContract"] == service.container.deployment.consent.address
+    assert typed["domain"]["chainId"] == service.container.chain.chain_id
     message = typed["message"]
     assert message["subject"] == user["pseudonym"]
     assert message["partner"] == partner_address(service, "insurer")
     assert message["purpose"] == int(Purpose.DATA_SHARING) and message["nonce"] == 0
-    now = service.runtime.chain.now()
+    now = service.container.chain.now()
     assert now < message["deadline"] <= now + service.settings.signature_ttl_s
     assert abs(message["expiresAt"] - (now + 10 * 86_400)) <= 60
     assert body["receipt"]["pii_principal_id"] == user["pseudonym"]
@@ -412,7 +412,7 @@ def test_recommendations_are_this_partners_products_after_an_on_chain_check(serv
     user = consenting_user(service)
     rec = recommend(service, user, k=4)
     assert rec["recommendation_id"].startswith("rec_") and rec["partner_id"] == "bank"
-    assert rec["consent"]["verified_at_block"] == service.runtime.chain.head().number
+    assert rec["consent"]["verified_at_block"] == service.container.chain.head().number
     assert rec["consent"]["purposes"] == ["product_recommendation", "profiling"]
     assert len(rec["products"]) == 4
     bank_products = {
@@ -575,7 +575,7 @@ def test_agreement_shows_terms_hash_and_parties(service: Service) -> None:
     r = service.api.get(f"/api/v1/ledger/agreements/{agreement_id}", headers=service.partner("insurer"))
     assert r.status_code == 200, r.text
     body = r.json()
-    on_chain = service.runtime.deployment.agreements.agreement_of(agreement_id)
+    on_chain = service.container.deployment.agreements.agreement_of(agreement_id)
     assert body["terms_hash"] == "0x" + bytes(on_chain.terms_hash).hex()
     assert [p["share"] for p in body["parties"]] == [600_000, 400_000, 0]
     assert body["parties"][0]["share_percent"] == 60.0
@@ -586,7 +586,7 @@ def test_agreement_shows_terms_hash_and_parties(service: Service) -> None:
 def test_operator_creates_a_partner_with_a_working_key_and_a_notice_on_chain(service: Service) -> None:
     created = new_partner(service, "credit-union")
     assert created["api_key"].startswith("pk_") and created["notice_version"] == 1
-    consent = service.runtime.deployment.consent
+    consent = service.container.deployment.consent
     assert consent.partner_notice_version(created["address"]) == 1
     assert "credit-union" in {p["id"] for p in service.api.get("/api/v1/partners").json()}
     r = service.api.get("/api/v1/ledger/agreements", headers={"X-API-Key": created["api_key"]})
@@ -603,7 +603,7 @@ def test_a_new_notice_version_voids_earlier_consents(service: Service) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json() == {"partner_id": "broker", "notice_version": 2}
-    assert service.runtime.deployment.consent.partner_notice_version(created["address"]) == 2
+    assert service.container.deployment.consent.partner_notice_version(created["address"]) == 2
     assert held_on_chain(service, user, "broker") == set()
     listed = {p["id"]: p for p in service.api.get("/api/v1/partners").json()}["broker"]
     assert listed["notice_text"] == "A new notice." and listed["notice_version"] == 2
@@ -662,9 +662,9 @@ def test_a_wallet_users_subject_is_the_wallet(service: Service) -> None:
 
 def test_operator_stores_a_profile(service: Service) -> None:
     user = service.new_user()  # new_user stores one; store another and read it back
-    courses = service.runtime._test_split.train_dataset.items["item_id"].tolist()[3:5]  # type: ignore[attr-defined]
+    courses = service.split.train_dataset.items["item_id"].tolist()[3:5]  # type: ignore[attr-defined]
     product = service.api.get("/api/v1/products", params={"partner_id": "bank"}).json()["products"][0]["id"]
-    with Session(service.runtime.engine) as s:
+    with Session(service.container.engine) as s:
         profile = s.get(Profile, user["id"])
         assert profile is not None
         data = dict(profile.data)
@@ -674,8 +674,11 @@ def test_operator_stores_a_profile(service: Service) -> None:
         headers=service.operator,
     )
     assert r.status_code == 200, r.text
-    assert r.json()["user_id"] == user["id"] and r.json()["features"] == service.runtime.ranker.feature_dim
-    with Session(service.runtime.engine) as s:
+    assert (
+        r.json()["user_id"] == user["id"]
+        and r.json()["features"] == service.container.model.ranker.feature_dim
+    )
+    with Session(service.container.engine) as s:
         stored = s.get(Profile, user["id"])
         assert stored is not None
         assert len(stored.course_indices) == 2 and len(stored.product_indices) == 1
@@ -686,11 +689,11 @@ def test_operator_settle_and_index_run_a_round(service: Service) -> None:
     settle = service.api.post("/api/v1/operator/settle", headers=service.operator)
     assert settle.status_code == 200, settle.text
     assert set(settle.json()["round"]) == {"recovered", "settled", "rejected", "reversed", "finalized"}
-    assert settle.json()["outbox"] == outbox_counts(service.runtime)
+    assert settle.json()["outbox"] == counts(service.container.engine)
     index = service.api.post("/api/v1/operator/index", headers=service.operator)
     assert index.status_code == 200, index.text
     assert index.json()["added"] >= 0
-    assert index.json()["next_block"] == service.runtime.chain.head().number + 1
+    assert index.json()["next_block"] == service.container.chain.head().number + 1
 
 
 # ---------------------------------------------------------------------------------------- who may call what

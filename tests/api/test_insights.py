@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,12 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from backend.api import deps
 from backend.core.config import Settings, describe_settings_error
 from backend.models import Profile, Recommendation
-from backend.services.experiment import MIN_UNITS_PER_ARM
+from backend.services.experiment import MIN_UNITS_PER_ARM, ExperimentService
+from backend.services.insights import InsightsService
+from backend.services.recommend import RecommendationService
 from recommender.abtest import analyze, assign, srm_check
 from recommender.profiles import Profile as LearnerProfile
 from recommender.serving import ProductRanker
@@ -42,14 +45,32 @@ def exp(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
         n_users=5,
     )
     yield svc
-    svc.runtime.close()
+    svc.container.close()
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, svc: Service, **changes: Any) -> Settings:
-    """Run the service under changed settings for one test (validated like the real ones)."""
+    """Run the service under changed settings for one test (validated like the real ones): the services
+    that read them are rebuilt with the new settings and put in through FastAPI's dependency overrides."""
     settings = Settings(**{**svc.settings.model_dump(), **changes}, _env_file=None)  # type: ignore[call-arg]
-    monkeypatch.setattr(svc.runtime, "settings", settings)
+    c = svc.container
+    replacements = {
+        deps.get_experiment: ExperimentService(c.engine, settings.experiment_name, settings.experiment),
+        deps.get_recommendations: RecommendationService(
+            c.engine, c.gateway, c.directory, c.model, settings.experiment_name, settings.experiment
+        ),
+        deps.get_insights: InsightsService(c.model, settings.reports_dir),
+    }
+    overrides = svc.api.app.dependency_overrides  # type: ignore[attr-defined]
+    for dependency, service in replacements.items():
+        monkeypatch.setitem(overrides, dependency, _provider(service))
     return settings
+
+
+def _provider(service: Any) -> Callable[[], Any]:
+    def provide() -> Any:
+        return service
+
+    return provide
 
 
 def strict_json(text: str) -> Any:
@@ -88,13 +109,13 @@ def convert(svc: Service, rec_id: str, order_id: str, value: int) -> dict[str, A
 
 
 def rows_of(svc: Service, pseudonym: str) -> list[Recommendation]:
-    with Session(svc.runtime.engine) as s:
+    with Session(svc.container.engine) as s:
         return list(s.exec(select(Recommendation).where(Recommendation.pseudonym == pseudonym)).all())
 
 
 def insert_rows(svc: Service, tag: str, n: int) -> None:
     """``n`` recommendations to ``n`` new pseudonyms under the arm tag ``tag`` (``experiment:arm``)."""
-    with Session(svc.runtime.engine) as s:
+    with Session(svc.container.engine) as s:
         for _ in range(n):
             s.add(
                 Recommendation(
@@ -159,10 +180,10 @@ def test_insights_are_for_the_operator_only(exp: Service, url: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- ranker
 def test_the_baseline_ranks_by_item_bias_with_ties_by_index(exp: Service) -> None:
-    ranker = exp.runtime.ranker
+    ranker = exp.container.model.ranker
     assert ranker is not None
     features = np.zeros(ranker.feature_dim, dtype=np.float32)
-    candidates = exp.runtime.partner_products("bank")
+    candidates = exp.container.directory.partner_products("bank")
     default = ranker.rank(features, k=4, candidates=candidates)
     assert default == ranker.rank(features, k=4, candidates=candidates, baseline=False)
 
@@ -196,7 +217,7 @@ def test_without_an_experiment_nothing_is_assigned(exp: Service, monkeypatch: py
 
 
 def test_an_experiment_through_the_api_assigns_serves_and_is_analysed(exp: Service) -> None:
-    ranker = exp.runtime.ranker
+    ranker = exp.container.model.ranker
     assert ranker is not None
     k = 3
     bank = {
@@ -227,14 +248,14 @@ def test_an_experiment_through_the_api_assigns_serves_and_is_analysed(exp: Servi
             if expected == "popularity":
                 assert names == popular
             else:
-                with Session(exp.runtime.engine) as s:
+                with Session(exp.container.engine) as s:
                     profile = s.get(Profile, user["id"])
                 assert profile is not None
                 model = ranker.rank(
                     LearnerProfile.from_dict(profile.data).features(),
                     k=k,
                     course_indices=profile.course_indices,
-                    candidates=exp.runtime.partner_products("bank"),
+                    candidates=exp.container.directory.partner_products("bank"),
                 )
                 assert names == [r.product_id for r in model]
         assert [row.arm for row in rows_of(exp, pseudonym)] == [f"ranker-v1:{expected}"] * len(recs)
@@ -349,7 +370,7 @@ def test_the_model_endpoint_without_a_benchmark(
     exp: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(monkeypatch, exp, reports_dir=tmp_path / "none")
-    ranker = exp.runtime.ranker
+    ranker = exp.container.model.ranker
     assert ranker is not None
     body = get(exp, MODEL)
     model = body["model"]

@@ -13,13 +13,14 @@ from pydantic import ValidationError
 from sqlmodel import Session, SQLModel, select
 from typer.testing import CliRunner
 
+from backend.bootstrap import StartupError
 from backend.chain import Purpose
 from backend.cli import app as cli
+from backend.container import Container
 from backend.core.config import Settings, describe_settings_error
 from backend.core.db import make_engine, migrate
 from backend.models import ChainEvent, IndexerCursor, Profile, User
 from backend.services.indexer import Indexer
-from backend.services.runtime import Runtime, StartupError
 
 from .conftest import OPERATOR_KEY, Service
 
@@ -46,7 +47,7 @@ def test_an_unreachable_database_stops_start_up_with_its_name(tmp_path: Path) ->
         _env_file=None,  # type: ignore[call-arg]
     )
     with pytest.raises(StartupError, match="KNOWLEDGER_DATABASE_URL: cannot open"):
-        Runtime.start(settings)
+        Container.start(settings)
 
 
 @pytest.mark.anvil
@@ -61,7 +62,7 @@ def test_a_network_without_a_manifest_stops_start_up(tmp_path: Path, anvil_node:
         _env_file=None,  # type: ignore[call-arg]
     )
     with pytest.raises(StartupError, match="KNOWLEDGER_MANIFEST_PATH: no deployment manifest"):
-        Runtime.start(settings)
+        Container.start(settings)
 
 
 pytestmark_anvil = pytest.mark.anvil
@@ -94,7 +95,7 @@ def test_a_revocation_made_outside_the_api_is_seen_by_the_next_request(service: 
             ).status_code
             == 200
         )
-    rt = service.runtime
+    rt = service.container
     subject = bytes.fromhex(user["pseudonym"][2:])
     rt.deployment.consent.revoke(
         subject, rt.deployment.accounts.partner, Purpose.PROFILING, sender=rt.roles.registrar
@@ -156,7 +157,7 @@ def test_reversal_then_finality_keep_the_statement_equal_to_the_chain(
     assert [p["reversed"] for p in st["parties"]] == [int(a) for a in reversed_row["amounts"]]
     assert api.get(f"/api/v1/ledger/agreements/{agreement_id}/reconcile", headers=bank).json()["ok"]
 
-    svc.runtime.chain.increase_time(15 * DAY)  # past the 14-day validation window
+    svc.container.chain.increase_time(15 * DAY)  # past the 14-day validation window
     api.post("/api/v1/operator/settle", headers=svc.operator)
     st = api.get(f"/api/v1/ledger/agreements/{agreement_id}/statement", headers=bank).json()
     finals = [sum(int(r["amounts"][k]) for r in (rows[0], rows[2])) for k in range(3)]
@@ -183,7 +184,7 @@ def test_reconcile_reports_a_tampered_statement_to_the_smallest_unit(
         headers=bank,
     ).json()
     api.post("/api/v1/operator/settle", headers=svc.operator)
-    with Session(svc.runtime.engine) as s:  # someone edits the service's copy
+    with Session(svc.container.engine) as s:  # someone edits the service's copy
         row = s.get(Conversion, conv["id"])
         assert row is not None
         row.amounts = [str(int(row.amounts[0]) + 1), *row.amounts[1:]]
@@ -198,18 +199,20 @@ def test_reconcile_reports_a_tampered_statement_to_the_smallest_unit(
 # ---------------------------------------------------------------------------------------------- indexer
 def test_the_indexer_resumes_from_its_cursor(make_service: Callable[..., Service]) -> None:
     svc = make_service()
-    rt = svc.runtime
-    first = Indexer(rt).run_once()
+    rt = svc.container
+    first = Indexer(rt.engine, rt.gateway, rt.deployment, rt.indexer.confirmations).run_once()
     assert first > 0
     with Session(rt.engine) as s:
         stored = len(s.exec(select(ChainEvent)).all())
         cursor = s.get(IndexerCursor, "events")
     assert stored == first and cursor is not None and cursor.next_block == rt.chain.block_number + 1
-    assert Indexer(rt).run_once() == 0  # a restarted indexer takes nothing twice
+    assert (
+        Indexer(rt.engine, rt.gateway, rt.deployment, rt.indexer.confirmations).run_once() == 0
+    )  # a restarted indexer takes nothing twice
 
     user = svc.new_user()
     svc.grant(user)  # two new ConsentGranted events
-    restarted = Indexer(rt)
+    restarted = Indexer(rt.engine, rt.gateway, rt.deployment, rt.indexer.confirmations)
     assert restarted.run_once() == 2
     with Session(rt.engine) as s:
         names = [e.name for e in s.exec(select(ChainEvent).order_by(ChainEvent.id)).all()]
@@ -218,8 +221,8 @@ def test_the_indexer_resumes_from_its_cursor(make_service: Callable[..., Service
 
 def test_the_indexer_waits_for_confirmations(make_service: Callable[..., Service]) -> None:
     svc = make_service(index_confirmations=3)
-    rt = svc.runtime
-    idx = Indexer(rt)
+    rt = svc.container
+    idx = Indexer(rt.engine, rt.gateway, rt.deployment, rt.indexer.confirmations)
     idx.run_once()
     assert idx.cursor() == rt.chain.block_number - 3 + 1
     rt.chain.mine(3)
@@ -255,7 +258,7 @@ def test_erasure_unlinks_the_pseudonym_and_revokes_on_chain(service: Service) ->
 
     r = service.api.request("DELETE", "/api/v1/me", json={"confirm": "erase"}, headers=user["headers"])
     assert r.status_code == 200 and len(r.json()["revoked_on_chain"]) == 2
-    rt = service.runtime
+    rt = service.container
     subject = bytes.fromhex(user["pseudonym"][2:])
     assert rt.deployment.consent.consent_mask(subject, rt.deployment.accounts.partner) == 0
     with Session(rt.engine) as s:
@@ -277,7 +280,7 @@ def test_an_agreement_proposed_by_the_operator_activates_with_relayed_signatures
     from eth_account.messages import encode_typed_data
 
     svc = make_service()
-    named = svc.runtime.roles.named
+    named = svc.container.roles.named
     assert named is not None
     body = {
         "partner_id": "bank",
@@ -294,7 +297,7 @@ def test_an_agreement_proposed_by_the_operator_activates_with_relayed_signatures
     created = r.json()
     assert created["status"] == "proposed" and created["terms"]["commission_rate"] == 50_000
     agreement_id = created["id"]
-    chain_hash = svc.runtime.deployment.agreements.agreement_of(agreement_id).terms_hash
+    chain_hash = svc.container.deployment.agreements.agreement_of(agreement_id).terms_hash
     assert "0x" + bytes(chain_hash).hex() == created["terms_hash"]  # the chain holds only the hash
 
     for wallet in (named.creator, named.partner):
@@ -353,7 +356,7 @@ def test_the_receipt_hash_is_what_the_chain_recorded(service: Service) -> None:
         assert key in receipt
     assert receipt["pii_principal_id"] == user["pseudonym"]
     assert "0x" + receipt_hash(receipt).hex() == body["receipt_hash"] == grant["receipt_hash"]
-    rt = service.runtime
+    rt = service.container
     logged = [
         e for e in rt.chain.get_logs(rt.deployment.consent.address, [], 0) if e.tx_hash == grant["tx_hash"]
     ]
@@ -362,13 +365,13 @@ def test_the_receipt_hash_is_what_the_chain_recorded(service: Service) -> None:
 
 
 def test_profile_course_ids_map_to_their_rows_in_the_topic_space(service: Service) -> None:
-    split = service.runtime._test_split  # type: ignore[attr-defined]
+    split = service.split  # type: ignore[attr-defined]
     items = split.train_dataset.items["item_id"].tolist()
     user = service.new_user()
     profile = split.profiles.profile(split.user_ids[0]).to_dict()
     body = {"profile": profile, "course_ids": [items[700], items[3], items[512]], "product_ids": []}
     r = service.api.put(f"/api/v1/users/{user['id']}/profile", json=body, headers=service.operator)
     assert r.status_code == 200, r.text
-    with Session(service.runtime.engine) as s:
+    with Session(service.container.engine) as s:
         stored = s.get(Profile, user["id"])
         assert stored is not None and stored.course_indices == [700, 3, 512]

@@ -43,7 +43,7 @@ RECOMMENDING = "Recommend this partner's products"
 @pytest.fixture(scope="module")
 def site(service: Service) -> Iterator[str]:
     """The service under uvicorn, its base URL (the module's ``service`` runtime, shared with ``api``)."""
-    with live_server(create_app(runtime=service.runtime)) as client:
+    with live_server(create_app(container=service.container)) as client:
         yield str(client.base_url).rstrip("/")
 
 
@@ -108,7 +108,7 @@ def test_a_learner_grants_sees_the_transaction_and_revokes_then_the_partner_is_r
     assert granted["action"] == "grant" and granted["purpose"] == "profiling"
     assert status.locator("code").get_attribute("data-tx") == granted["tx_hash"]
     assert f"block {granted['block_number']}" in status.inner_text()
-    tx = service.runtime.chain.w3.eth.get_transaction_receipt(granted["tx_hash"])
+    tx = service.container.chain.w3.eth.get_transaction_receipt(granted["tx_hash"])
     assert tx["status"] == 1 and tx["blockNumber"] == granted["block_number"]  # the hash shown is mined
 
     # the second grant with the keyboard only: Tab to the switch, Space toggles it
@@ -160,7 +160,7 @@ def test_a_failed_write_never_shows_as_granted(
     try:
         svc = make_service(chain=connect_devnet(proxy.url, timeout=2.0), manifest_path=tmp_path / "m.json")
         user = svc.new_user()
-        with live_server(create_app(runtime=svc.runtime)) as client:
+        with live_server(create_app(container=svc.container)) as client:
             site = str(client.base_url).rstrip("/")
             page = new_page(browser)
             _open_dashboard(page, site, user)
@@ -303,7 +303,7 @@ def test_a_grant_the_chain_no_longer_holds_is_shown_as_lapsed_after_a_new_notice
     )
     assert r.status_code == 200 and r.json()["notice_version"] == 2
     assert not _granted(svc, user, "insurer", "profiling")  # the chain voids consents to the old notice
-    with live_server(create_app(runtime=svc.runtime)) as client:
+    with live_server(create_app(container=svc.container)) as client:
         page = new_page(browser)
         _open_dashboard(page, str(client.base_url).rstrip("/"), user)
         card = page.locator("section[data-partner='insurer']")
@@ -357,7 +357,7 @@ def test_erasure_is_confirmed_first_and_then_revokes_and_deletes(
     shown = page.locator("#erased-detail code").all_inner_texts()
     assert len(shown) == 2  # the two grants, each revoked by a transaction
     for tx_hash in shown:
-        assert service.runtime.chain.w3.eth.get_transaction_receipt(tx_hash)["status"] == 1
+        assert service.container.chain.w3.eth.get_transaction_receipt(tx_hash)["status"] == 1
     screenshot(page, "consent-erased")
     assert service.api.get("/api/v1/me", headers=user["headers"]).status_code == 401
     assert _recommend(service, user).status_code in (403, 404)
@@ -393,17 +393,17 @@ def settled(service: Service) -> dict[str, Any]:
         convert(125_000 + 37_777 * i)
         if i % 3 == 2:
             settle()
-        service.runtime.chain.increase_time(DAY // 2)
+        service.container.chain.increase_time(DAY // 2)
     settle()
     r = service.api.post(f"/api/v1/conversions/{ids[4]}/reversal", headers=service.partner())
     assert r.status_code == 202, r.text
     settle()
-    service.runtime.chain.increase_time(15 * DAY)  # past the validation window: these batches are final
+    service.container.chain.increase_time(15 * DAY)  # past the validation window: these batches are final
     settle()
     for value in (98_765, 240_000):
         convert(value)
         settle()
-        service.runtime.chain.increase_time(DAY // 4)
+        service.container.chain.increase_time(DAY // 4)
     convert(40_001)  # not settled yet: in the outbox
     agreement = service.api.get("/api/v1/ledger/agreements", headers=service.partner()).json()
     return {"agreement_id": agreement["agreements"][0]["id"], "conversion_ids": ids}
@@ -522,7 +522,7 @@ def test_a_csv_cell_that_looks_like_a_formula_is_exported_as_text(
     user = service.new_user()
     service.grant(user)
     rec = _recommend(service, user).json()
-    order_id = "=HYPERLINK(\"http://example.invalid\",\"click\")"
+    order_id = '=HYPERLINK("http://example.invalid","click")'
     body = {"recommendation_id": rec["recommendation_id"], "order_id": order_id, "value": 1_000}
     assert service.api.post("/api/v1/conversions", json=body, headers=service.partner()).status_code == 202
     page = new_page(browser)
@@ -588,10 +588,10 @@ def experiment(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             }
             assert svc.api.post("/api/v1/conversions", json=body, headers=svc.partner()).status_code == 202
     try:
-        with live_server(create_app(runtime=svc.runtime)) as client:
+        with live_server(create_app(container=svc.container)) as client:
             yield str(client.base_url).rstrip("/"), svc
     finally:
-        svc.runtime.close()
+        svc.container.close()
 
 
 def _numbers(match: re.Match[str] | None) -> list[float]:

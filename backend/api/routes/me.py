@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
-from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import RuntimeDep, SessionDep, UserDep, offload
-from backend.errors import BadRequest, NotFound
-from backend.models import ConsentAction, ConsentEvent, iso
-from backend.services import consent as consent_service
-from backend.services import users as user_service
-from backend.services.gateway import PURPOSE_NAMES, purpose_from_name
+from backend.api.deps import ConsentDep, GatewayDep, SessionDep, UserDep, UsersDep, offload
+from backend.schemas.common import errors
+from backend.schemas.consent import (
+    ConsentChange,
+    ConsentEventPublic,
+    ConsentHistory,
+    ConsentState,
+    EraseBody,
+    GrantBody,
+    ReceiptPublic,
+    TypedDataBody,
+    TypedDataPublic,
+)
+from backend.schemas.users import Erased, Export, Me
+from backend.services.users import me as me_of
 
-router = APIRouter(prefix="/api/v1/me", tags=["me"])
+router = APIRouter(prefix="/api/v1/me", tags=["me"], responses=errors(401))
 
 PartnerId = Annotated[str, Path(min_length=1, max_length=40)]
 PurposeName = Annotated[
@@ -22,134 +30,91 @@ PurposeName = Annotated[
 ]
 
 
-def _purpose(name: str) -> Any:
-    purpose = purpose_from_name(name)
-    if purpose is None:
-        raise BadRequest(
-            f"purpose: unknown purpose {name!r}; expected one of {', '.join(PURPOSE_NAMES.values())}",
-            field="purpose",
-        )
-    return purpose
+@router.get("", response_model=Me)
+def me(user: UserDep) -> Me:
+    return me_of(user)
 
 
-@router.get("")
-def me(user: UserDep) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "pseudonym": user.pseudonym,
-        "wallet": user.wallet,
-        "created_at": iso(user.created_at),
-    }
-
-
-@router.get("/consents")
-def consents(user: UserDep, runtime: RuntimeDep, session: SessionDep) -> dict[str, Any]:
+@router.get("/consents", response_model=ConsentState, responses=errors(503))
+def consents(user: UserDep, consent: ConsentDep, session: SessionDep) -> ConsentState:
     """Every partner × purpose, as the chain says now."""
-    return {"pseudonym": user.pseudonym, "consents": consent_service.current_state(runtime, session, user)}
+    return consent.state(session, user)
 
 
-class GrantBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: Days until the consent expires (default ``KNOWLEDGER_CONSENT_DAYS``; at most 390).
-    days: int | None = Field(default=None, ge=1, le=390)
-
-
-@router.put("/consents/{partner_id}/{purpose}", status_code=201)
+@router.put(
+    "/consents/{partner_id}/{purpose}",
+    status_code=201,
+    response_model=ConsentChange,
+    responses=errors(404, 409, 503),
+)
 async def grant(
     partner_id: PartnerId,
     purpose: PurposeName,
     user: UserDep,
-    runtime: RuntimeDep,
+    consent: ConsentDep,
+    gateway: GatewayDep,
     session: SessionDep,
     body: Annotated[GrantBody | None, Body()] = None,
-) -> dict[str, Any]:
+) -> ConsentChange:
     """Grant through the registrar: mined before this returns; the answer carries the transaction, the
     block and the receipt whose hash is on chain."""
-    p = _purpose(purpose)
-    partner = consent_service.get_partner(session, partner_id)
-    event = await offload(
-        runtime, consent_service.grant, runtime, session, user, partner, p, body.days if body else None
-    )
-    return consent_service.event_public(event, with_receipt=True)
+    days = body.days if body else None
+    return await offload(gateway, consent.grant, session, user, partner_id, purpose, days)
 
 
-@router.delete("/consents/{partner_id}/{purpose}")
+@router.delete(
+    "/consents/{partner_id}/{purpose}", response_model=ConsentEventPublic, responses=errors(404, 409, 503)
+)
 async def revoke(
-    partner_id: PartnerId, purpose: PurposeName, user: UserDep, runtime: RuntimeDep, session: SessionDep
-) -> dict[str, Any]:
+    partner_id: PartnerId,
+    purpose: PurposeName,
+    user: UserDep,
+    consent: ConsentDep,
+    gateway: GatewayDep,
+    session: SessionDep,
+) -> ConsentEventPublic:
     """Revoke; from the block this is mined in, the partner's requests are refused."""
-    p = _purpose(purpose)
-    partner = consent_service.get_partner(session, partner_id)
-    event = await offload(runtime, consent_service.revoke, runtime, session, user, partner, p)
-    return consent_service.event_public(event)
+    return await offload(gateway, consent.revoke, session, user, partner_id, purpose)
 
 
-class TypedDataBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: ConsentAction
-    days: int | None = Field(default=None, ge=1, le=390)
-
-
-@router.post("/consents/{partner_id}/{purpose}/typed-data")
+@router.post(
+    "/consents/{partner_id}/{purpose}/typed-data",
+    response_model=TypedDataPublic,
+    responses=errors(404, 409, 503),
+)
 def typed_data(
     partner_id: PartnerId,
     purpose: PurposeName,
     body: TypedDataBody,
     user: UserDep,
-    runtime: RuntimeDep,
+    consent: ConsentDep,
     session: SessionDep,
-) -> dict[str, Any]:
+) -> TypedDataPublic:
     """For wallet users: the EIP-712 message to sign (``eth_signTypedData_v4``), then POST it with the
     signature to ``/api/v1/consents/relay``."""
-    p = _purpose(purpose)
-    partner = consent_service.get_partner(session, partner_id)
-    return consent_service.typed_data_for(runtime, user, partner, p, body.action, body.days)
+    return consent.typed_data(session, user, partner_id, purpose, body.action, body.days)
 
 
-@router.get("/consents/history")
-def history(user: UserDep, session: SessionDep) -> dict[str, Any]:
-    return {"history": [consent_service.event_public(e) for e in consent_service.history(session, user)]}
+@router.get("/consents/history", response_model=ConsentHistory)
+def history(user: UserDep, consent: ConsentDep, session: SessionDep) -> ConsentHistory:
+    return consent.history(session, user)
 
 
-@router.get("/receipts/{receipt_id}")
+@router.get("/receipts/{receipt_id}", response_model=ReceiptPublic, responses=errors(404))
 def receipt(
-    receipt_id: Annotated[str, Path(max_length=40)], user: UserDep, session: SessionDep
-) -> dict[str, Any]:
-    from sqlmodel import select
-
-    event = session.exec(
-        select(ConsentEvent).where(
-            ConsentEvent.receipt_id == receipt_id, ConsentEvent.pseudonym == user.pseudonym
-        )
-    ).first()
-    if event is None or event.receipt is None:
-        raise NotFound(f"unknown receipt {receipt_id!r}")
-    return {
-        "receipt": event.receipt,
-        "receipt_hash": event.receipt_hash,
-        "tx_hash": event.tx_hash,
-        "block_number": event.block_number,
-    }
+    receipt_id: Annotated[str, Path(max_length=40)], user: UserDep, consent: ConsentDep, session: SessionDep
+) -> ReceiptPublic:
+    return consent.receipt(session, user, receipt_id)
 
 
-@router.get("/export")
-def export(user: UserDep, session: SessionDep) -> dict[str, Any]:
+@router.get("/export", response_model=Export)
+def export(user: UserDep, users: UsersDep, session: SessionDep) -> Export:
     """Everything held about you, as JSON."""
-    return user_service.export(session, user)
+    return users.export(session, user)
 
 
-class EraseBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: Must be the string "erase" (a confirmation, so no erasure happens by accident).
-    confirm: str
-
-
-@router.delete("")
-def erase(body: EraseBody, user: UserDep, runtime: RuntimeDep, session: SessionDep) -> dict[str, Any]:
-    """Erase: revoke what the registrar granted, delete the profile and the per-user key."""
-    if body.confirm != "erase":
-        raise BadRequest('confirm: send {"confirm": "erase"} to erase your data', field="confirm")
-    return user_service.erase(runtime, session, user)
+@router.delete("", response_model=Erased, responses=errors(503))
+def erase(body: EraseBody, user: UserDep, users: UsersDep, session: SessionDep) -> Erased:
+    """Erase: revoke what the registrar granted, delete the profile and the per-user key. Send
+    ``{"confirm": "erase"}``."""
+    return users.erase(session, user)

@@ -1,192 +1,106 @@
 """The operator (the platform, which is also the consent registrar): partners, users and sign-in tokens,
-profiles, agreements, and the settlement and indexing rounds on demand."""
+profiles, and the settlement and indexing rounds on demand."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from sqlmodel import select
 
-from backend.api.deps import OperatorDep, RuntimeDep, SessionDep
-from backend.errors import BadRequest, Conflict, NotFound, ServiceNotReady
-from backend.models import (
-    NoticeUpdate,
-    Partner,
-    PartnerCreate,
-    PartnerCreated,
-    Product,
-    Profile,
-    ProfileUpdate,
-    User,
-    UserCreate,
-    UserCreated,
-    utcnow,
-)
-from backend.services import users as user_service
-from backend.services.runtime import key_hash, new_secret
-from backend.services.settlement import outbox_counts
-from recommender.profiles import Profile as LearnerProfile
+from backend.api.deps import OperatorDep, PartnersDep, ProfilesDep, RoundsDep, SessionDep, UsersDep
+from backend.models import NoticeUpdate, PartnerCreate, PartnerCreated, ProfileUpdate, UserCreate, UserCreated
+from backend.schemas.common import errors
+from backend.schemas.ops import IndexRound, SettleRound
+from backend.schemas.partners import NoticePublished, PartnerKey, ProductList
+from backend.schemas.users import ProfileStored, TokenIssued, UserFound
 
 router = APIRouter(prefix="/api/v1", tags=["operator"])
+_AUTH = (401, 403)
+PartnerId = Annotated[str, Path(min_length=1, max_length=40)]
+UserId = Annotated[str, Path(min_length=1, max_length=40)]
 
 
-@router.post("/partners", status_code=201, response_model=PartnerCreated)
+@router.post("/partners", status_code=201, response_model=PartnerCreated, responses=errors(*_AUTH, 409, 503))
 def create_partner(
-    body: PartnerCreate, _: OperatorDep, runtime: RuntimeDep, session: SessionDep
-) -> dict[str, Any]:
+    body: PartnerCreate, _: OperatorDep, partners: PartnersDep, session: SessionDep
+) -> PartnerCreated:
     """Register a partner and publish its notice (version 1) on chain. The API key is shown once."""
-    from backend.chain.types import checksum
-
-    if session.get(Partner, body.id) is not None:
-        raise Conflict(f"partner {body.id!r} exists", field="id")
-    address = checksum(body.address)
-    if session.exec(select(Partner.id).where(Partner.address == address)).first():
-        raise Conflict(f"address {address} already belongs to a partner", field="address")
-    d = runtime.deployment
-    current = runtime.gateway.run(
-        "reading the partner notice", lambda: d.consent.partner_notice_version(address)
-    )
-    version = current + 1
-    runtime.gateway.run(
-        "publishing the partner notice",
-        lambda: d.consent.set_partner_notice_version(address, version, sender=runtime.roles.admin),
-    )
-    key = new_secret("pk")
-    partner = Partner(
-        **body.model_dump(exclude={"address"}),
-        address=address,
-        notice_version=version,
-        api_key_hash=key_hash(key),
-    )
-    session.add(partner)
-    session.commit()
-    runtime.refresh_caches()
-    return {**partner.model_dump(), "api_key": key}
+    return partners.create(session, body)
 
 
-@router.put("/partners/{partner_id}/notice")
+@router.put(
+    "/partners/{partner_id}/notice", response_model=NoticePublished, responses=errors(*_AUTH, 404, 503)
+)
 def update_notice(
-    partner_id: str, body: NoticeUpdate, _: OperatorDep, runtime: RuntimeDep, session: SessionDep
-) -> dict[str, Any]:
+    partner_id: PartnerId, body: NoticeUpdate, _: OperatorDep, partners: PartnersDep, session: SessionDep
+) -> NoticePublished:
     """A new notice text: the version goes up on chain and every earlier consent for this partner stops
     counting until the user grants again."""
-    partner = session.get(Partner, partner_id)
-    if partner is None:
-        raise NotFound(f"unknown partner {partner_id!r}")
-    version = partner.notice_version + 1
-    runtime.gateway.run(
-        "publishing the partner notice",
-        lambda: runtime.deployment.consent.set_partner_notice_version(
-            partner.address, version, sender=runtime.roles.admin
-        ),
-    )
-    partner.notice_text, partner.notice_version = body.notice_text, version
-    session.add(partner)
-    session.commit()
-    return {"partner_id": partner.id, "notice_version": version}
+    return partners.update_notice(session, partner_id, body)
 
 
-@router.post("/partners/{partner_id}/api-key", status_code=201)
+@router.post(
+    "/partners/{partner_id}/api-key",
+    status_code=201,
+    response_model=PartnerKey,
+    responses=errors(*_AUTH, 404),
+)
 def rotate_partner_key(
-    partner_id: str, _: OperatorDep, runtime: RuntimeDep, session: SessionDep
-) -> dict[str, str]:
-    partner = session.get(Partner, partner_id)
-    if partner is None:
-        raise NotFound(f"unknown partner {partner_id!r}")
-    key = new_secret("pk")
-    partner.api_key_hash = key_hash(key)
-    session.add(partner)
-    session.commit()
-    runtime.refresh_caches()
-    return {"partner_id": partner.id, "api_key": key}
+    partner_id: PartnerId, _: OperatorDep, partners: PartnersDep, session: SessionDep
+) -> PartnerKey:
+    """A new API key for the partner (the old one stops working at once). Shown once."""
+    return partners.rotate_key(session, partner_id)
 
 
-@router.post("/users", status_code=201, response_model=UserCreated)
-def create_user(body: UserCreate, _: OperatorDep, session: SessionDep) -> dict[str, Any]:
+@router.post("/users", status_code=201, response_model=UserCreated, responses=errors(*_AUTH, 409))
+def create_user(body: UserCreate, _: OperatorDep, users: UsersDep, session: SessionDep) -> UserCreated:
     """Create a learner: a random per-user key and the pseudonym derived from it. The token is shown once."""
-    user, token = user_service.create_user(session, body)
-    return {**user.model_dump(), "token": token}
+    return users.create(session, body)
 
 
-@router.get("/users")
+@router.get("/users", response_model=UserFound, responses=errors(*_AUTH, 404))
 def find_user(
-    _: OperatorDep, session: SessionDep, platform_user_id: Annotated[str, Query(min_length=1, max_length=120)]
-) -> dict[str, Any]:
-    user = session.exec(select(User).where(User.platform_user_id == platform_user_id)).first()
-    if user is None:
-        raise NotFound(f"no user with platform_user_id {platform_user_id!r}")
-    return {"id": user.id, "pseudonym": user.pseudonym, "wallet": user.wallet}
-
-
-@router.post("/users/{user_id}/token", status_code=201)
-def sign_in(
-    user_id: Annotated[str, Path(max_length=40)], _: OperatorDep, session: SessionDep
-) -> dict[str, str]:
-    """Sign-in: the platform, having authenticated the learner, exchanges that for a fresh token."""
-    return {"user_id": user_id, "token": user_service.issue_token(session, user_id)}
-
-
-@router.put("/users/{user_id}/profile")
-def put_profile(
-    user_id: Annotated[str, Path(max_length=40)],
-    body: ProfileUpdate,
     _: OperatorDep,
-    runtime: RuntimeDep,
+    users: UsersDep,
     session: SessionDep,
-) -> dict[str, Any]:
+    platform_user_id: Annotated[str, Query(min_length=1, max_length=120)],
+) -> UserFound:
+    return users.find(session, platform_user_id)
+
+
+@router.post(
+    "/users/{user_id}/token", status_code=201, response_model=TokenIssued, responses=errors(*_AUTH, 404)
+)
+def sign_in(user_id: UserId, _: OperatorDep, users: UsersDep, session: SessionDep) -> TokenIssued:
+    """Sign-in: the platform, having authenticated the learner, exchanges that for a fresh token."""
+    return users.issue_token(session, user_id)
+
+
+@router.put("/users/{user_id}/profile", response_model=ProfileStored, responses=errors(*_AUTH, 404))
+def put_profile(
+    user_id: UserId, body: ProfileUpdate, _: OperatorDep, profiles: ProfilesDep, session: SessionDep
+) -> ProfileStored:
     """Store a learner's derived profile (``recommender.profiles.Profile.to_dict()``)."""
-    user = session.get(User, user_id)
-    if user is None or user.erased_at is not None:
-        raise NotFound(f"unknown user {user_id!r}")
-    try:
-        learner = LearnerProfile.from_dict(body.profile)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest(str(exc), field="profile") from None
-    if runtime.ranker is not None and learner.features().shape[0] != runtime.ranker.feature_dim:
-        raise BadRequest(
-            f"profile: {learner.features().shape[0]} features, the model takes {runtime.ranker.feature_dim}",
-            field="profile",
-        )
-    index = runtime.product_index()
-    unknown = [p for p in body.product_ids if p not in index]
-    if unknown:
-        raise BadRequest(f"product_ids: unknown products {unknown[:5]}", field="product_ids")
-    course_row = runtime.course_index()
-    unknown = [c for c in body.course_ids if c not in course_row]
-    if unknown:
-        raise BadRequest(f"course_ids: unknown courses {unknown[:5]}", field="course_ids")
-    data = learner.to_dict() | {"user_id": user.pseudonym}
-    profile = session.get(Profile, user.id) or Profile(user_id=user.id, data=data)
-    profile.data = data
-    profile.course_indices = [course_row[c] for c in body.course_ids]
-    profile.product_indices = [index[p] for p in body.product_ids]
-    profile.updated_at = utcnow()
-    session.add(profile)
-    session.commit()
-    return {"user_id": user.id, "features": int(learner.features().shape[0])}
+    return profiles.put(session, user_id, body)
 
 
-@router.get("/products")
-def products(session: SessionDep, partner_id: str | None = None) -> dict[str, Any]:
-    q = select(Product).order_by(Product.id)
-    if partner_id:
-        q = q.where(Product.partner_id == partner_id)
-    return {"products": [p.model_dump() for p in session.exec(q).all()]}
+@router.get("/products", response_model=ProductList, responses=errors())
+def products(
+    partners: PartnersDep,
+    session: SessionDep,
+    partner_id: Annotated[str | None, Query(max_length=40)] = None,
+) -> ProductList:
+    """The partners' products (public: what a learner may be recommended)."""
+    return partners.products(session, partner_id)
 
 
-@router.post("/operator/settle")
-def settle(_: OperatorDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.post("/operator/settle", response_model=SettleRound, responses=errors(*_AUTH))
+def settle(_: OperatorDep, rounds: RoundsDep) -> SettleRound:
     """Run one settlement round now (the settler also runs every ``KNOWLEDGER_SETTLE_INTERVAL_S``)."""
-    stats = runtime.settle_round()
-    runtime.indexer_run()
-    last_error = runtime.settler.last_error if runtime.settler is not None else None
-    return {"round": stats, "outbox": outbox_counts(runtime), "last_error": last_error}
+    return rounds.settle()
 
 
-@router.post("/operator/index")
-def index(_: OperatorDep, runtime: RuntimeDep) -> dict[str, Any]:
-    if runtime.indexer is None:
-        raise ServiceNotReady("the indexer is not started")
-    added = runtime.indexer.run_once()
-    return {"added": added, "next_block": runtime.indexer.cursor()}
+@router.post("/operator/index", response_model=IndexRound, responses=errors(*_AUTH))
+def index(_: OperatorDep, rounds: RoundsDep) -> IndexRound:
+    """Run one indexing round now (the indexer also runs every ``KNOWLEDGER_INDEX_INTERVAL_S``)."""
+    return rounds.index()

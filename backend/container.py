@@ -1,0 +1,205 @@
+"""The composition root: builds each component once and hands every service the pieces it uses.
+
+``Container.start(settings)`` runs the start-up steps (:mod:`backend.bootstrap`): the database, the chain
+and its signing roles, the deployment, the model, the operator key. Then it builds the consent gateway, the
+directory of partners and products, each service, and the two workers (settler, indexer). No service
+reaches into another's pieces or into this container: each is given what it uses, here.
+
+The FastAPI app (:func:`backend.main.create_app`) serves one container; its lifespan starts and stops the
+workers. Tests build a container with their own settings (and chain) and drive the workers by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from backend import bootstrap
+from backend.chain import ChainClient, ChainError, ChainTarget, Deployment, connect
+from backend.core.config import Settings
+from backend.observability import Metrics
+from backend.services.accounts import Roles
+from backend.services.agreements import AgreementService
+from backend.services.consent import ConsentService
+from backend.services.conversions import ConversionService
+from backend.services.directory import Directory
+from backend.services.experiment import ExperimentService
+from backend.services.gateway import ChainGateway
+from backend.services.health import HealthService
+from backend.services.indexer import Indexer
+from backend.services.insights import InsightsService
+from backend.services.ledger import LedgerService
+from backend.services.model import ModelSlot
+from backend.services.partners import PartnerService
+from backend.services.recommend import RecommendationService
+from backend.services.rounds import Rounds
+from backend.services.seed import SeedResult, seed, seed_if_empty
+from backend.services.settlement import Settler
+from backend.services.users import ProfileService, UserService
+from recommender.data.demo import DemoSplit
+
+log = logging.getLogger("knowledger")
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: Engine
+    chain: ChainClient
+    deployment: Deployment
+    roles: Roles
+    gateway: ChainGateway
+    model: ModelSlot
+    directory: Directory
+    metrics: Metrics
+    consent: ConsentService
+    users: UserService
+    profiles: ProfileService
+    partners: PartnerService
+    recommendations: RecommendationService
+    conversions: ConversionService
+    agreements: AgreementService
+    ledger: LedgerService
+    experiment: ExperimentService
+    insights: InsightsService
+    settler: Settler
+    indexer: Indexer
+    rounds: Rounds
+    health: HealthService
+    seeded: SeedResult | None = field(default=None)
+    _workers_started: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(
+        cls, settings: Settings, *, chain: ChainClient | None = None, metrics: Metrics | None = None
+    ) -> Container:
+        """Connect the database and the chain, deploy or load the contracts, load the model, build the
+        services (and seed the demo world into an empty database when ``KNOWLEDGER_SEED_DEMO``)."""
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        engine = bootstrap.open_database(settings)
+        try:
+            client = chain if chain is not None else connect(settings)
+        except ChainError as exc:
+            raise bootstrap.StartupError(f"chain: {exc}") from None
+        roles = bootstrap.roles_for(client)
+        deployment = bootstrap.deployment_for(settings, client, roles)
+        bootstrap.bind_database(engine, deployment)
+        model = ModelSlot(bootstrap.load_model(settings))
+        operator_hash = bootstrap.operator_key_hash(settings, client)
+        container = cls.build(settings, engine, deployment, roles, model, operator_hash, metrics)
+        if settings.seed_demo:
+            container.seed_if_empty()
+        return container
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        engine: Engine,
+        deployment: Deployment,
+        roles: Roles,
+        model: ModelSlot,
+        operator_key_hash: str,
+        metrics: Metrics | None = None,
+    ) -> Container:
+        """Wire the services from the started pieces (each built once)."""
+        client = deployment.client
+        gateway = ChainGateway(client, deployment.consent)
+        directory = Directory(engine, model, operator_key_hash)
+        metrics = metrics or Metrics()
+        local = client.target is not ChainTarget.RPC
+        confirmations = (
+            settings.index_confirmations
+            if settings.index_confirmations is not None
+            else (0 if local else settings.confirmations)
+        )
+        settler = Settler(engine, gateway, deployment.ledger, roles.reporter, settings.settle_batch_size)
+        indexer = Indexer(engine, gateway, deployment, confirmations)
+        return cls(
+            settings=settings,
+            engine=engine,
+            chain=client,
+            deployment=deployment,
+            roles=roles,
+            gateway=gateway,
+            model=model,
+            directory=directory,
+            metrics=metrics,
+            consent=ConsentService(
+                gateway,
+                deployment.consent,
+                roles.registrar,
+                consent_days=settings.consent_days,
+                signature_ttl_s=settings.signature_ttl_s,
+            ),
+            users=UserService(gateway, deployment.consent, roles.registrar),
+            profiles=ProfileService(directory, model),
+            partners=PartnerService(gateway, deployment.consent, roles.admin, directory),
+            recommendations=RecommendationService(
+                engine, gateway, directory, model, settings.experiment_name, settings.experiment
+            ),
+            conversions=ConversionService(gateway, deployment.ledger),
+            agreements=AgreementService(
+                gateway,
+                deployment.agreements,
+                roles,
+                [a.address for a in client.accounts],
+                settings.signature_ttl_s,
+            ),
+            ledger=LedgerService(gateway, deployment),
+            experiment=ExperimentService(engine, settings.experiment_name, settings.experiment),
+            insights=InsightsService(model, settings.reports_dir),
+            settler=settler,
+            indexer=indexer,
+            rounds=Rounds(engine, settler, indexer),
+            health=HealthService(engine, gateway, model, deployment, indexer, settler, metrics),
+        )
+
+    def _seed_pieces(self) -> tuple[Any, ...]:
+        return (
+            self.engine,
+            self.gateway,
+            self.deployment.consent,
+            self.roles,
+            self.directory,
+            self.agreements,
+            self.settings.state_dir,
+        )
+
+    def seed(self, split: DemoSplit | None = None, *, n_users: int | None = None) -> SeedResult:
+        """Seed the demo world (:func:`backend.services.seed.seed`) into this service."""
+        engine, gateway, registry, roles, directory, agreements, state_dir = self._seed_pieces()
+        result = seed(
+            engine, gateway, registry, roles, directory, agreements, state_dir, split, n_users=n_users
+        )
+        self.seeded = result
+        return result
+
+    def seed_if_empty(self) -> SeedResult | None:
+        """:meth:`seed`, only into a database without partners."""
+        self.seeded = seed_if_empty(*self._seed_pieces())
+        return self.seeded
+
+    # ------------------------------------------------------------------ lifecycle
+    def start_workers(self) -> None:
+        """Start the settler and the indexer threads (unless ``KNOWLEDGER_BACKGROUND_WORKERS`` is off)."""
+        s = self.settings
+        if self._workers_started or not s.background_workers:
+            return
+        if s.settle_interval_s > 0:
+            self.settler.start(s.settle_interval_s)
+        if s.index_interval_s > 0:
+            self.indexer.start(s.index_interval_s)
+        self._workers_started = True
+
+    def stop_workers(self) -> None:
+        self.settler.stop()
+        self.indexer.stop()
+        self._workers_started = False
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.engine.dispose()

@@ -1,0 +1,64 @@
+"""Shapes shared by every area: the error body and the helper routes use to declare their errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import BaseModel, BeforeValidator, Field
+
+#: A row id: at most the database's BIGINT (a larger one would overflow the query: 422, not 500).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+#: An on-chain pseudonym or wallet subject: 0x and 64 hex digits.
+SUBJECT_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+
+
+class ErrorDetail(BaseModel):
+    #: A stable machine-readable code (``invalid_request``, ``consent_required``, ``chain_unavailable``...).
+    code: str
+    #: What was wrong and what to do about it, in words.
+    message: str
+    #: Structured context: the field at fault, the missing purposes, the contract error and its arguments.
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
+_REASONS = {
+    400: "Malformed request (bad JSON, or a field the service cannot use)",
+    401: "Missing or unknown credential",
+    403: "Not allowed for this credential, or the learner's consent is missing on chain",
+    404: "Unknown id, or one that belongs to someone else",
+    409: "Conflicts with the current state",
+    413: "Request body too large",
+    422: "A field fails validation, or the chain refused the transaction (named contract error)",
+    503: "The chain (or the model) is unavailable: nothing was done",
+}
+
+#: Every route can answer these: bad JSON or fields (400/422) and oversized bodies (413).
+ALWAYS = (400, 413, 422)
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: the error statuses it can return, each with the error body."""
+    return {
+        code: {"model": ErrorResponse, "description": _REASONS[code]}
+        for code in sorted(set(codes) | set(ALWAYS))
+    }
+
+
+def _integer(value: Any) -> Any:
+    """JSON Schema's ``integer``: any number without a fractional part (``10`` and ``10.0``), never a
+    boolean or a string (``true`` is not the number 1)."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("expected an integer")
+    return value
+
+
+#: An integer field as JSON Schema means it (see :func:`_integer`); bounds go on ``Field``.
+JsonInt = Annotated[int, BeforeValidator(_integer)]

@@ -1,0 +1,87 @@
+"""The small, rarely changed tables every request consults, cached in memory: partner API keys, and the
+map from the catalogue to the served model's rows (products per partner, courses in the topic space).
+
+Refreshed after any change to partners, products, courses or the model."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from backend.core.security import key_hash, same_key
+from backend.models import KnowledgeItem, Partner, Product
+from backend.services.model import ModelSlot
+
+
+@dataclass(frozen=True)
+class PartnerAuth:
+    """The partner an API key belongs to."""
+
+    id: str
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class _Tables:
+    keys: dict[str, PartnerAuth]
+    product_index: dict[str, int]
+    partner_products: dict[str, list[int]]
+    product_names: dict[str, str]
+    course_index: dict[str, int]
+
+
+class Directory:
+    def __init__(self, engine: Engine, model: ModelSlot, operator_key_hash: str) -> None:
+        self._engine = engine
+        self._model = model
+        self._operator_key_hash = operator_key_hash
+        self._lock = threading.Lock()
+        self._tables = _Tables({}, {}, {}, {}, {})
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read partners, products and courses (after any change to them or to the model)."""
+        with Session(self._engine) as s:
+            partners = s.exec(select(Partner)).all()
+            products = s.exec(select(Product)).all()
+            courses = s.exec(select(KnowledgeItem.id, KnowledgeItem.position)).all()
+        ranker = self._model.ranker
+        index = {pid: i for i, pid in enumerate(ranker.product_ids)} if ranker is not None else {}
+        by_partner: dict[str, list[int]] = {}
+        for prod in products:
+            if prod.id in index:
+                by_partner.setdefault(prod.partner_id, []).append(index[prod.id])
+        tables = _Tables(
+            keys={p.api_key_hash: PartnerAuth(p.id, p.name, p.address) for p in partners},
+            product_index=index,
+            partner_products={k: sorted(v) for k, v in by_partner.items()},
+            product_names={p.id: p.name for p in products},
+            course_index={cid: int(pos) for cid, pos in courses},
+        )
+        with self._lock:
+            self._tables = tables
+
+    def partner_for_key(self, api_key: str) -> PartnerAuth | None:
+        return self._tables.keys.get(key_hash(api_key))
+
+    def is_operator_key(self, api_key: str) -> bool:
+        return same_key(api_key, self._operator_key_hash)
+
+    def product_index(self) -> dict[str, int]:
+        """Product id → its row in the served model."""
+        return self._tables.product_index
+
+    def partner_products(self, partner_id: str) -> list[int]:
+        """The model rows of ``partner_id``'s products (the candidates a partner's request may rank)."""
+        return self._tables.partner_products.get(partner_id, [])
+
+    def course_index(self) -> dict[str, int]:
+        """Knowledge item id → its row in the model's topic space."""
+        return self._tables.course_index
+
+    def product_name(self, product_id: str) -> str:
+        return self._tables.product_names.get(product_id, product_id)
