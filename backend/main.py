@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +21,7 @@ from backend.container import Container
 from backend.core.config import Settings, get_settings
 from backend.errors import AppError, PayloadTooLarge
 from backend.observability import Metrics, MetricsMiddleware
+from backend.schemas.common import UNION_TAGS
 from backend.schemas.ops import Ping
 
 log = logging.getLogger("knowledger")
@@ -87,7 +90,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dic
     errors = exc.errors()
     fields = []
     for e in errors:
-        loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
+        loc = [str(p) for p in e.get("loc", ()) if p != "body" and p not in UNION_TAGS]
         if e.get("type") == "json_invalid":
             ctx = e.get("ctx") or {}
             fields.append(
@@ -107,6 +110,34 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dic
     return 422, f"invalid request: {text}", fields
 
 
+@functools.cache
+def _allowed_methods(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each documented path as a pattern, with the methods it answers (from the OpenAPI document)."""
+    out = []
+    for template, operations in app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        out.append((re.compile(f"^{pattern}$"), frozenset(m.upper() for m in operations)))
+    return out
+
+
+def _method_not_allowed(request: Request) -> JSONResponse:
+    """405 with an ``Allow`` header listing every method the path answers (the router on its own names only
+    the methods of the first route whose path matched, or none)."""
+    path = request.url.path
+    allowed = {
+        m for pattern, methods in _allowed_methods(request.app) if pattern.match(path) for m in methods
+    }
+    if not allowed:  # a page or a static file: read-only
+        allowed = {"GET"}
+    methods = ", ".join(sorted(allowed))
+    message = f"{request.method} is not allowed on {path}; allowed: {methods}"
+    return JSONResponse(
+        {"error": {"code": "method_not_allowed", "message": message, "details": {"allow": sorted(allowed)}}},
+        status_code=405,
+        headers={"Allow": methods},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:
@@ -121,7 +152,9 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            return _method_not_allowed(request)
         code = {
             400: "malformed_json",  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
             404: "not_found",

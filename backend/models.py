@@ -13,20 +13,15 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict
 from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from backend.schemas.common import JsonInt
+from backend.schemas.users import ProfileData
 
 SLUG = re.compile(r"^[a-z][a-z0-9-]*$")
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-
-def _match(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not pattern.match(value):
-        raise ValueError(f"expected {what}")
-    return value
 
 
 def utcnow() -> dt.datetime:
@@ -53,14 +48,12 @@ class PartnerCreate(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     #: A slug: lower-case letters, digits and dashes, starting with a letter.
-    id: str = Field(min_length=2, max_length=40)
+    id: str = Field(min_length=2, max_length=40, schema_extra={"pattern": SLUG.pattern})
     name: str = Field(min_length=1, max_length=120)
     kind: str = Field(default="bank", max_length=40)
-    address: str = Field(min_length=42, max_length=42)
+    #: The partner's account on chain: 0x and 40 hex digits.
+    address: str = Field(min_length=42, max_length=42, schema_extra={"pattern": ADDRESS.pattern})
     notice_text: str = Field(min_length=1, max_length=4000)
-
-    _id = field_validator("id")(lambda v: _match(SLUG, v, "a slug: lower-case letters, digits and dashes"))
-    _address = field_validator("address")(lambda v: _match(ADDRESS, v, "an address: 0x and 40 hex digits"))
 
 
 class Partner(PartnerBase, table=True):
@@ -117,10 +110,8 @@ class UserCreate(SQLModel):
     #: The knowledge platform's own id for the learner (kept off chain and out of partner responses).
     platform_user_id: str = Field(min_length=1, max_length=120)
     #: A wallet the learner signs consents with (then the on-chain subject is the wallet, not a pseudonym).
-    wallet: str | None = Field(default=None, min_length=42, max_length=42)
-
-    _wallet = field_validator("wallet")(
-        lambda v: v if v is None else _match(ADDRESS, v, "an address: 0x and 40 hex digits")
+    wallet: str | None = Field(
+        default=None, min_length=42, max_length=42, schema_extra={"pattern": ADDRESS.pattern}
     )
 
 
@@ -161,7 +152,7 @@ class ProfileUpdate(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     #: ``recommender.profiles.Profile.to_dict()`` output (topics, behaviour, segment, propensities).
-    profile: dict[str, Any]
+    profile: ProfileData
     course_ids: list[str] = Field(default_factory=list, max_length=5000)
     product_ids: list[str] = Field(default_factory=list, max_length=500)
 

@@ -7,11 +7,21 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, Field
 
-#: A row id: at most the database's BIGINT (a larger one would overflow the query: 422, not 500).
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-#: An on-chain pseudonym or wallet subject: 0x and 64 hex digits.
+#: The largest id or timestamp the API takes: 2^53 - 1, the largest integer every JSON client (JavaScript
+#: included) reads exactly, and well inside the database's BIGINT (a larger one is a 422, never a 500).
+MAX_ID = 2**53 - 1
+#: A row id in a path.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: An on-chain pseudonym or wallet subject (bytes32): 0x and 64 hex digits.
 SUBJECT_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+BYTES32_PATTERN = SUBJECT_PATTERN
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+#: An ECDSA signature in hex: 65 bytes ``r‖s‖v`` (v 0, 1, 27 or 28) or EIP-2098's 64-byte ``r‖vs``.
+SIGNATURE_PATTERN = r"^(0x)?[0-9a-fA-F]{128}(00|01|1[bB]|1[cC])?$"
+UINT8_MAX = 2**8 - 1
+UINT24_MAX = 2**24 - 1
+UINT32_MAX = 2**32 - 1
+UINT40_MAX = 2**40 - 1
 
 
 class ErrorDetail(BaseModel):
@@ -40,6 +50,10 @@ _REASONS = {
     503: "The chain (or the model) is unavailable: nothing was done",
 }
 
+#: The tags of the API's tagged unions (e.g. a relay's ``action``). Validation errors name fields by their
+#: path; pydantic puts the tag in that path, which says nothing to a client, so the error handler drops it.
+UNION_TAGS: set[str] = set()
+
 #: Every route can answer these: bad JSON or fields (400/422) and oversized bodies (413).
 ALWAYS = (400, 413, 422)
 
@@ -60,5 +74,8 @@ def _integer(value: Any) -> Any:
     return value
 
 
-#: An integer field as JSON Schema means it (see :func:`_integer`); bounds go on ``Field``.
-JsonInt = Annotated[int, BeforeValidator(_integer)]
+#: The validator of :data:`JsonInt`, for ``Annotated[int, Field(ge=…, le=…), INTEGER]`` where the bounds must
+#: sit inside ``Annotated`` (an optional field): placed before it, they reach the JSON schema.
+INTEGER = BeforeValidator(_integer)
+#: An integer field as JSON Schema means it (see :func:`_integer`); bounds go on the field's ``Field``.
+JsonInt = Annotated[int, INTEGER]

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.chain import Purpose
 from backend.models import ConsentAction
-from backend.schemas.common import JsonInt
+from backend.schemas.common import (
+    ADDRESS_PATTERN,
+    BYTES32_PATTERN,
+    INTEGER,
+    SIGNATURE_PATTERN,
+    UINT24_MAX,
+    UINT32_MAX,
+    UINT40_MAX,
+    UNION_TAGS,
+    JsonInt,
+)
+
+#: A purpose by its API name, as the path and the schema spell it.
+PurposeName = StrEnum("PurposeName", {p.name: p.name.lower() for p in Purpose})  # type: ignore[misc]
 
 
 class PurposeNotice(BaseModel):
@@ -86,26 +101,65 @@ class GrantBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Days until the consent expires (default ``KNOWLEDGER_CONSENT_DAYS``; at most 390).
-    days: JsonInt | None = Field(default=None, ge=1, le=390)
+    days: Annotated[int, Field(ge=1, le=390), INTEGER] | None = None
 
 
 class TypedDataBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: ConsentAction
-    days: JsonInt | None = Field(default=None, ge=1, le=390)
+    days: Annotated[int, Field(ge=1, le=390), INTEGER] | None = None
 
 
-class RelayBody(BaseModel):
+Bytes32 = Annotated[str, Field(pattern=BYTES32_PATTERN)]
+Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
+
+
+class RevocationMessage(BaseModel):
+    """The signed EIP-712 ``ConsentRevocation`` message, as returned in ``typed_data.message``."""
+
     model_config = ConfigDict(extra="forbid")
 
-    action: ConsentAction
-    #: The EIP-712 ``message`` that was signed (as returned in ``typed_data.message``).
-    message: dict[str, Any]
+    subject: Bytes32
+    partner: Address
+    #: The purpose's bit (0 profiling, 1 product recommendation, 2 marketing contact, 3 data sharing).
+    purpose: JsonInt = Field(ge=0, le=len(Purpose) - 1)
+    nonce: JsonInt = Field(ge=0, le=UINT32_MAX)
+    deadline: JsonInt = Field(ge=0, le=UINT40_MAX)
+
+
+class GrantMessage(RevocationMessage):
+    """The signed EIP-712 ``ConsentGrant`` message, as returned in ``typed_data.message``."""
+
+    expiresAt: JsonInt = Field(ge=0, le=UINT40_MAX)
+    platformNoticeVersion: JsonInt = Field(ge=0, le=UINT24_MAX)
+    partnerNoticeVersion: JsonInt = Field(ge=0, le=UINT24_MAX)
+    receiptHash: Bytes32
+
+
+class GrantRelay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["grant"]
+    message: GrantMessage
     #: ``r‖s‖v`` (65 bytes) or EIP-2098 ``r‖vs`` (64 bytes), hex.
-    signature: str = Field(min_length=128, max_length=132)
-    #: The receipt whose hash is ``message.receiptHash`` (grants).
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
+    #: The receipt whose hash is ``message.receiptHash``.
     receipt: dict[str, Any] | None = None
+
+
+class RevocationRelay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["revoke"]
+    message: RevocationMessage
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
+    receipt: None = None
+
+
+#: A wallet-signed grant or revocation to relay, told apart by ``action``.
+RelayBody = Annotated[GrantRelay | RevocationRelay, Field(discriminator="action")]
+UNION_TAGS.update({"grant", "revoke"})
 
 
 class EraseBody(BaseModel):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.models import ConversionPublic
-from backend.schemas.common import ADDRESS_PATTERN, JsonInt
+from backend.schemas.common import ADDRESS_PATTERN, INTEGER, MAX_ID, UINT40_MAX, JsonInt
 
 
 class PartyShare(BaseModel):
@@ -84,20 +84,20 @@ class AgreementCreate(BaseModel):
     attribution_window_days: JsonInt = Field(default=30, ge=1, le=365)
     validation_window_days: JsonInt = Field(default=14, ge=0, le=365)
     #: Validity; ``valid_from`` defaults to now (chain time).
-    valid_from: JsonInt | None = Field(default=None, ge=0, le=2**63 - 1)
+    valid_from: Annotated[int, Field(ge=0, le=UINT40_MAX), INTEGER] | None = None
     valid_days: JsonInt = Field(default=365, ge=1, le=3650)
     currency: str = Field(default="CNY", min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     #: The agreement this one amends (0: none).
-    supersedes: JsonInt = Field(default=0, ge=0, le=2**63 - 1)
+    supersedes: JsonInt = Field(default=0, ge=0, le=MAX_ID)
 
 
 class AcceptanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     party: str = Field(pattern=ADDRESS_PATTERN)
-    deadline: JsonInt = Field(ge=0, le=2**63 - 1)
-    #: The party's ``AcceptAgreement`` EIP-712 signature, 65 bytes hex (``r‖s‖v``).
-    signature: str = Field(min_length=130, max_length=132)
+    deadline: JsonInt = Field(ge=0, le=UINT40_MAX)
+    #: The party's ``AcceptAgreement`` EIP-712 signature, 65 bytes hex (``r‖s‖v``, v 0, 1, 27 or 28).
+    signature: str = Field(pattern=r"^(0x)?[0-9a-fA-F]{128}(00|01|1[bB]|1[cC])$")
 
 
 class Buckets(BaseModel):

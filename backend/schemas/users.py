@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from recommender.profiles import BEHAVIOUR_FEATURES, PROFILE_FORMAT_VERSION
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+#: A profile's behaviour block: one finite number per :data:`recommender.profiles.BEHAVIOUR_FEATURES`.
+Behaviour = create_model(
+    "Behaviour",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: (FiniteFloat, ...) for name in BEHAVIOUR_FEATURES},  # type: ignore[call-overload]
+)
+
+
+class ProfileData(BaseModel):
+    """A learner's derived profile, as ``recommender.profiles.Profile.to_dict()`` writes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[PROFILE_FORMAT_VERSION] = PROFILE_FORMAT_VERSION  # type: ignore[valid-type]
+    user_id: str = Field(min_length=1, max_length=120)
+    #: The learner's topic vector (the model's topic space).
+    topics: list[FiniteFloat] = Field(min_length=1, max_length=10_000)
+    behaviour: Behaviour  # type: ignore[valid-type]
+    segment: int | None = Field(default=None, ge=0, le=10_000)
+    segment_name: str | None = Field(default=None, max_length=120)
+    propensities: dict[str, FiniteFloat] = Field(default_factory=dict, max_length=100)
 
 
 class Me(BaseModel):

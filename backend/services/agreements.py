@@ -22,7 +22,7 @@ from backend.chain import (
 )
 from backend.chain.types import checksum, currency_name
 from backend.core.platform import PLATFORM
-from backend.errors import BadRequest, Conflict, NotFound
+from backend.errors import Conflict, NotFound, Unprocessable
 from backend.models import Agreement, Partner, utcnow
 from backend.schemas.ledger import (
     AcceptanceIn,
@@ -150,7 +150,7 @@ class AgreementService:
             (checksum(p.account) for p in body.parties if checksum(p.account) in self._signers), None
         )
         if proposer is None:
-            raise BadRequest(
+            raise Unprocessable(
                 "parties: none of the parties is an account this service can sign for (the proposer must be "
                 "one)",
                 field="parties",
@@ -179,7 +179,7 @@ class AgreementService:
         """Propose ``terms`` on chain (``sender`` must be a party whose key the service holds) and mirror
         them."""
         if terms.partner != partner.address:
-            raise BadRequest("terms.partner must be the partner's address", field="terms.partner")
+            raise Unprocessable("terms.partner must be the partner's address", field="terms.partner")
         tx = self._gateway.run("proposing the agreement", lambda: self._client.propose(terms, sender=sender))
         agreement = Agreement(
             id=int(tx.value),
@@ -205,12 +205,9 @@ class AgreementService:
     def typed_data(self, session: Session, agreement_id: int, party: str) -> AgreementTypedData:
         """The ``AcceptAgreement`` EIP-712 message a party signs (``eth_signTypedData_v4``)."""
         agreement = get_agreement(session, agreement_id, None)
-        try:
-            account = checksum(party)
-        except Exception:
-            raise BadRequest("party: not an address", field="party") from None
+        account = checksum(party)  # the route's schema admits only 0x and 40 hex digits
         if account not in [p["account"] for p in agreement.terms["parties"]]:
-            raise BadRequest(f"party: {account} is not a party of agreement {agreement_id}", field="party")
+            raise Unprocessable(f"party: {account} is not a party of agreement {agreement_id}", field="party")
         deadline = self._gateway.chain_time_estimate() + self._signature_ttl_s
         typed = agreement_acceptance_typed_data(
             self._client.address,
@@ -228,12 +225,7 @@ class AgreementService:
         agreement = get_agreement(session, agreement_id, None)
         if agreement.status != "proposed":
             raise Conflict(f"agreement {agreement_id} is {agreement.status}, not proposed")
-        try:
-            raw = bytes.fromhex(body.signature.removeprefix("0x"))
-        except ValueError:
-            raise BadRequest("signature: not hex", field="signature") from None
-        if len(raw) != 65:
-            raise BadRequest(f"signature: expected 65 bytes (r‖s‖v), got {len(raw)}", field="signature")
+        raw = bytes.fromhex(body.signature.removeprefix("0x"))  # 65 bytes: checked by the schema
         terms = terms_from_json(agreement.terms)
         party = checksum(body.party)
         tx = self._gateway.run(

@@ -35,7 +35,7 @@ from backend.chain.eip712 import compact
 from backend.chain.types import checksum
 from backend.core.jsonable import to_jsonable
 from backend.core.platform import PLATFORM
-from backend.errors import BadRequest, ChainUnavailable, Conflict, NotFound
+from backend.errors import ChainUnavailable, Conflict, NotFound, Unprocessable
 from backend.models import ConsentAction, ConsentEvent, Partner, User, iso
 from backend.privacy import reference_hash
 from backend.schemas.consent import (
@@ -44,9 +44,11 @@ from backend.schemas.consent import (
     ConsentHistory,
     ConsentState,
     ConsentStateItem,
+    GrantRelay,
     PurposeList,
     PurposeNotice,
     ReceiptPublic,
+    RevocationRelay,
     TypedDataPublic,
 )
 from backend.services.gateway import PURPOSE_NAMES, ChainGateway, purpose_from_name
@@ -95,10 +97,11 @@ def _iso(ts: int) -> str:
 
 
 def parse_purpose(name: str) -> Purpose:
-    """A purpose by its API name; 400 naming the known ones otherwise."""
+    """A purpose by its API name (the routes' path schema admits only these); 422 naming the known ones
+    otherwise."""
     purpose = purpose_from_name(name)
     if purpose is None:
-        raise BadRequest(
+        raise Unprocessable(
             f"purpose: unknown purpose {name!r}; expected one of {', '.join(PURPOSE_NAMES.values())}",
             field="purpose",
         )
@@ -138,18 +141,12 @@ def change_public(e: ConsentEvent) -> ConsentChange:
 
 
 def split_signature(signature: str) -> tuple[bytes, bytes]:
-    """A 65-byte ``r‖s‖v`` hex signature → EIP-2098 ``(r, vs)``; a 64-byte one is taken as ``r‖vs``."""
-    try:
-        raw = bytes.fromhex(signature.removeprefix("0x"))
-    except ValueError:
-        raise BadRequest("signature: not hex", field="signature") from None
+    """A 65-byte ``r‖s‖v`` hex signature → EIP-2098 ``(r, vs)``; a 64-byte one is taken as ``r‖vs``
+    (the schema's ``SIGNATURE_PATTERN`` has already checked the hex, the length and ``v``)."""
+    raw = bytes.fromhex(signature.removeprefix("0x"))
     if len(raw) == 64:
         return raw[:32], raw[32:]
-    if len(raw) != 65:
-        raise BadRequest(f"signature: expected 65 bytes (r‖s‖v), got {len(raw)}", field="signature")
     v = raw[64] if raw[64] >= 27 else raw[64] + 27
-    if v not in (27, 28):
-        raise BadRequest(f"signature: bad recovery byte v={raw[64]}", field="signature")
     return compact(v, int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"))
 
 
@@ -395,76 +392,55 @@ class ConsentService:
 
         return self._gateway.run("preparing the signature request", build)
 
-    def relay(
-        self,
-        session: Session,
-        message: dict[str, Any],
-        signature: str,
-        receipt: dict[str, Any] | None,
-        action: ConsentAction,
-    ) -> ConsentChange:
+    def relay(self, session: Session, body: GrantRelay | RevocationRelay) -> ConsentChange:
         """Relay a wallet-signed grant or revocation (the service pays the gas). The registry checks the
         signature, nonce and deadline; a forged, expired or replayed one comes back as a named refusal
-        (422)."""
-        r, vs = split_signature(signature)
-        try:
-            subject = bytes.fromhex(str(message["subject"]).removeprefix("0x"))
-            # an address is case-insensitive (EIP-55 is only a checksum): look the partner up by its checksum
-            partner_address = checksum(str(message["partner"]))
-            purpose = Purpose(int(message["purpose"]))
-            nonce = int(message["nonce"])
-            deadline = int(message["deadline"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BadRequest(f"message: missing or invalid field ({exc})", field="message") from None
-        if len(subject) != 32:
-            raise BadRequest("message.subject: expected 32 bytes", field="message.subject")
+        (422 ``chain_refused``)."""
+        r, vs = split_signature(body.signature)
+        m = body.message
+        subject = bytes.fromhex(m.subject.removeprefix("0x"))
+        # an address is case-insensitive (EIP-55 is only a checksum): look the partner up by its checksum
+        partner_address = checksum(m.partner)
+        purpose = Purpose(m.purpose)
         partner = session.exec(select(Partner).where(Partner.address == partner_address)).first()
         if partner is None:
             raise NotFound(f"message.partner: no partner at {partner_address}", field="message.partner")
-        wallet = wallet_for_subject(subject)
-        user = session.exec(select(User).where(User.pseudonym == "0x" + subject.hex())).first()
-        c = self._registry
         digest: bytes | None = None
-        try:
-            if action is ConsentAction.GRANT:
-                terms = ConsentTerms(
-                    partner.address,
-                    purpose,
-                    int(message["expiresAt"]),
-                    int(message["platformNoticeVersion"]),
-                    int(message["partnerNoticeVersion"]),
-                )
-                digest = bytes.fromhex(str(message["receiptHash"]).removeprefix("0x"))
-                if len(digest) != 32:
-                    raise BadRequest("message.receiptHash: expected 32 bytes", field="message.receiptHash")
-                signed: Any = SignedConsentGrant(subject, terms, digest, nonce, deadline, r, vs)
-            else:
-                signed = SignedConsentRevocation(subject, partner.address, purpose, nonce, deadline, r, vs)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BadRequest(f"message: missing or invalid field ({exc})", field="message") from None
-        if receipt is not None and digest is not None and receipt_hash(receipt) != digest:
-            raise BadRequest("receipt: its hash does not match message.receiptHash", field="receipt")
+        signed: SignedConsentGrant | SignedConsentRevocation
+        if isinstance(body, GrantRelay):
+            g = body.message
+            terms = ConsentTerms(
+                partner.address, purpose, g.expiresAt, g.platformNoticeVersion, g.partnerNoticeVersion
+            )
+            digest = bytes.fromhex(g.receiptHash.removeprefix("0x"))
+            if body.receipt is not None and receipt_hash(body.receipt) != digest:
+                raise Unprocessable("receipt: its hash does not match message.receiptHash", field="receipt")
+            signed = SignedConsentGrant(subject, terms, digest, m.nonce, m.deadline, r, vs)
+        else:
+            signed = SignedConsentRevocation(subject, partner.address, purpose, m.nonce, m.deadline, r, vs)
+        c = self._registry
 
         def send() -> tuple[TxResult, int]:
-            if action is ConsentAction.GRANT:
+            if isinstance(signed, SignedConsentGrant):
                 tx = c.grant_by_sig(signed, sender=self._registrar)
             else:
                 tx = c.revoke_by_sig(signed, sender=self._registrar)
             return tx, self._chain.now()
 
-        tx, now = self._gateway.run(f"relaying a signed {action.value}", send)
+        tx, now = self._gateway.run(f"relaying a signed {body.action}", send)
         self._gateway.invalidate()
+        user = session.exec(select(User).where(User.pseudonym == "0x" + subject.hex())).first()
         event = _record(
             session,
             user.id if user is not None else None,
             "0x" + subject.hex(),
             partner,
             purpose,
-            action,
-            f"wallet {wallet}",
+            ConsentAction(body.action),
+            f"wallet {wallet_for_subject(subject)}",
             tx,
             now,
-            receipt,
+            body.receipt,
             digest,
         )
         return change_public(event)

@@ -16,7 +16,6 @@ from sqlmodel import Session, col, select
 
 from backend.chain import ChainClient, Deployment, split_commission
 from backend.chain import Conversion as ChainConversion
-from backend.errors import BadRequest
 from backend.models import Conversion, ConversionState
 from backend.schemas.ledger import (
     Buckets,
@@ -87,7 +86,7 @@ class LedgerService:
         agreement_id: int,
         partner_id: str,
         *,
-        state: str | None = None,
+        state: ConversionState | None = None,
         since: int | None = None,
         until: int | None = None,
         limit: int = 100,
@@ -95,12 +94,6 @@ class LedgerService:
     ) -> Statement:
         """Per party: provisional, final and reversed totals; the outbox (not yet on chain); the
         conversions, filtered by state and chain time and paged."""
-        if state is not None and state not in {s.value for s in ConversionState}:
-            raise BadRequest(
-                f"state: unknown state {state!r}; expected one of "
-                f"{', '.join(s.value for s in ConversionState)}",
-                field="state",
-            )
         agreement = get_agreement(session, agreement_id, partner_id)
         parties = [p["account"] for p in agreement.terms["parties"]]
         rows = _rows(session, agreement.id)
@@ -108,7 +101,7 @@ class LedgerService:
         listed = [
             r
             for r in rows
-            if (state is None or r.state == state)
+            if (state is None or r.state == state.value)
             and (since is None or r.occurred_at >= since)
             and (until is None or r.occurred_at < until)
         ]

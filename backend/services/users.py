@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from backend.chain import ConsentRegistryClient, Purpose, Wallet, subject_for_wallet
 from backend.core.security import key_hash, new_secret
-from backend.errors import BadRequest, Conflict, NotFound
+from backend.errors import Conflict, NotFound, Unprocessable
 from backend.models import (
     ConsentEvent,
     Conversion,
@@ -219,24 +219,21 @@ class ProfileService:
         user = session.get(User, user_id)
         if user is None or user.erased_at is not None:
             raise NotFound(f"unknown user {user_id!r}")
-        try:
-            learner = LearnerProfile.from_dict(body.profile)
-        except (ValueError, TypeError) as exc:
-            raise BadRequest(str(exc), field="profile") from None
+        learner = LearnerProfile.from_dict(body.profile.model_dump())  # the schema checked every field
         ranker = self._model.ranker
         features = learner.features().shape[0]
         if ranker is not None and features != ranker.feature_dim:
-            raise BadRequest(
+            raise Unprocessable(
                 f"profile: {features} features, the model takes {ranker.feature_dim}", field="profile"
             )
         index = self._directory.product_index()
         unknown = [p for p in body.product_ids if p not in index]
         if unknown:
-            raise BadRequest(f"product_ids: unknown products {unknown[:5]}", field="product_ids")
+            raise Unprocessable(f"product_ids: unknown products {unknown[:5]}", field="product_ids")
         course_row = self._directory.course_index()
         unknown = [c for c in body.course_ids if c not in course_row]
         if unknown:
-            raise BadRequest(f"course_ids: unknown courses {unknown[:5]}", field="course_ids")
+            raise Unprocessable(f"course_ids: unknown courses {unknown[:5]}", field="course_ids")
         data = learner.to_dict() | {"user_id": user.pseudonym}
         profile = session.get(Profile, user.id) or Profile(user_id=user.id, data=data)
         profile.data = data

@@ -15,6 +15,7 @@ from backend.schemas.consent import (
     ConsentState,
     EraseBody,
     GrantBody,
+    PurposeName,
     ReceiptPublic,
     TypedDataBody,
     TypedDataPublic,
@@ -25,9 +26,7 @@ from backend.services.users import me as me_of
 router = APIRouter(prefix="/api/v1/me", tags=["me"], responses=errors(401))
 
 PartnerId = Annotated[str, Path(min_length=1, max_length=40)]
-PurposeName = Annotated[
-    str, Path(description="profiling, product_recommendation, marketing_contact, data_sharing")
-]
+Purpose = Annotated[PurposeName, Path(description="the purpose's API name")]
 
 
 @router.get("", response_model=Me)
@@ -49,7 +48,7 @@ def consents(user: UserDep, consent: ConsentDep, session: SessionDep) -> Consent
 )
 async def grant(
     partner_id: PartnerId,
-    purpose: PurposeName,
+    purpose: Purpose,
     user: UserDep,
     consent: ConsentDep,
     gateway: GatewayDep,
@@ -59,7 +58,7 @@ async def grant(
     """Grant through the registrar: mined before this returns; the answer carries the transaction, the
     block and the receipt whose hash is on chain."""
     days = body.days if body else None
-    return await offload(gateway, consent.grant, session, user, partner_id, purpose, days)
+    return await offload(gateway, consent.grant, session, user, partner_id, purpose.value, days)
 
 
 @router.delete(
@@ -67,14 +66,14 @@ async def grant(
 )
 async def revoke(
     partner_id: PartnerId,
-    purpose: PurposeName,
+    purpose: Purpose,
     user: UserDep,
     consent: ConsentDep,
     gateway: GatewayDep,
     session: SessionDep,
 ) -> ConsentEventPublic:
     """Revoke; from the block this is mined in, the partner's requests are refused."""
-    return await offload(gateway, consent.revoke, session, user, partner_id, purpose)
+    return await offload(gateway, consent.revoke, session, user, partner_id, purpose.value)
 
 
 @router.post(
@@ -84,7 +83,7 @@ async def revoke(
 )
 def typed_data(
     partner_id: PartnerId,
-    purpose: PurposeName,
+    purpose: Purpose,
     body: TypedDataBody,
     user: UserDep,
     consent: ConsentDep,
@@ -92,7 +91,7 @@ def typed_data(
 ) -> TypedDataPublic:
     """For wallet users: the EIP-712 message to sign (``eth_signTypedData_v4``), then POST it with the
     signature to ``/api/v1/consents/relay``."""
-    return consent.typed_data(session, user, partner_id, purpose, body.action, body.days)
+    return consent.typed_data(session, user, partner_id, purpose.value, body.action, body.days)
 
 
 @router.get("/consents/history", response_model=ConsentHistory)

@@ -115,7 +115,7 @@ def statement(
         session,
         agreement_id,
         partner.id,
-        state=None if state is None else state.value,
+        state=state,
         since=since,
         until=until,
         limit=limit,

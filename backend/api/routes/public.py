@@ -66,4 +66,4 @@ def partners(service: PartnersDep, session: SessionDep) -> list[PartnerPublic]:
 )
 def relay(body: RelayBody, consent: ConsentDep, session: SessionDep) -> ConsentChange:
     """Relay a wallet-signed grant or revocation to the registry (the service pays the gas)."""
-    return consent.relay(session, body.message, body.signature, body.receipt, body.action)
+    return consent.relay(session, body)
