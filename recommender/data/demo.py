@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recommender.data.dataset import KnowledgeDataset
 from recommender.data.demo_catalogue import UDEMY_RELATIVE, draw_items, draw_products, udemy_catalogue
 from recommender.data.demo_tables import (
     POPULATION,
@@ -42,7 +43,7 @@ from recommender.data.demo_tables import (
     TOPICS,
     TopicDefinition,
 )
-from recommender.data.loader import KnowledgeDataset, validate_dataset
+from recommender.data.loader import validate_dataset
 from recommender.knowledge import KnowledgeSpace
 from recommender.models.base import InteractionData
 from recommender.profiles import ProfileBuilder, UserProfiles
