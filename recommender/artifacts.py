@@ -4,7 +4,9 @@ Layout: ``<root>/<model name>/<version>/{arrays.npz, metadata.json}``. Nothing i
 are plain numpy (``allow_pickle=False`` on load), so loading an artifact cannot run code, and the
 metadata is JSON a person can read. The metadata records what is needed to trust and reproduce a
 model: name, version, creation time, a fingerprint of the training data, the evaluation metrics, the
-feature dimensions the model expects, the seed and the format version.
+feature dimensions the model expects, the seed and the format version. Which version is the newest is
+decided by one rule, :func:`newest_artifact` (by the recorded creation time), used by
+:func:`resolve_artifact` and :func:`latest_version`.
 
 Arrays are namespaced: ``model/<name>`` for the model's exported weights (for the hybrid: item vectors
 and biases, user tower, wide part) and ``knowledge/<name>`` for the topic space that explanations need
@@ -17,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,10 +157,53 @@ def load_artifact(path: str | Path) -> tuple[dict[str, np.ndarray], ArtifactMeta
     return arrays, metadata
 
 
+def _versions(base: Path) -> list[Path]:
+    """The version directories of one model: the sub-directories of ``base`` that hold metadata."""
+    if not base.is_dir():
+        return []
+    return [p for p in base.iterdir() if p.is_dir() and (p / METADATA_FILE).is_file()]
+
+
+def _creation_key(directory: Path) -> tuple[dt.datetime, int, str]:
+    """Sort key of :func:`newest_artifact`: recorded creation time, metadata mtime, version name."""
+    meta = directory / METADATA_FILE
+    mtime_ns = meta.stat().st_mtime_ns
+    try:
+        created = dt.datetime.fromisoformat(str(json.loads(meta.read_text(encoding="utf-8"))["created_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        created = dt.datetime.fromtimestamp(mtime_ns / 1e9, dt.UTC)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
+    return created, mtime_ns, directory.name
+
+
+def newest_artifact(directories: Iterable[Path]) -> Path | None:
+    """The newest of ``directories`` (artifact directories), ``None`` when there is none.
+
+    The one rule for "newest": the latest ``created_at`` recorded in ``metadata.json`` (ISO 8601, compared
+    as instants; a time without offset counts as UTC). The recorded time travels with the artifact, so
+    copying or touching a directory does not change which model is newest, and version names may be
+    anything. Times recorded to the same second are told apart by the modification time of
+    ``metadata.json``, then by the version name. An artifact whose metadata cannot be read or records no
+    readable time counts as created when its ``metadata.json`` was last written.
+    """
+    return max(directories, key=_creation_key, default=None)
+
+
+def resolve_artifact(path: str | Path, model_name: str = "hybrid") -> Path | None:
+    """The artifact directory ``path`` designates: ``path`` itself when it is one (it holds
+    ``arrays.npz`` or ``metadata.json``; loading reports what is missing), else the newest version of
+    ``model_name`` under it (``path/<model_name>/<version>``, see :func:`newest_artifact`), else ``None``.
+    """
+    directory = Path(path)
+    if (directory / ARRAYS_FILE).is_file() or (directory / METADATA_FILE).is_file():
+        return directory
+    return newest_artifact(_versions(directory / model_name))
+
+
 def latest_version(root: str | Path, model_name: str) -> Path:
-    """The newest version directory of ``model_name`` under ``root`` (versions sort by time)."""
-    base = Path(root) / model_name
-    versions = sorted(p for p in base.iterdir() if (p / METADATA_FILE).is_file()) if base.is_dir() else []
-    if not versions:
+    """The newest version directory of ``model_name`` under ``root`` (see :func:`newest_artifact`)."""
+    newest = newest_artifact(_versions(Path(root) / model_name))
+    if newest is None:
         raise ArtifactError(f"no artifact of {model_name!r} under {root}")
-    return versions[-1]
+    return newest

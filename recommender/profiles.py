@@ -39,7 +39,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from recommender.data.loader import KnowledgeDataset
+from recommender.data.dataset import KnowledgeDataset
 from recommender.data.schema import EVENTS
 from recommender.knowledge import KnowledgeSpace
 

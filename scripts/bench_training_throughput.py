@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from recommender.data.synthetic import synthetic_interactions
-from recommender.models.hybrid import TwoTowerNet
-from recommender.trainer import BPRMF, TrainConfig, train_bpr_mf, train_two_tower
+from recommender.models.bpr_mf import BPRMF, train_bpr_mf
+from recommender.models.two_tower import TwoTowerConfig, TwoTowerNet, train_two_tower
 
 
 def log(msg: str) -> None:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
 
     runs = {
-        "hybrid_bpr": TrainConfig(
+        "hybrid_bpr": TwoTowerConfig(
             epochs=args.epochs,
             batch_size=512,
             lr=1e-3,
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             verbose=True,
         ),
-        "hybrid_sampled_softmax": TrainConfig(
+        "hybrid_sampled_softmax": TwoTowerConfig(
             epochs=args.epochs,
             batch_size=512,
             lr=1e-3,

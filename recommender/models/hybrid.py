@@ -1,6 +1,7 @@
 """Hybrid recommender: a torch two-tower network plus a closed-form wide part, scored in numpy.
 
-Deep part (the two towers, trained in torch with a ranking loss, see :mod:`recommender.trainer`):
+Deep part (the two towers, trained in torch with a ranking loss, see :mod:`recommender.models.two_tower`
+and the generic loop of :mod:`recommender.trainer`):
 
 * item tower: an item id embedding plus a linear projection of the item content features (LSA topics of
   the product text), and an item bias. Items without any interaction still get a vector from their
@@ -11,8 +12,8 @@ Deep part (the two towers, trained in torch with a ranking loss, see :mod:`recom
   table on purpose: a user is represented by what they did and what they studied, so a learner whose
   consent has just been granted is scored by the same function as a known one, without retraining. For a
   cold-start user the history term is empty and the transfer from the course domain to the product
-  domain runs through the shared topic space (profile -> MLP, product topics -> item tower); the trainer
-  trains this path explicitly by hiding whole histories with probability ``cold_prob``.
+  domain runs through the shared topic space (profile -> MLP, product topics -> item tower); training
+  exercises this path explicitly by hiding whole histories with probability ``cold_prob``.
 
 Wide part (optional, ``wide_ridge``): a linear map from the scaled profile features straight to item
 scores, fitted in closed form by ridge regression on the users that have target history. On small data
@@ -38,7 +39,8 @@ from torch import nn
 
 from recommender.models.base import InteractionData, Recommender
 from recommender.models.ridge_map import fit_ridge_map
-from recommender.trainer import LossName, TrainConfig, TrainReport, train_two_tower
+from recommender.models.two_tower import LossName, TwoTowerConfig, TwoTowerNet, UserBatchSampler
+from recommender.trainer import TrainReport, train
 
 _STD_FLOOR = 1e-3
 
@@ -46,72 +48,6 @@ _STD_FLOOR = 1e-3
 #: as topic interests and socio-demographics), per-row L2 normalisation (bag-of-items profiles, where
 #: standardising would blow up rare columns), or nothing.
 FeatureScaling = Literal["standard", "l2", "none"]
-
-
-class TwoTowerNet(nn.Module):
-    """The torch module; see the module docstring for the architecture."""
-
-    def __init__(
-        self,
-        n_items: int,
-        dim: int = 64,
-        user_feat_dim: int = 0,
-        item_feat_dim: int = 0,
-        hidden: int = 128,
-        use_item_ids: bool = True,
-        use_history: bool = True,
-    ) -> None:
-        super().__init__()
-        if not use_item_ids and item_feat_dim == 0:
-            raise ValueError("the item tower needs item ids or item features (item_feat_dim > 0)")
-        if not use_history and user_feat_dim == 0:
-            raise ValueError("the user tower needs the history or user features (user_feat_dim > 0)")
-        self.item_emb = nn.Embedding(n_items, dim) if use_item_ids else None
-        self.item_proj = nn.Linear(item_feat_dim, dim, bias=False) if item_feat_dim else None
-        self.item_bias = nn.Parameter(torch.zeros(n_items))
-        self.hist_emb = nn.Embedding(n_items, dim) if use_history else None
-        self.user_mlp = (
-            nn.Sequential(nn.Linear(user_feat_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-            if user_feat_dim
-            else None
-        )
-        self.user_bias = nn.Parameter(torch.zeros(dim))
-        for emb in (self.item_emb, self.hist_emb):
-            if emb is not None:
-                nn.init.normal_(emb.weight, std=0.05)
-
-    def item_vectors(self, item_features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n_items, dim) item vectors and (n_items,) biases."""
-        parts: list[torch.Tensor] = []
-        if self.item_emb is not None:
-            parts.append(self.item_emb.weight)
-        if self.item_proj is not None:
-            if item_features is None:
-                raise ValueError("this network was built with item features; item_features is None")
-            parts.append(self.item_proj(item_features))
-        vec = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        return vec, self.item_bias
-
-    def user_vectors(
-        self,
-        input_items: torch.Tensor,
-        input_offsets: torch.Tensor,
-        input_weights: torch.Tensor,
-        user_features: torch.Tensor | None,
-        users: torch.Tensor,
-    ) -> torch.Tensor:
-        """(B, dim) user vectors from the pooled input history and the side features."""
-        a = self.user_bias.expand(users.shape[0], -1)
-        if self.hist_emb is not None:
-            pooled = nn.functional.embedding_bag(
-                input_items, self.hist_emb.weight, input_offsets, mode="sum", per_sample_weights=input_weights
-            )
-            a = a + pooled
-        if self.user_mlp is not None:
-            if user_features is None:
-                raise ValueError("this network was built with user features; user_features is None")
-            a = a + self.user_mlp(user_features)
-        return torch.tanh(a)
 
 
 def _standardise_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +112,7 @@ class HybridTwoTower(Recommender):
 
     ``use_user_features`` / ``use_item_features`` switch the side inputs (they are also ignored when the
     data has none); ``use_item_ids`` and ``use_history`` switch the collaborative parts. Training
-    hyperparameters go to :class:`recommender.trainer.TrainConfig`.
+    hyperparameters go to :class:`recommender.models.two_tower.TwoTowerConfig`.
     """
 
     name: ClassVar[str] = "hybrid"
@@ -210,7 +146,7 @@ class HybridTwoTower(Recommender):
             raise ValueError(f"dim and hidden must be positive, got dim={dim}, hidden={hidden}")
         self.dim = dim
         self.hidden = hidden
-        self.config = TrainConfig(
+        self.config = TwoTowerConfig(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -298,7 +234,8 @@ class HybridTwoTower(Recommender):
         if uf is not None and self.wide_ridge is not None:
             arrays["wide_w"] = _fit_wide(uf, data.interactions, self.wide_ridge)
             arrays["wide_weight"] = np.array([self.wide_weight], dtype=np.float32)
-        self.report = train_two_tower(net, data.interactions, uf, itf, self.config, on_epoch=on_epoch)
+        sampler = UserBatchSampler(data.interactions, uf, itf, self.config)
+        self.report = train(net, sampler, self.config.trainer(), on_epoch=on_epoch)
         self.arrays = {**arrays, **_export(net, itf_t)}
         return self
 

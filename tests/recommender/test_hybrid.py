@@ -10,9 +10,11 @@ import torch
 from recommender.data.demo import DemoSplit
 from recommender.evaluator import evaluate
 from recommender.models.base import InteractionData
+from recommender.models.bpr_mf import BPRMF, train_bpr_mf
 from recommender.models.hybrid import HybridTwoTower
 from recommender.models.popularity import Popularity
-from recommender.trainer import BPRMF, TrainConfig, make_user_batch, resolve_device, train_bpr_mf
+from recommender.models.two_tower import TwoTowerConfig, make_user_batch
+from recommender.trainer import resolve_device
 
 
 def toy_data(seed: int = 0, n_users: int = 80, n_items: int = 12) -> InteractionData:
@@ -153,7 +155,7 @@ def test_make_user_batch_splits_each_history_into_input_and_targets() -> None:
 )
 def test_train_config_names_the_bad_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
-        TrainConfig(**{field: value})  # type: ignore[arg-type]
+        TwoTowerConfig(**{field: value})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from recommender.artifacts import (
     ArtifactError,
     ArtifactMetadata,
     data_fingerprint,
-    latest_version,
     load_artifact,
     save_artifact,
 )
@@ -166,14 +165,6 @@ def test_broken_artifacts_fail_clearly(artifact: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(ArtifactError, match="'hybrid'"):
         ProductRanker.load(other)
-
-
-def test_latest_version_picks_the_newest(tmp_path: Path) -> None:
-    for version in ("20240101T000000Z-aaaa", "20250101T000000Z-bbbb", "20230101T000000Z-cccc"):
-        save_artifact(tmp_path, {"x": np.zeros(1)}, ArtifactMetadata("hybrid", version, "t", "sha256:0", {}))
-    assert latest_version(tmp_path, "hybrid").name == "20250101T000000Z-bbbb"
-    with pytest.raises(ArtifactError, match="no artifact"):
-        latest_version(tmp_path, "ease")
 
 
 def test_fingerprint_tracks_the_data(split: DemoSplit) -> None:
