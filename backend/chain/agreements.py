@@ -12,8 +12,9 @@ from eth_utils import keccak
 
 from . import eip712
 from .base import Eip712Client
-from .errors import ChainError
-from .types import AgreementState, AgreementTerms, TxResult, Wallet, checksum, to_bytes32
+from .exceptions import ChainError
+from .results import TxResult
+from .types import AgreementState, AgreementTerms, Wallet, checksum, to_bytes32
 
 
 class AgreementsClient(Eip712Client):

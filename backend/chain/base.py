@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .connection import ChainClient, ContractHandle
-from .types import TxResult, checksum
+from .abi import ContractHandle
+from .client import ChainClient
+from .results import TxResult
+from .types import checksum
 
 
 class ContractClient:

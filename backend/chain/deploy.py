@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .agreements import AgreementsClient
-from .compiler import load_artifact
-from .connection import CONTRACT_NAMES, ChainClient
+from .artifacts import load_artifact
+from .client import ChainClient
 from .consent import ConsentRegistryClient
-from .errors import DeploymentNotFound, InsufficientFunds, WrongChain
+from .constants import CONTRACT_NAMES, ChainTarget
+from .exceptions import DeploymentNotFound, InsufficientFunds, WrongChain
 from .ledger import LedgerClient
 from .types import Wallet, checksum
 
@@ -209,7 +210,7 @@ def deploy_all(
     deployer = client.signer_for(sender)
     admin_ = checksum(admin) if admin else deployer.address
     registrar_ = checksum(registrar) if registrar else deployer.address
-    if check_balance and client.target.value != "embedded":
+    if check_balance and client.target is not ChainTarget.EMBEDDED:
         check_funds(client, admin_, registrar_, max_consent_duration, deployer)
     registry, r1 = client.deploy(
         "ConsentRegistry", admin_, registrar_, int(max_consent_duration), sender=deployer

@@ -13,14 +13,14 @@ from typing import Any
 from eth_utils import keccak
 
 from .base import ContractClient
-from .errors import ChainError
+from .exceptions import ChainError
+from .results import TxResult
 from .types import (
     AgreementTerms,
     BatchState,
     Conversion,
     ConversionStatus,
     Totals,
-    TxResult,
     checksum,
     to_bytes32,
 )
