@@ -62,7 +62,14 @@ from .errors import (
     decode_revert,
 )
 from .ledger import LedgerClient
-from .results import BlockHead, Event, TxResult
+from .results import (
+    BatchFinalizedEvent,
+    BlockHead,
+    ConversionReversedEvent,
+    ConversionsRecordedEvent,
+    Event,
+    TxResult,
+)
 from .settings import ChainSettings
 from .types import (
     PURPOSE_NAMES,
@@ -106,6 +113,7 @@ __all__ = [
     "AgreementsClient",
     "AnvilNode",
     "AnvilUnavailable",
+    "BatchFinalizedEvent",
     "BatchState",
     "BlockHead",
     "ChainClient",
@@ -123,7 +131,9 @@ __all__ = [
     "ContractReverted",
     "Conversion",
     "ConversionData",
+    "ConversionReversedEvent",
     "ConversionStatus",
+    "ConversionsRecordedEvent",
     "Deployment",
     "DeploymentNotFound",
     "Event",

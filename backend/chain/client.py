@@ -266,14 +266,16 @@ class ChainClient:
 
     def get_logs(
         self,
-        address: str,
+        address: str | Sequence[str],
         topics: Sequence[bytes | None],
         from_block: int = 0,
         to_block: int | str = "latest",
     ) -> list[Event]:
-        """Decoded logs of ``address`` matching ``topics`` (None matches anything)."""
+        """Decoded logs of ``address`` (or of any of several addresses) matching ``topics`` (None matches
+        anything), in the node's order: by block, then log index. Logs of no known event are left out."""
+        where = checksum(address) if isinstance(address, str) else [checksum(a) for a in address]
         flt: dict[str, Any] = {
-            "address": checksum(address),
+            "address": where,
             "fromBlock": int(from_block),
             "toBlock": to_block,
             "topics": [None if t is None else "0x" + bytes(t).hex() for t in topics],

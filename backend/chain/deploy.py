@@ -22,6 +22,7 @@ from .consent import ConsentRegistryClient
 from .constants import CONTRACT_NAMES, ChainTarget
 from .exceptions import DeploymentNotFound, InsufficientFunds, WrongChain
 from .ledger import LedgerClient
+from .results import Event
 from .types import Wallet, checksum
 
 DEFAULT_MAX_CONSENT_DURATION = 390 * 86_400
@@ -151,6 +152,20 @@ class Deployment:
     @property
     def addresses(self) -> dict[str, str]:
         return {n: r.address for n, r in self.manifest.contracts.items()}
+
+    @property
+    def from_block(self) -> int:
+        """The block the first of the three contracts was deployed in (no event of theirs is older)."""
+        return min(c.from_block for c in (self.consent, self.agreements, self.ledger))
+
+    def events(self, from_block: int | None = None, to_block: int | str = "latest") -> list[Event]:
+        """Every decoded event of the three contracts from ``from_block`` (default: ``self.from_block``) to
+        ``to_block`` (inclusive), in chain order (block, then log index), read with one ``eth_getLogs``.
+        ``Event.address`` says which contract emitted it (``addresses`` maps names to addresses)."""
+        start = self.from_block if from_block is None else from_block
+        addresses = [self.consent.address, self.agreements.address, self.ledger.address]
+        events = self.client.get_logs(addresses, [], start, to_block)
+        return sorted(events, key=lambda e: (e.block_number or 0, e.log_index))
 
 
 def _input_hash() -> str:
