@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from backend.chain.connection import (
+from backend.chain import (
     ChainClient,
     ChainTarget,
     connect_devnet,

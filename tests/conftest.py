@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.chain.connection import ChainClient, connect_devnet, connect_embedded
+from backend.chain import ChainClient, connect_devnet, connect_embedded
 from backend.chain.deploy import Deployment, NamedAccounts, deploy_all
 from backend.chain.devnet import AnvilNode, AnvilUnavailable, anvil_binary
 

@@ -11,25 +11,20 @@ next, and connections to the three targets (in-process eth-tester, an anvil devn
     d.consent.set_partner_notice_version(partner, 1)
     terms = d.consent.current_terms(partner, Purpose.PRODUCT_RECOMMENDATION, expires)
     d.consent.grant(subject, terms, receipt)
+
+Error classes are imported from ``backend.chain.errors`` (``from backend.chain.errors import
+SettlementLedgerNoConsent``); the module map is in ``docs/chain-layer-api.md``.
 """
 
 from __future__ import annotations
 
 from . import errors
+from .abi import ContractHandle, FunctionCall
 from .agreements import AgreementsClient
-from .connection import (
-    BlockHead,
-    ChainClient,
-    ChainTarget,
-    ContractHandle,
-    FunctionCall,
-    connect,
-    connect_devnet,
-    connect_embedded,
-    connect_rpc,
-    load_key,
-)
+from .client import ChainClient
+from .connect import connect, connect_devnet, connect_embedded, connect_rpc, load_key
 from .consent import ConsentRegistryClient
+from .constants import CONTRACT_NAMES, ChainTarget
 from .deploy import (
     DEFAULT_MAX_CONSENT_DURATION,
     ContractRecord,
@@ -55,6 +50,7 @@ from .errors import (
     ChainUnreachable,
     ContractReverted,
     DeploymentNotFound,
+    ForeignContractError,
     InsufficientFunds,
     MissingKey,
     Panic,
@@ -66,8 +62,17 @@ from .errors import (
     decode_revert,
 )
 from .ledger import LedgerClient
+from .results import (
+    BatchFinalizedEvent,
+    BlockHead,
+    ConversionReversedEvent,
+    ConversionsRecordedEvent,
+    Event,
+    TxResult,
+)
 from .settings import ChainSettings
 from .types import (
+    PURPOSE_NAMES,
     SCALE,
     AgreementState,
     AgreementStatus,
@@ -80,17 +85,16 @@ from .types import (
     Conversion,
     ConversionData,
     ConversionStatus,
-    Event,
     Party,
     Purpose,
     SignedConsentGrant,
     SignedConsentRevocation,
     Totals,
-    TxResult,
     Wallet,
     conversions_root,
     currency_code,
     merkle_proof,
+    purpose_from_name,
     purposes_in_mask,
     split_commission,
     subject_for_wallet,
@@ -99,7 +103,9 @@ from .types import (
 
 __all__ = [
     "ANVIL_CHAIN_ID",
+    "CONTRACT_NAMES",
     "DEFAULT_MAX_CONSENT_DURATION",
+    "PURPOSE_NAMES",
     "SCALE",
     "AgreementState",
     "AgreementStatus",
@@ -107,6 +113,7 @@ __all__ = [
     "AgreementsClient",
     "AnvilNode",
     "AnvilUnavailable",
+    "BatchFinalizedEvent",
     "BatchState",
     "BlockHead",
     "ChainClient",
@@ -124,10 +131,13 @@ __all__ = [
     "ContractReverted",
     "Conversion",
     "ConversionData",
+    "ConversionReversedEvent",
     "ConversionStatus",
+    "ConversionsRecordedEvent",
     "Deployment",
     "DeploymentNotFound",
     "Event",
+    "ForeignContractError",
     "FunctionCall",
     "InsufficientFunds",
     "LedgerClient",
@@ -166,6 +176,7 @@ __all__ = [
     "load_deployment",
     "load_key",
     "merkle_proof",
+    "purpose_from_name",
     "purposes_in_mask",
     "sign_agreement_acceptance",
     "sign_consent_grant",

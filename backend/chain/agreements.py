@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_utils import keccak
-
 from . import eip712
 from .base import Eip712Client
-from .errors import ChainError
-from .types import AgreementState, AgreementTerms, TxResult, Wallet, checksum, to_bytes32
+from .exceptions import ChainError
+from .results import TxResult
+from .types import AgreementState, AgreementTerms, Wallet, checksum, to_bytes32
 
 
 class AgreementsClient(Eip712Client):
@@ -107,18 +106,10 @@ class AgreementsClient(Eip712Client):
     def terms_of(self, agreement_id: int) -> AgreementTerms:
         """The terms of ``agreement_id``, rebuilt from its ``AgreementProposed`` event and checked against the
         stored hash."""
-        topic0 = keccak(
-            text="AgreementProposed(uint256,bytes32,address,"
-            "((address,uint32)[],address,address,uint32,uint32,uint32,uint40,uint40,bytes32,uint256))"
-        )
-        logs = self.client.get_logs(
-            self.address, [topic0, int(agreement_id).to_bytes(32, "big")], self.from_block
-        )
-        for event in logs:
-            if event.name == "AgreementProposed":
-                terms = AgreementTerms.from_abi(event["terms"])
-                if terms.hash() == to_bytes32(event["termsHash"]):
-                    return terms
+        for event in self._logs("AgreementProposed", [int(agreement_id)]):
+            terms = AgreementTerms.from_abi(event["terms"])
+            if terms.hash() == to_bytes32(event["termsHash"]):
+                return terms
         raise ChainError(f"no AgreementProposed event for agreement {agreement_id} at {self.address}")
 
 

@@ -1,11 +1,14 @@
-"""What the three typed contract clients share: the handle, calls, sends, and the EIP-712 domain."""
+"""What the three typed contract clients share: the handle, calls, sends, event logs, the EIP-712 domain."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from .connection import ChainClient, ContractHandle
-from .types import TxResult, checksum
+from .abi import ContractHandle
+from .client import ChainClient
+from .results import Event, TxResult
+from .types import checksum
 
 
 class ContractClient:
@@ -31,6 +34,25 @@ class ContractClient:
 
     def _send(self, name: str, *args: Any, sender: str | None) -> TxResult:
         return self.client.send(self.contract.fn(name, *args), sender=sender)
+
+    def _logs(
+        self,
+        event: str,
+        indexed: Sequence[int | bytes | None] = (),
+        *,
+        from_block: int | None = None,
+        to_block: int | str = "latest",
+    ) -> list[Event]:
+        """This contract's ``event`` logs (topic0 from the ABI) whose indexed arguments match ``indexed`` in
+        declaration order (None matches anything; ints are uint256 topics), from ``from_block`` (default:
+        the deployment block) to ``to_block``."""
+        topics: list[bytes | None] = [self.contract.event_topic(event)]
+        for value in indexed:
+            topics.append(value.to_bytes(32, "big") if isinstance(value, int) else value)
+        while len(topics) > 1 and topics[-1] is None:
+            topics.pop()
+        start = self.from_block if from_block is None else from_block
+        return [e for e in self.client.get_logs(self.address, topics, start, to_block) if e.name == event]
 
     def _if_held(self, account: str | None) -> str | None:
         """``account`` if this process holds its key (so it can be the default sender), else None."""

@@ -6,30 +6,35 @@ The compiler is given no file-system access: every import (our own and OpenZeppe
 ``node_modules/@openzeppelin/contracts``) is resolved here and inlined into the standard-JSON input.
 
 The result is written to ``contracts/artifacts/<Contract>.json`` (ABI, bytecode, compiler version and
-settings, and a hash of the inputs). ``tests/chain/test_artifacts.py`` recompiles and fails if a fresh
-compile differs from the committed artifacts.
+settings, and a hash of the inputs), one per name in ``constants.CONTRACT_NAMES``; then the contract errors
+module is regenerated from them (``codegen``). ``tests/chain/test_artifacts.py`` recompiles and fails if a
+fresh compile differs from the committed artifacts, or the errors module from what they generate.
+
+    python -m backend.chain.compiler                 # compile, write the artifacts and contract_errors.py
+    python -m backend.chain.compiler --errors-only   # regenerate contract_errors.py from the artifacts
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import solcx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from . import codegen
+from .artifacts import CompilerError
+from .constants import ARTIFACTS_DIR, CONTRACT_NAMES, REPO_ROOT
+
 CONTRACTS_DIR = REPO_ROOT / "contracts"
-ARTIFACTS_DIR = CONTRACTS_DIR / "artifacts"
 SHIM = CONTRACTS_DIR / "toolchain" / "solc-shim.js"
 NODE_MODULES = REPO_ROOT / "node_modules"
-
-#: The contracts that get an artifact (deployable ones and the interfaces other tools read).
-DEPLOYABLE = ("ConsentRegistry", "PartnershipAgreements", "SettlementLedger")
 
 SOLC_VERSION = "0.8.28"
 SETTINGS: dict[str, Any] = {
@@ -43,10 +48,6 @@ SETTINGS: dict[str, Any] = {
 }
 
 _IMPORT_RE = re.compile(r"""^\s*import\s+(?:[^'"]*\s+from\s+)?["']([^"']+)["']\s*;""", re.MULTILINE)
-
-
-class CompilerError(RuntimeError):
-    """The Solidity toolchain is missing or the sources do not compile."""
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,10 @@ def build_artifacts() -> dict[str, dict[str, Any]]:
     """Fresh artifacts for the deployable contracts, as they would be written to disk."""
     compiled = compile_all()
     h = input_hash(standard_input())
-    missing = [n for n in DEPLOYABLE if n not in compiled]
+    missing = [n for n in CONTRACT_NAMES if n not in compiled]
     if missing:
         raise CompilerError(f"contracts not found in the sources: {', '.join(missing)}")
-    return {n: compiled[n].to_artifact(h) for n in DEPLOYABLE}
+    return {n: compiled[n].to_artifact(h) for n in CONTRACT_NAMES}
 
 
 def write_artifacts(artifacts: dict[str, dict[str, Any]] | None = None) -> list[Path]:
@@ -184,14 +185,22 @@ def write_artifacts(artifacts: dict[str, dict[str, Any]] | None = None) -> list[
     return written
 
 
-def load_artifact(name: str) -> dict[str, Any]:
-    path = ARTIFACTS_DIR / f"{name}.json"
-    if not path.is_file():
-        raise CompilerError(f"artifact {path} missing: run `make contracts` to compile.")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m backend.chain.compiler",
+        description="Compile the contracts into contracts/artifacts/ and regenerate contract_errors.py",
+    )
+    parser.add_argument(
+        "--errors-only",
+        action="store_true",
+        help="only regenerate contract_errors.py from the committed artifacts (no compiler needed)",
+    )
+    args = parser.parse_args(argv)
+    written = [] if args.errors_only else write_artifacts()
+    written.append(codegen.write_module())
+    for path in written:
+        print(path.relative_to(REPO_ROOT))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    for p in write_artifacts():
-        print(p.relative_to(REPO_ROOT))
+    main()

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from . import eip712
 from .base import Eip712Client
-from .connection import ChainClient
+from .client import ChainClient
+from .results import TxResult
 from .types import (
     ConsentGrant,
     ConsentRevocation,
@@ -19,7 +20,6 @@ from .types import (
     Purpose,
     SignedConsentGrant,
     SignedConsentRevocation,
-    TxResult,
     Wallet,
     checksum,
     to_bytes32,

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .agreements import AgreementsClient
-from .compiler import load_artifact
-from .connection import CONTRACT_NAMES, ChainClient
+from .artifacts import load_artifact
+from .client import ChainClient
 from .consent import ConsentRegistryClient
-from .errors import DeploymentNotFound, InsufficientFunds, WrongChain
+from .constants import CONTRACT_NAMES, ChainTarget
+from .exceptions import DeploymentNotFound, InsufficientFunds, WrongChain
 from .ledger import LedgerClient
+from .results import Event
 from .types import Wallet, checksum
 
 DEFAULT_MAX_CONSENT_DURATION = 390 * 86_400
@@ -151,6 +153,20 @@ class Deployment:
     def addresses(self) -> dict[str, str]:
         return {n: r.address for n, r in self.manifest.contracts.items()}
 
+    @property
+    def from_block(self) -> int:
+        """The block the first of the three contracts was deployed in (no event of theirs is older)."""
+        return min(c.from_block for c in (self.consent, self.agreements, self.ledger))
+
+    def events(self, from_block: int | None = None, to_block: int | str = "latest") -> list[Event]:
+        """Every decoded event of the three contracts from ``from_block`` (default: ``self.from_block``) to
+        ``to_block`` (inclusive), in chain order (block, then log index), read with one ``eth_getLogs``.
+        ``Event.address`` says which contract emitted it (``addresses`` maps names to addresses)."""
+        start = self.from_block if from_block is None else from_block
+        addresses = [self.consent.address, self.agreements.address, self.ledger.address]
+        events = self.client.get_logs(addresses, [], start, to_block)
+        return sorted(events, key=lambda e: (e.block_number or 0, e.log_index))
+
 
 def _input_hash() -> str:
     hashes = {load_artifact(n)["inputHash"] for n in CONTRACT_NAMES}
@@ -209,7 +225,7 @@ def deploy_all(
     deployer = client.signer_for(sender)
     admin_ = checksum(admin) if admin else deployer.address
     registrar_ = checksum(registrar) if registrar else deployer.address
-    if check_balance and client.target.value != "embedded":
+    if check_balance and client.target is not ChainTarget.EMBEDDED:
         check_funds(client, admin_, registrar_, max_consent_duration, deployer)
     registry, r1 = client.deploy(
         "ConsentRegistry", admin_, registrar_, int(max_consent_duration), sender=deployer

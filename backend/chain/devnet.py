@@ -33,10 +33,10 @@ from typing import Any
 
 from eth_account import Account
 
-from .errors import ChainError
+from .constants import REPO_ROOT
+from .exceptions import ChainError
 from .types import Wallet
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NPM_ANVIL = REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 DEFAULT_RUN_DIR = REPO_ROOT / ".devnet"
 
@@ -111,6 +111,31 @@ def rpc_request(url: str, method: str, params: Sequence[Any] = (), timeout: floa
     if "error" in reply:
         raise ChainError(f"{method} failed on {url}: {reply['error']}")
     return reply.get("result")
+
+
+class AnvilControls:
+    """The test-time controls of a devnet through anvil's JSON-RPC methods (``evm_increaseTime``,
+    ``evm_mine``, ``evm_snapshot``, ``evm_revert``); ``raw(method, params)`` sends one request."""
+
+    def __init__(self, raw: Callable[[str, Sequence[Any]], Any]) -> None:
+        self._raw = raw
+
+    def increase_time(self, seconds: int) -> None:
+        self._raw("evm_increaseTime", [int(seconds)])
+        self._raw("evm_mine", [])
+
+    def mine(self, blocks: int) -> None:
+        for _ in range(blocks):
+            self._raw("evm_mine", [])
+
+    def snapshot(self) -> Any:
+        return self._raw("evm_snapshot", [])
+
+    def revert(self, snapshot_id: Any) -> None:
+        if not self._raw("evm_revert", [snapshot_id]):
+            raise ChainError(
+                f"evm_revert({snapshot_id}) failed: anvil snapshots can be reverted to only once"
+            )
 
 
 def _die_with_parent_hook() -> Callable[[], None] | None:

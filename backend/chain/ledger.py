@@ -1,8 +1,9 @@
 """Typed client of ``SettlementLedger``.
 
-Recording defaults to the terms' reporter as sender when this process holds its key. ``conversions_of``
-reads a batch back from its ``ConversionsRecorded`` event, which is what ``merkle_proof`` needs to reverse
-one conversion later.
+Recording defaults to the terms' reporter as sender when this process holds its key. The ledger's events
+are read back typed: ``conversions_recorded``, ``conversion_reversed`` and ``batch_finalized`` (filtered by
+agreement or batch, over a block range); ``conversions_of`` reads a batch's conversions, which is what
+``merkle_proof`` needs to reverse one conversion later.
 """
 
 from __future__ import annotations
@@ -10,17 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eth_utils import keccak
-
 from .base import ContractClient
-from .errors import ChainError
+from .exceptions import ChainError
+from .results import BatchFinalizedEvent, ConversionReversedEvent, ConversionsRecordedEvent, TxResult
 from .types import (
     AgreementTerms,
     BatchState,
     Conversion,
     ConversionStatus,
     Totals,
-    TxResult,
     checksum,
     to_bytes32,
 )
@@ -110,16 +109,59 @@ class LedgerClient(ContractClient):
     def agreements(self) -> str:
         return checksum(self._call("agreements"))
 
-    # ------------------------------------------------------------------ logs
+    # ------------------------------------------------------------------ events
+    def conversions_recorded(
+        self,
+        agreement_id: int | None = None,
+        batch_id: int | None = None,
+        *,
+        from_block: int | None = None,
+        to_block: int | str = "latest",
+    ) -> list[ConversionsRecordedEvent]:
+        """The ``ConversionsRecorded`` events (of one agreement and/or batch if given) from ``from_block``
+        (default: the deployment block) to ``to_block``, in chain order."""
+        logs = self._logs(
+            "ConversionsRecorded", [agreement_id, batch_id], from_block=from_block, to_block=to_block
+        )
+        return [ConversionsRecordedEvent.from_event(e) for e in logs]
+
+    def conversion_reversed(
+        self,
+        agreement_id: int | None = None,
+        batch_id: int | None = None,
+        conversion_id: int | None = None,
+        *,
+        from_block: int | None = None,
+        to_block: int | str = "latest",
+    ) -> list[ConversionReversedEvent]:
+        """The ``ConversionReversed`` events (of one agreement, batch and/or conversion if given), in chain
+        order."""
+        logs = self._logs(
+            "ConversionReversed",
+            [agreement_id, batch_id, conversion_id],
+            from_block=from_block,
+            to_block=to_block,
+        )
+        return [ConversionReversedEvent.from_event(e) for e in logs]
+
+    def batch_finalized(
+        self,
+        agreement_id: int | None = None,
+        batch_id: int | None = None,
+        *,
+        from_block: int | None = None,
+        to_block: int | str = "latest",
+    ) -> list[BatchFinalizedEvent]:
+        """The ``BatchFinalized`` events (of one agreement and/or batch if given), in chain order."""
+        logs = self._logs(
+            "BatchFinalized", [agreement_id, batch_id], from_block=from_block, to_block=to_block
+        )
+        return [BatchFinalizedEvent.from_event(e) for e in logs]
+
     def conversions_of(self, batch_id: int) -> list[Conversion]:
         """The conversions of ``batch_id`` in batch order, from its ``ConversionsRecorded`` event."""
-        topic0 = keccak(text="ConversionsRecorded(uint256,uint256,bytes32,(uint256,bytes32,bytes32)[])")
-        logs = self.client.get_logs(
-            self.address, [topic0, None, int(batch_id).to_bytes(32, "big")], self.from_block
-        )
-        for event in logs:
-            if event.name == "ConversionsRecorded":
-                return [Conversion.from_abi(c) for c in event["conversions"]]
+        for event in self.conversions_recorded(batch_id=batch_id):
+            return list(event.conversions)
         raise ChainError(f"no ConversionsRecorded event for batch {batch_id} at {self.address}")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .connection import ChainTarget
+from .constants import ChainTarget
 
 
 class ChainSettings(BaseSettings):

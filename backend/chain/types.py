@@ -9,7 +9,7 @@ chain's numbers without trusting the platform.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -94,7 +94,10 @@ class Wallet(str):
 
 
 class Purpose(IntEnum):
-    """Consent purposes (``Purposes.sol``); bit ``p`` of ``consentMask`` is purpose ``p``."""
+    """Consent purposes: the one Python table of ``contracts/types/Purposes.sol`` (a test checks that they
+    agree). Bit ``p`` of ``consentMask`` is purpose ``p``; every other name of a purpose is derived from the
+    member's name: ``api_name`` ("product_recommendation", what the HTTP API and the database use) and
+    ``display_name`` ("ProductRecommendation", used in revert messages)."""
 
     PROFILING = 0
     PRODUCT_RECOMMENDATION = 1
@@ -104,6 +107,26 @@ class Purpose(IntEnum):
     @property
     def bit(self) -> int:
         return 1 << int(self)
+
+    @property
+    def api_name(self) -> str:
+        return self.name.lower()
+
+    @property
+    def display_name(self) -> str:
+        return "".join(word.capitalize() for word in self.name.split("_"))
+
+
+#: ``Purpose`` → its API name ("profiling", "product_recommendation", "marketing_contact", "data_sharing").
+PURPOSE_NAMES: dict[Purpose, str] = {p: p.api_name for p in Purpose}
+
+
+def purpose_from_name(name: str) -> Purpose | None:
+    """The purpose whose API name is ``name`` (exactly), or None."""
+    for purpose, text in PURPOSE_NAMES.items():
+        if text == name:
+            return purpose
+    return None
 
 
 def purposes_in_mask(mask: int) -> frozenset[Purpose]:
@@ -540,48 +563,3 @@ def conversions_root(conversions: Sequence[Conversion]) -> bytes:
 def merkle_proof(conversions: Sequence[Conversion], index: int) -> list[bytes]:
     """The proof that ``conversions[index]`` is in its batch (empty for a one-conversion batch)."""
     return merkle.proof([c.leaf() for c in conversions], index)
-
-
-# ------------------------------------------------------------------------------------------ tx results
-
-
-@dataclass(frozen=True)
-class Event:
-    """A decoded log: ``args`` holds the ABI values (structs as dicts, bytes32 as bytes, addresses
-    checksummed), as a standard client (ethers, cast) would show them."""
-
-    name: str
-    args: dict[str, Any]
-    address: str
-    log_index: int
-    block_number: int | None = None
-    tx_hash: str | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        return self.args[key]
-
-
-@dataclass(frozen=True)
-class TxResult:
-    """A mined, successful transaction. ``value`` is the function's main result where the client can
-    read it from the events (a new agreement or batch id, a deployed address)."""
-
-    tx_hash: str
-    block_number: int
-    gas_used: int
-    events: tuple[Event, ...] = ()
-    value: Any = None
-
-    def events_named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
-
-    def event(self, name: str) -> Event:
-        """The first event called ``name``; ``KeyError`` listing what was emitted otherwise."""
-        for e in self.events:
-            if e.name == name:
-                return e
-        emitted = ", ".join(e.name for e in self.events) or "no events"
-        raise KeyError(f"transaction {self.tx_hash} emitted no {name} ({emitted})")
-
-    def __iter__(self) -> Iterator[Event]:
-        return iter(self.events)

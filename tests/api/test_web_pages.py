@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.chain.connection import connect_devnet
+from backend.chain import connect_devnet
 from backend.chain.devnet import AnvilNode
 from backend.main import create_app
 

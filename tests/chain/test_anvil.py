@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.chain import errors
-from backend.chain.connection import ChainClient, ChainTarget, connect_devnet, connect_rpc
+from backend.chain import ChainClient, ChainTarget, connect_devnet, connect_rpc, errors
 from backend.chain.deploy import Deployment
 from backend.chain.devnet import ANVIL_CHAIN_ID, AnvilNode, dev_wallets
 from backend.chain.errors import ChainUnreachable, WrongChain

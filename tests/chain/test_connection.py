@@ -9,8 +9,7 @@ import socket
 import pytest
 from eth_account import Account
 
-from backend.chain import errors
-from backend.chain.connection import ChainClient, ChainTarget, connect, connect_devnet, connect_rpc, load_key
+from backend.chain import ChainClient, ChainTarget, connect, connect_devnet, connect_rpc, errors, load_key
 from backend.chain.deploy import Deployment, check_funds
 from backend.chain.errors import ChainUnreachable, InsufficientFunds, MissingKey, WrongChain
 from backend.chain.settings import ChainSettings
@@ -141,3 +140,25 @@ def test_head_is_the_latest_block(fresh_chain: ChainClient) -> None:
         "0x" + bytes(latest["hash"]).hex(),
         latest["timestamp"],
     )
+
+
+def test_send_and_call_take_a_web3_contract_function(deployed: Deployment) -> None:
+    acc = deployed.accounts
+    assert acc is not None
+    chain = deployed.client
+    registry = chain.w3.eth.contract(address=deployed.consent.address, abi=chain.abi_of("ConsentRegistry"))
+    result = chain.send(registry.functions.setPartnerNoticeVersion(acc.partner, 4), sender=acc.admin)
+    assert result.event("PartnerNoticeVersionChanged")["current"] == 4
+    raw = chain.call(registry.functions.partnerNoticeVersion(acc.partner))
+    assert int.from_bytes(raw, "big") == 4  # a web3 function's output comes back undecoded
+    with pytest.raises(errors.AccessControlUnauthorizedAccount):
+        chain.send(registry.functions.setPartnerNoticeVersion(acc.partner, 5), sender=acc.outsider)
+    with pytest.raises(TypeError, match="FunctionCall"):
+        chain.send(object())
+
+
+def test_test_time_controls_refuse_a_real_network(fresh_chain: ChainClient) -> None:
+    rpc = ChainClient(fresh_chain.w3, ChainTarget.RPC)
+    for control in (lambda: rpc.increase_time(1), rpc.mine, rpc.snapshot, lambda: rpc.revert(0)):
+        with pytest.raises(errors.ChainError, match="not a real network"):
+            control()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from backend.chain.connection import ChainClient, connect_embedded
+from backend.chain import ChainClient, connect_embedded
 from backend.chain.deploy import Deployment, Manifest, deploy_all, load_deployment
 from backend.chain.devnet import AnvilNode, dev_wallets
 from backend.chain.errors import DeploymentNotFound, WrongChain

@@ -1,19 +1,33 @@
-"""Revert data → named exceptions: generated from the artifacts' ABIs, with messages that say what to do."""
+"""Revert data → named exceptions: one generated class per error of the artifacts' ABIs (and OpenZeppelin's),
+with messages that say what to do."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_abi import encode
-from eth_utils import keccak
+from eth_abi.tools import get_abi_strategy
+from eth_utils import keccak, to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from backend.chain import errors
-from backend.chain.errors import ContractReverted, Panic, RevertedWithReason, UnknownRevert, decode_revert
+from backend.chain import CONTRACT_NAMES, codegen, errors
+from backend.chain.constants import ARTIFACTS_DIR as ARTIFACTS
+from backend.chain.errors import (
+    ContractReverted,
+    ErrorSpec,
+    ForeignContractError,
+    Panic,
+    RevertedWithReason,
+    SettlementLedgerNoConsent,
+    UnknownRevert,
+    decode_revert,
+)
+from backend.chain.exceptions import attribute_name
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "contracts" / "artifacts"
-NAMES = ("ConsentRegistry", "PartnershipAgreements", "SettlementLedger")
+NAMES = CONTRACT_NAMES
 
 
 def _abi_errors() -> list[tuple[str, dict]]:
@@ -53,8 +67,88 @@ def test_every_abi_error_has_a_named_class_that_decodes_its_arguments(contract: 
     assert "{" not in message, "a hint references an argument the error does not have"
     # every error of ours carries a specific hint, not the generic fallback
     assert errors.DEFAULT_HINT not in message, (
-        f"add a hint (what to do next) for {entry['name']} to HINTS in backend/chain/errors.py"
+        f"add a hint (what to do next) for {entry['name']} to backend/chain/error_hints.toml and run "
+        f"`{codegen.COMMAND}`"
     )
+
+
+def _every_error() -> list[ErrorSpec]:
+    """Every error of every ABI (once per declaring contract) and every OpenZeppelin error we list."""
+    specs = [ErrorSpec.from_abi(entry, contract) for contract, entry in _abi_errors()]
+    return specs + [ErrorSpec.from_signature(s) for s in codegen.OZ_ERRORS]
+
+
+def _expected(type_: str, value: Any) -> Any:
+    if type_ == "address":
+        return to_checksum_address(value)
+    return value
+
+
+@pytest.mark.parametrize("spec", _every_error(), ids=lambda s: f"{s.contracts[0]}.{s.name}")
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_every_error_round_trips_into_its_static_class(spec: ErrorSpec, data: st.DataObject) -> None:
+    types = [t for _, t in spec.inputs]
+    values = [data.draw(get_abi_strategy(t), label=n) for n, t in spec.inputs]
+    exc = decode_revert(spec.selector + encode(types, values), context="C.f")
+    cls = getattr(errors, spec.name)
+    assert (
+        type(exc) is cls
+        and cls is errors.error_class(spec.name)
+        and cls.__module__.endswith("contract_errors")
+    )
+    assert (
+        cls.spec is not None and cls.spec.selector == spec.selector and cls.spec.signature == spec.signature
+    )
+    assert errors.selector_of(spec.name) == "0x" + bytes(keccak(text=spec.signature))[:4].hex()
+    expected = [_expected(t, v) for t, v in zip(types, values, strict=True)]
+    assert list(exc.values) == expected
+    assert exc.args_by_name == dict(zip([n for n, _ in cls.spec.inputs], expected, strict=True))
+    for (name, _), value in zip(cls.spec.inputs, expected, strict=True):
+        assert getattr(exc, attribute_name(name)) == value
+    assert spec.name in str(exc) and exc.selector == "0x" + spec.selector.hex()
+
+
+def test_error_classes_are_plain_module_attributes() -> None:
+    assert SettlementLedgerNoConsent is errors.SettlementLedgerNoConsent
+    assert issubclass(SettlementLedgerNoConsent, ContractReverted)
+    assert [n for n, _ in SettlementLedgerNoConsent.spec.inputs] == ["conversionId", "subject"]  # type: ignore[union-attr]
+    exc = decode_revert(
+        bytes.fromhex(errors.selector_of("SettlementLedgerNoConsent")[2:])
+        + encode(["uint64", "bytes32"], [9, b"\1" * 32])
+    )
+    assert isinstance(exc, SettlementLedgerNoConsent)
+    assert (exc.conversion_id, exc.subject) == (9, b"\1" * 32)
+    assert exc.args_by_name == {"conversionId": 9, "subject": b"\1" * 32}
+
+
+def test_attribute_names_are_snake_case_and_never_shadow_a_revert_attribute() -> None:
+    assert attribute_name("conversionId") == "conversion_id"
+    assert attribute_name("maxExpiresAt") == "max_expires_at"
+    assert attribute_name("receiptHash") == "receipt_hash"
+    assert attribute_name("data") == "data_"
+    assert attribute_name("from") == "from_"
+
+
+def test_a_foreign_contract_error_decodes_by_name_and_ours_keep_their_class() -> None:
+    abi = [
+        {
+            "type": "error",
+            "name": "VaultLocked",
+            "inputs": [{"name": "until", "type": "uint256"}, {"name": "owner", "type": "address"}],
+        },
+        {"type": "error", "name": "ECDSAInvalidSignature", "inputs": []},
+    ]
+    errors.register_abi(abi, "Vault")
+    owner = "0x" + "cd" * 20
+    data = keccak(text="VaultLocked(uint256,address)")[:4] + encode(["uint256", "address"], [5, owner])
+    exc = decode_revert(data, context="Vault.withdraw")
+    assert type(exc) is ForeignContractError
+    assert exc.error_spec.name == "VaultLocked" and exc.error_spec.contracts == ("Vault",)
+    assert exc.args_by_name == {"until": 5, "owner": to_checksum_address(owner)}
+    assert str(exc).startswith("Vault.withdraw reverted with VaultLocked(until=5, owner=0x")
+    ours = decode_revert(keccak(text="ECDSAInvalidSignature()")[:4])
+    assert type(ours) is errors.ECDSAInvalidSignature
 
 
 def test_error_string_panic_and_unknown() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from backend.chain import merkle
 from backend.chain.types import (
+    PURPOSE_NAMES,
     AgreementTerms,
     ConsentTerms,
     Conversion,
@@ -24,12 +27,14 @@ from backend.chain.types import (
     currency_code,
     currency_name,
     merkle_proof,
+    purpose_from_name,
     purposes_in_mask,
     split_commission,
     subject_for_wallet,
     wallet_for_subject,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 uint = lambda bits: st.integers(min_value=0, max_value=(1 << bits) - 1)  # noqa: E731
 
@@ -117,6 +122,38 @@ def test_purposes_in_mask_and_currency() -> None:
     assert purposes_in_mask(0b1010) == {Purpose.PRODUCT_RECOMMENDATION, Purpose.DATA_SHARING}
     assert currency_code("CNY") == b"CNY" + b"\0" * 29
     assert currency_name(currency_code("wei")) == "wei"
+
+
+def _solidity_purposes() -> dict[str, int]:
+    """The ``uint8 internal constant NAME = N;`` entries of ``library Purposes`` in Purposes.sol."""
+    source = (REPO / "contracts" / "types" / "Purposes.sol").read_text(encoding="utf-8")
+    library = re.search(r"library\s+Purposes\s*\{(.*)\n\}", source, re.DOTALL)
+    assert library is not None, "no `library Purposes` in contracts/types/Purposes.sol"
+    constants = re.findall(r"uint8\s+internal\s+constant\s+([A-Z_]+)\s*=\s*(\d+)\s*;", library.group(1))
+    assert constants, "no purpose constants found in contracts/types/Purposes.sol"
+    return {name: int(value) for name, value in constants}
+
+
+def test_purpose_enum_is_purposes_sol_bit_for_bit() -> None:
+    solidity = _solidity_purposes()
+    count = solidity.pop("COUNT")
+    assert {p.name: p.value for p in Purpose} == solidity
+    assert count == len(Purpose) and sorted(p.value for p in Purpose) == list(range(count))
+    assert [p.bit for p in Purpose] == [1 << solidity[p.name] for p in Purpose]
+    assert purposes_in_mask((1 << count) - 1) == frozenset(Purpose)
+
+
+def test_purpose_names_are_derived_from_the_enum() -> None:
+    assert [p.api_name for p in Purpose] == [
+        "profiling",
+        "product_recommendation",
+        "marketing_contact",
+        "data_sharing",
+    ]
+    assert Purpose.PRODUCT_RECOMMENDATION.display_name == "ProductRecommendation"
+    assert {p: p.api_name for p in Purpose} == PURPOSE_NAMES
+    assert all(purpose_from_name(p.api_name) is p for p in Purpose)
+    assert purpose_from_name("Profiling") is None and purpose_from_name("") is None
 
 
 def _terms(shares: list[int], rate: int) -> AgreementTerms:

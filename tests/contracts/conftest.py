@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from backend.chain import TxResult
 from backend.chain.deploy import Deployment
 from backend.chain.types import (
     AgreementTerms,
@@ -19,7 +20,6 @@ from backend.chain.types import (
     ConversionData,
     Party,
     Purpose,
-    TxResult,
 )
 
 DAY = 86_400
