@@ -28,7 +28,7 @@ from backend.core.db import make_engine, migrate
 from backend.core.security import key_hash, new_secret
 from backend.models import ServiceMeta
 from backend.services.accounts import Roles
-from recommender.artifacts import ArtifactError
+from recommender.artifacts import ArtifactError, resolve_artifact
 from recommender.serving import ProductRanker
 
 log = logging.getLogger("knowledger")
@@ -138,14 +138,6 @@ def _reset(engine: Engine) -> None:
         for table in reversed(SQLModel.metadata.sorted_tables):
             if table.name in names:
                 conn.execute(text(f'DELETE FROM "{table.name}"'))
-
-
-def resolve_artifact(path: Path) -> Path | None:
-    """``path`` itself if it is an artifact directory, else the newest ``path/hybrid/<version>``."""
-    if (path / "arrays.npz").is_file():
-        return path
-    versions = [p.parent for p in (path / "hybrid").glob("*/metadata.json")]
-    return max(versions, key=lambda p: p.stat().st_mtime) if versions else None
 
 
 def load_model(settings: Settings) -> ProductRanker | None:

@@ -348,10 +348,11 @@ def serve_command(
     chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone."""
     import uvicorn
 
-    from backend.bootstrap import StartupError, resolve_artifact
+    from backend.bootstrap import StartupError
     from backend.chain import ChainTarget
     from backend.container import Container
     from backend.main import create_app, limit_native_threads
+    from recommender.artifacts import resolve_artifact
 
     settings = _service_settings()
     local = settings.chain_target is ChainTarget.EMBEDDED
@@ -438,8 +439,8 @@ def evaluate_command(
     learners (NDCG, recall, hit rate at k) against popularity; JSON on stdout."""
     import numpy as np
 
-    from backend.bootstrap import resolve_artifact
     from backend.services.seed import demo_split
+    from recommender.artifacts import resolve_artifact
     from recommender.metrics import hit_rate_at_k, ndcg_at_k, recall_at_k
     from recommender.serving import ProductRanker
 

@@ -102,7 +102,7 @@ def from_chain_error(exc: ChainError, doing: str) -> AppError:
     if isinstance(exc, ContractReverted):
         return ChainRefused(
             f"{doing}: the chain refused it: {exc}",
-            chain_error=type(exc).__name__,
+            chain_error=exc.error_spec.name if exc.error_spec is not None else type(exc).__name__,
             args=to_jsonable(dict(getattr(exc, "args_by_name", {}))),
         )
     if isinstance(exc, InsufficientFunds):

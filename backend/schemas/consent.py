@@ -22,7 +22,7 @@ from backend.schemas.common import (
 )
 
 #: A purpose by its API name, as the path and the schema spell it.
-PurposeName = StrEnum("PurposeName", {p.name: p.name.lower() for p in Purpose})  # type: ignore[misc]
+PurposeName = StrEnum("PurposeName", {p.name: p.api_name for p in Purpose})  # type: ignore[misc]
 
 
 class PurposeNotice(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from backend.chain import (
+    PURPOSE_NAMES,
     ChainClient,
     ConsentGrant,
     ConsentRegistryClient,
@@ -28,6 +29,7 @@ from backend.chain import (
     Wallet,
     consent_grant_typed_data,
     consent_revocation_typed_data,
+    purpose_from_name,
     subject_for_wallet,
     wallet_for_subject,
 )
@@ -51,7 +53,7 @@ from backend.schemas.consent import (
     RevocationRelay,
     TypedDataPublic,
 )
-from backend.services.gateway import PURPOSE_NAMES, ChainGateway, purpose_from_name
+from backend.services.gateway import ChainGateway
 
 DAY = 86_400
 

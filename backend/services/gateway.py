@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from backend.chain import (
+    PURPOSE_NAMES,
     BlockHead,
     ChainClient,
     ChainError,
@@ -32,15 +33,6 @@ T = TypeVar("T")
 
 #: What a partner needs before a learner's profile may reach the recommender.
 RECOMMENDATION_PURPOSES = frozenset({Purpose.PROFILING, Purpose.PRODUCT_RECOMMENDATION})
-
-PURPOSE_NAMES = {p: p.name.lower() for p in Purpose}
-
-
-def purpose_from_name(name: str) -> Purpose | None:
-    for purpose, text in PURPOSE_NAMES.items():
-        if text == name:
-            return purpose
-    return None
 
 
 @dataclass(frozen=True)

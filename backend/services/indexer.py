@@ -47,12 +47,8 @@ class Indexer(PeriodicWorker):
         self._lock = threading.Lock()
         self.head_seen = 0
         d = deployment
-        self.contracts = {
-            d.consent.address: "ConsentRegistry",
-            d.agreements.address: "PartnershipAgreements",
-            d.ledger.address: "SettlementLedger",
-        }
-        self.start_block = min(c.from_block for c in (d.consent, d.agreements, d.ledger))
+        self.contracts = {c.address: c.contract_name for c in (d.consent, d.agreements, d.ledger)}
+        self.start_block = d.from_block
 
     def cursor(self) -> int:
         with Session(self._engine) as s:
@@ -88,12 +84,9 @@ class Indexer(PeriodicWorker):
             return added
 
     def _fetch(self, start: int, end: int) -> list[Event]:
-        out: list[Event] = []
+        """The three contracts' events in blocks ``start..end``, in chain order."""
         with self._gateway.guard():
-            for address in self.contracts:
-                out.extend(self._gateway.client.get_logs(address, [], start, end))
-        out.sort(key=lambda e: (e.block_number or 0, e.log_index))
-        return out
+            return self._deployment.events(start, end)
 
     def _store(self, events: list[Event], next_block: int) -> int:
         added = 0

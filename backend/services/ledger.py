@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from eth_utils import keccak
 from sqlmodel import Session, col, select
 
 from backend.chain import ChainClient, Deployment, split_commission
-from backend.chain import Conversion as ChainConversion
 from backend.models import Conversion, ConversionState
 from backend.schemas.ledger import (
     Buckets,
@@ -37,14 +35,6 @@ _BUCKET_OF = {
     ConversionState.REVERSAL_PENDING: "provisional",
     ConversionState.FINAL: "final",
     ConversionState.REVERSED: "reversed",
-}
-
-_TOPIC = {
-    "ConversionsRecorded": keccak(
-        text="ConversionsRecorded(uint256,uint256,bytes32,(uint256,bytes32,bytes32)[])"
-    ),
-    "ConversionReversed": keccak(text="ConversionReversed(uint256,uint256,uint64,uint256)"),
-    "BatchFinalized": keccak(text="BatchFinalized(uint256,uint256)"),
 }
 
 
@@ -124,33 +114,31 @@ class LedgerService:
         parties = [p.account for p in terms.parties]
         d = self._deployment
         client: ChainClient = self._gateway.client
-        topic_id = int(agreement.id).to_bytes(32, "big")
 
         def read() -> tuple[Any, ...]:
             head = client.head()
-            logs = {
-                name: client.get_logs(d.ledger.address, [topic, topic_id], d.ledger.from_block, head.number)
-                for name, topic in _TOPIC.items()
-            }
+            recorded = d.ledger.conversions_recorded(agreement.id, to_block=head.number)
+            reversals = d.ledger.conversion_reversed(agreement.id, to_block=head.number)
+            finals = d.ledger.batch_finalized(agreement.id, to_block=head.number)
             onchain = {a: d.ledger.totals_of(agreement.id, a) for a in parties}
             state = d.agreements.agreement_of(agreement.id)
-            return head, logs, onchain, state
+            return head, recorded, reversals, finals, onchain, state
 
-        head, logs, onchain, state = self._gateway.run("reconciling with the chain", read)
+        head, recorded, reversals, finals, onchain, state = self._gateway.run(
+            "reconciling with the chain", read
+        )
         terms_ok = "0x" + bytes(state.terms_hash).hex() == agreement.terms_hash == "0x" + terms.hash().hex()
 
         events_totals = {a: dict.fromkeys(BUCKETS, 0) for a in parties}
         by_batch: dict[int, list[tuple[int, list[int]]]] = defaultdict(list)
         chain_conversions: dict[int, dict[str, Any]] = {}
-        for e in logs["ConversionsRecorded"]:
-            batch = int(e.args["batchId"])
-            for c in e.args["conversions"]:
-                conv = ChainConversion.from_abi(c)
+        for e in recorded:
+            for conv in e.conversions:
                 _, amounts = split_commission(terms, conv.data.value)
-                by_batch[batch].append((conv.data.id, amounts))
+                by_batch[e.batch_id].append((conv.data.id, amounts))
                 chain_conversions[conv.data.id] = {"tx_hash": e.tx_hash, "value": conv.data.value}
-        reversed_ids = {int(e.args["conversionId"]) for e in logs["ConversionReversed"]}
-        finalized = {int(e.args["batchId"]) for e in logs["BatchFinalized"]}
+        reversed_ids = {e.conversion_id for e in reversals}
+        finalized = {e.batch_id for e in finals}
         for batch, items in by_batch.items():
             for conv_id, amounts in items:
                 bucket = (
@@ -203,7 +191,11 @@ class LedgerService:
             ok=ok,
             checked_at_block=head.number,
             terms_hash_matches=terms_ok,
-            events={k: len(v) for k, v in logs.items()},
+            events={
+                "ConversionsRecorded": len(recorded),
+                "ConversionReversed": len(reversals),
+                "BatchFinalized": len(finals),
+            },
             parties=party_reports,
             conversions=ConversionReconciliation(
                 on_chain=len(chain_conversions),

@@ -36,9 +36,6 @@ ALLOWED: dict[ConversionState, frozenset[ConversionState]] = {
     S.REJECTED: frozenset(),
 }
 
-#: States in which the conversion is recorded on chain.
-ON_CHAIN = frozenset({S.SETTLED, S.REVERSAL_PENDING, S.REVERSED, S.FINAL})
-
 
 class IllegalTransition(RuntimeError):
     """A move the state machine does not allow (a bug in the caller, never the partner's input)."""

@@ -20,10 +20,11 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
+from backend.chain import PURPOSE_NAMES
 from backend.errors import NotFound, ServiceNotReady
 from backend.models import Profile, Recommendation, User, utcnow
 from backend.services.directory import Directory, PartnerAuth
-from backend.services.gateway import PURPOSE_NAMES, ChainGateway
+from backend.services.gateway import ChainGateway
 from backend.services.model import ModelSlot
 from recommender.abtest import assign
 from recommender.profiles import Profile as LearnerProfile

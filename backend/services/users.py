@@ -7,7 +7,7 @@ import secrets
 
 from sqlmodel import Session, select
 
-from backend.chain import ConsentRegistryClient, Purpose, Wallet, subject_for_wallet
+from backend.chain import PURPOSE_NAMES, ConsentRegistryClient, Purpose, Wallet, subject_for_wallet
 from backend.core.security import key_hash, new_secret
 from backend.errors import Conflict, NotFound, Unprocessable
 from backend.models import (
@@ -38,7 +38,7 @@ from backend.schemas.users import (
     UserFound,
 )
 from backend.services.directory import Directory
-from backend.services.gateway import PURPOSE_NAMES, ChainGateway
+from backend.services.gateway import ChainGateway
 from backend.services.model import ModelSlot
 from recommender.profiles import Profile as LearnerProfile
 

@@ -18,7 +18,6 @@ from backend.chain.devnet import AnvilNode
 from backend.main import create_app
 from backend.models import ConversionState
 from backend.services.agreements import terms_from_json
-from backend.services.ledger import _TOPIC
 
 from ._live import ChainProxy, live_server
 from .conftest import Service
@@ -128,11 +127,8 @@ def test_end_to_end_over_http_on_postgresql(make_service: Callable[..., Service]
 
 
 def _events_per_conversion(svc: Service, agreement_id: int) -> Counter[int]:
-    d = svc.container.deployment
-    logs = d.client.get_logs(
-        d.ledger.address, [_TOPIC["ConversionsRecorded"], agreement_id.to_bytes(32, "big")], 0, "latest"
-    )
-    return Counter(int(c["data"]) & (2**64 - 1) for e in logs for c in e.args["conversions"])
+    events = svc.container.deployment.ledger.conversions_recorded(agreement_id, from_block=0)
+    return Counter(c.data.id for e in events for c in e.conversions)
 
 
 @pytest.mark.anvil

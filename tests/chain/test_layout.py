@@ -1,10 +1,9 @@
-"""The chain layer's module layout as absences: no import loop, eth-tester and py-evm only in
-``embedded.py``, no hand-written module past 600 lines."""
+"""The chain layer's module layout as an absence: eth-tester and py-evm only in ``embedded.py`` (import loops
+and module length are checked for the whole project in ``tests/test_boundaries.py``)."""
 
 from __future__ import annotations
 
 import ast
-from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
@@ -30,15 +29,6 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
     return ours, theirs
 
 
-def test_the_chain_package_has_no_import_loop() -> None:
-    graph = {p.stem: _imports(p)[0] for p in MODULES if p.stem != "__init__"}
-    try:
-        order = list(TopologicalSorter(graph).static_order())
-    except CycleError as exc:
-        pytest.fail(f"import loop in backend/chain: {' -> '.join(exc.args[1])}")
-    assert order[0] in graph
-
-
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
 def test_only_embedded_touches_eth_tester_and_py_evm(path: Path) -> None:
     if path.stem == "embedded":
@@ -46,11 +36,3 @@ def test_only_embedded_touches_eth_tester_and_py_evm(path: Path) -> None:
     assert not {"eth_tester", "eth"} & _imports(path)[1], (
         f"{path.name}: eth-tester/py-evm belong in embedded.py"
     )
-
-
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
-def test_hand_written_modules_stay_short(path: Path) -> None:
-    if path.stem == "contract_errors":  # generated
-        return
-    lines = len(path.read_text(encoding="utf-8").splitlines())
-    assert lines <= 600, f"{path.name} has {lines} lines: split it"
