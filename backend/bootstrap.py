@@ -7,12 +7,13 @@ message naming the setting to fix (a bad database URL, an unreachable node, a mi
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from backend.chain import (
     ChainClient,
@@ -20,11 +21,15 @@ from backend.chain import (
     ChainTarget,
     Deployment,
     NamedAccounts,
+    connect,
+    connect_embedded,
     deploy_all,
     load_deployment,
 )
+from backend.chain.journal import JournalCorrupt
 from backend.core.config import Settings
 from backend.core.db import make_engine, migrate
+from backend.core.errors import ExpectedStartupError
 from backend.core.security import key_hash, new_secret
 from backend.models import ServiceMeta
 from backend.services.accounts import Roles
@@ -34,21 +39,49 @@ from recommender.serving import ProductRanker
 log = logging.getLogger("knowledger")
 
 
-class StartupError(Exception):
+class StartupError(ExpectedStartupError):
     """The service cannot start; the message names what to fix."""
 
 
-def open_database(settings: Settings) -> Engine:
+def open_database(settings: Settings) -> tuple[Engine, str | None]:
+    """The engine, and the deployment the database already belongs to (None for a new database). Reads
+    only: the schema is migrated by :func:`migrate_database` once every check has passed."""
     url = settings.resolved_database_url
     try:
         engine = make_engine(url)
-        migrate(engine)
+        with engine.connect() as conn:
+            bound = None
+            if inspect(conn).has_table(ServiceMeta.__tablename__):
+                row = conn.execute(
+                    text(f"SELECT value FROM {ServiceMeta.__tablename__} WHERE key = 'deployment'")
+                ).first()
+                bound = None if row is None else str(row[0])
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise StartupError(f"KNOWLEDGER_DATABASE_URL: cannot open {url!r}: {reason}") from None
     except Exception as exc:
         raise StartupError(f"KNOWLEDGER_DATABASE_URL: cannot use {url!r}: {exc}") from None
-    return engine
+    return engine, bound
+
+
+def migrate_database(engine: Engine, settings: Settings) -> None:
+    try:
+        migrate(engine)
+    except Exception as exc:
+        url = settings.resolved_database_url
+        raise StartupError(f"KNOWLEDGER_DATABASE_URL: cannot migrate {url!r}: {exc}") from None
+
+
+def connect_chain(settings: Settings) -> ChainClient:
+    """The chain the settings name; the embedded one is kept in the state directory's journal."""
+    try:
+        if settings.chain_target is ChainTarget.EMBEDDED:
+            return connect_embedded(settings.resolved_embedded_journal)
+        return connect(settings)
+    except ChainError as exc:
+        raise StartupError(f"chain: {exc}") from None
+    except JournalCorrupt as exc:
+        raise StartupError(f"KNOWLEDGER_EMBEDDED_JOURNAL: {exc}") from None
 
 
 def roles_for(client: ChainClient) -> Roles:
@@ -64,26 +97,81 @@ def roles_for(client: ChainClient) -> Roles:
     return Roles(named.admin, named.registrar, named.reporter, named, tuple(client.accounts[7:]))
 
 
-def deployment_for(settings: Settings, client: ChainClient, roles: Roles) -> Deployment:
-    path = settings.default_manifest_path(client.chain_id)
-    if client.target is ChainTarget.EMBEDDED:
-        # The in-process chain starts empty every time: deploy afresh.
-        d = deploy_all(client, admin=roles.admin, registrar=roles.registrar, sender=roles.admin)
-        d.manifest.write(settings.state_dir / "deployment-embedded.json")
-        return _with_accounts(d, roles)
-    if Path(path).is_file():
+def deployment_for(
+    settings: Settings, client: ChainClient, roles: Roles, bound: str | None
+) -> tuple[Deployment, Roles, bool]:
+    """The deployment this service uses, the roles it signs with, and whether it is new (deployed now).
+
+    Everything is checked before anything is deployed: an existing manifest is loaded and its contracts
+    verified on this chain; a database that already belongs to a deployment is never paired with a new one.
+    The embedded chain keeps its manifest in the state directory beside its journal."""
+    embedded = client.target is ChainTarget.EMBEDDED
+    path = (
+        settings.state_dir / EMBEDDED_MANIFEST
+        if embedded
+        else settings.default_manifest_path(client.chain_id)
+    )
+    if Path(path).is_file() and (client.reopened or not embedded):
         try:
-            return _with_accounts(load_deployment(client, path), roles)
+            d = load_deployment(client, path)
         except ChainError as exc:
             raise StartupError(f"KNOWLEDGER_MANIFEST_PATH: {exc}") from None
-    if client.target is ChainTarget.DEVNET and settings.auto_deploy:
-        d = deploy_all(client, admin=roles.admin, registrar=roles.registrar, sender=roles.admin)
-        d.manifest.write(path)
-        log.info("deployed the contracts to the devnet; manifest %s", path)
-        return _with_accounts(d, roles)
-    raise StartupError(
-        f"KNOWLEDGER_MANIFEST_PATH: no deployment manifest at {path}: run `knowledger deploy` first"
-    )
+        roles = _roles_of_manifest(d, roles, client)
+        _check_binding(bound, d, settings)
+        return _with_accounts(d, roles), roles, False
+    if embedded and client.reopened:
+        raise StartupError(
+            f"KNOWLEDGER_STATE_DIR: the embedded chain in {settings.resolved_embedded_journal} has no "
+            f"manifest at {path}: restore it, or move the state directory away to start afresh"
+        )
+    if bound is not None:
+        where = settings.resolved_embedded_journal if embedded else path
+        raise StartupError(
+            f"KNOWLEDGER_DATABASE_URL: this database belongs to deployment {bound}, but there is no "
+            f"deployment at {where}: point KNOWLEDGER_MANIFEST_PATH (or KNOWLEDGER_STATE_DIR) at that "
+            "deployment, or use a fresh database"
+        )
+    if not embedded and not (client.target is ChainTarget.DEVNET and settings.auto_deploy):
+        raise StartupError(
+            f"KNOWLEDGER_MANIFEST_PATH: no deployment manifest at {path}: run `knowledger deploy` first"
+        )
+    d = deploy_all(client, admin=roles.admin, registrar=roles.registrar, sender=roles.admin)
+    d.manifest.write(path)
+    log.info("deployed the contracts to the %s chain; manifest %s", client.target.value, path)
+    return _with_accounts(d, roles), roles, True
+
+
+#: Where the embedded chain's manifest lives, in the state directory.
+EMBEDDED_MANIFEST = "deployment-embedded.json"
+
+
+def _roles_of_manifest(d: Deployment, roles: Roles, client: ChainClient) -> Roles:
+    """On a local chain the service holds every development key: it signs as the manifest's registrar and
+    admin (``knowledger deploy`` makes the deployer both), whichever account that is."""
+    if client.target is ChainTarget.RPC:
+        return roles
+    held = {w.address: w for w in client.accounts}
+    manifest = d.manifest
+    missing = [
+        f"{role} {addr}"
+        for role, addr in (("registrar", manifest.registrar), ("admin", manifest.admin))
+        if addr not in held
+    ]
+    if missing:
+        raise StartupError(
+            f"chain: the deployment's {' and '.join(missing)} is not one of this devnet's accounts: "
+            "redeploy with `knowledger deploy --target devnet`"
+        )
+    return replace(roles, registrar=held[manifest.registrar], admin=held[manifest.admin])
+
+
+def _check_binding(bound: str | None, d: Deployment, settings: Settings) -> None:
+    fingerprint = _fingerprint(d)
+    if bound is not None and bound != fingerprint:
+        raise StartupError(
+            f"KNOWLEDGER_DATABASE_URL: this database belongs to deployment {bound}, not {fingerprint}: "
+            "use a fresh database or set KNOWLEDGER_MANIFEST_PATH to that deployment"
+        )
 
 
 def _with_accounts(d: Deployment, roles: Roles) -> Deployment:
@@ -103,41 +191,11 @@ def _fingerprint(deployment: Deployment) -> str:
 
 
 def bind_database(engine: Engine, deployment: Deployment) -> None:
-    """A database belongs to one deployment. The embedded chain is new (and empty) on every start, so its
-    database starts empty too; on a devnet or a real network a mismatch stops start-up instead of mixing
-    ledgers."""
-    fingerprint = _fingerprint(deployment)
-    if deployment.client.target is ChainTarget.EMBEDDED:
-        with Session(engine) as s:
-            used = s.get(ServiceMeta, "deployment") is not None
-        if used:
-            log.warning("the embedded chain starts empty: starting a fresh database too")
-            _reset(engine)
-        with Session(engine) as s:
-            s.add(ServiceMeta(key="deployment", value=fingerprint))
-            s.commit()
-        return
+    """Record which deployment this database belongs to (checked before, by :func:`deployment_for`)."""
     with Session(engine) as s:
-        row = s.get(ServiceMeta, "deployment")
-        if row is None:
-            s.add(ServiceMeta(key="deployment", value=fingerprint))
+        if s.get(ServiceMeta, "deployment") is None:
+            s.add(ServiceMeta(key="deployment", value=_fingerprint(deployment)))
             s.commit()
-            return
-        if row.value == fingerprint:
-            return
-        previous = row.value
-    raise StartupError(
-        f"KNOWLEDGER_DATABASE_URL: this database belongs to deployment {previous}, not {fingerprint}: "
-        "use a fresh database or set KNOWLEDGER_MANIFEST_PATH to that deployment"
-    )
-
-
-def _reset(engine: Engine) -> None:
-    names = set(inspect(engine).get_table_names())
-    with engine.begin() as conn:
-        for table in reversed(SQLModel.metadata.sorted_tables):
-            if table.name in names:
-                conn.execute(text(f'DELETE FROM "{table.name}"'))
 
 
 def load_model(settings: Settings) -> ProductRanker | None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -32,6 +32,7 @@ from backend.chain.deploy import DEFAULT_MAX_CONSENT_DURATION, deploy_all
 from backend.chain.devnet import ANVIL_CHAIN_ID, DEFAULT_RUN_DIR, AnvilNode, start_detached, stop_detached
 from backend.chain.errors import ChainError
 from backend.chain.settings import ChainSettings
+from backend.core.errors import ExpectedStartupError
 
 if TYPE_CHECKING:
     from backend.container import Container
@@ -73,6 +74,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ChainError as exc:
+        fail(str(exc))
+    except ExpectedStartupError as exc:
         fail(str(exc))
     except ValidationError as exc:
         fail(_settings_error(exc))
@@ -345,41 +348,79 @@ def serve_command(
     ] = 20,
 ) -> None:
     """Serve the API (and /health, /metrics). Settings come from KNOWLEDGER_* variables; on the embedded
-    chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone."""
-    import uvicorn
+    chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone.
 
-    from backend.bootstrap import StartupError
+    Before anything is trained, seeded or written: the state directory is locked (a second `serve` on it is
+    refused, naming the first) and the port is bound (a port in use is refused). The line "KnowLedger on
+    http://…" is printed once the server accepts requests."""
     from backend.chain import ChainTarget
     from backend.container import Container
+    from backend.core.statelock import StateDirInUse, StateLock
     from backend.main import create_app, limit_native_threads
     from recommender.artifacts import resolve_artifact
 
     settings = _service_settings()
     local = settings.chain_target is ChainTarget.EMBEDDED
     settings.seed_demo = local if seed_demo is None else seed_demo
+    lock = StateLock(settings.state_dir) if settings.exclusive_state else None
+    try:
+        if lock is not None:
+            lock.acquire()
+    except StateDirInUse as exc:
+        fail(f"KNOWLEDGER_STATE_DIR: {exc}")
+    sock = _bind(host, port)
     model_root = settings.resolved_model_path
     if local and (not model_root.exists() or resolve_artifact(model_root) is None):
         _train_with_progress(model_root, epochs, 0)
+    with user_errors():
+        container = Container.start(settings, lock=lock)
+    limit_native_threads()
     try:
-        with user_errors():
-            container = Container.start(settings)
-    except StartupError as exc:
-        fail(str(exc))
-    key_file = settings.state_dir / "operator.key"
+        _run(create_app(container=container), sock, lambda: _announce(container, settings, host, port, local))
+    finally:
+        container.close()
+
+
+def _bind(host: str, port: int) -> Any:
+    """The listening socket, bound now: a port in use stops `serve` before it starts anything."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        fail(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}): is another server using it?")
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run(app: Any, sock: Any, ready: Callable[[], None]) -> None:
+    """Serve ``app`` on ``sock`` with uvicorn; ``ready`` runs once the server accepts requests."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                ready()
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    Server(config).run(sockets=[sock])
+
+
+def _announce(container: Container, settings: Settings, host: str, port: int, local: bool) -> None:
     out.print(
         f"KnowLedger on http://{host}:{port}  (chain: {container.chain.target.value}, "
         f"database: {settings.resolved_database_url}, model: {container.model.version})"
     )
+    key_file = settings.state_dir / "operator.key"
     if key_file.is_file():
         out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")
     _print_pages(container, host, port, demo_learner=settings.seed_demo and local)
-    limit_native_threads()
-    try:
-        uvicorn.run(
-            create_app(container=container), host=host, port=port, log_level="warning", access_log=False
-        )
-    finally:
-        container.close()
 
 
 def _print_pages(container: Container, host: str, port: int, demo_learner: bool) -> None:

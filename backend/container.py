@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from backend import bootstrap
-from backend.chain import ChainClient, ChainError, ChainTarget, Deployment, connect
+from backend.chain import ChainClient, ChainTarget, Deployment
 from backend.core.config import Settings
+from backend.core.statelock import StateDirInUse, StateLock
 from backend.observability import Metrics
 from backend.services.accounts import Roles
 from backend.services.agreements import AgreementService
@@ -71,25 +72,43 @@ class Container:
     health: HealthService
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
+    _lock: StateLock | None = field(default=None, repr=False)
 
     @classmethod
     def start(
-        cls, settings: Settings, *, chain: ChainClient | None = None, metrics: Metrics | None = None
+        cls,
+        settings: Settings,
+        *,
+        chain: ChainClient | None = None,
+        metrics: Metrics | None = None,
+        lock: StateLock | None = None,
     ) -> Container:
-        """Connect the database and the chain, deploy or load the contracts, load the model, build the
-        services (and seed the demo world into an empty database when ``KNOWLEDGER_SEED_DEMO``)."""
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        engine = bootstrap.open_database(settings)
+        """Lock the state directory, check the database, the chain, the roles and the deployment (before
+        anything is deployed or written), then migrate, deploy if this is a new chain, load the model and
+        build the services; seed the demo world into an empty database when ``KNOWLEDGER_SEED_DEMO``.
+        ``lock``: the state directory's lock, if the caller took it already."""
+        if lock is None and settings.exclusive_state:
+            lock = StateLock(settings.state_dir)
         try:
-            client = chain if chain is not None else connect(settings)
-        except ChainError as exc:
-            raise bootstrap.StartupError(f"chain: {exc}") from None
-        roles = bootstrap.roles_for(client)
-        deployment = bootstrap.deployment_for(settings, client, roles)
-        bootstrap.bind_database(engine, deployment)
-        model = ModelSlot(bootstrap.load_model(settings))
-        operator_hash = bootstrap.operator_key_hash(settings, client)
+            if lock is not None and not lock.held:
+                lock.acquire()
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            engine, bound = bootstrap.open_database(settings)
+            client = chain if chain is not None else bootstrap.connect_chain(settings)
+            roles = bootstrap.roles_for(client)
+            deployment, roles, _ = bootstrap.deployment_for(settings, client, roles, bound)
+            bootstrap.migrate_database(engine, settings)
+            bootstrap.bind_database(engine, deployment)
+            model = ModelSlot(bootstrap.load_model(settings))
+            operator_hash = bootstrap.operator_key_hash(settings, client)
+        except StateDirInUse as exc:
+            raise bootstrap.StartupError(f"KNOWLEDGER_STATE_DIR: {exc}") from None
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         container = cls.build(settings, engine, deployment, roles, model, operator_hash, metrics)
+        container._lock = lock
         if settings.seed_demo:
             container.seed_if_empty()
         return container
@@ -203,3 +222,6 @@ class Container:
     def close(self) -> None:
         self.stop_workers()
         self.engine.dispose()
+        self.chain.close()
+        if self._lock is not None:
+            self._lock.release()

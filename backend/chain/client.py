@@ -236,6 +236,11 @@ class ChainClient:
         return decode(bytes(out)) if decode is not None else bytes(out)
 
     @property
+    def reopened(self) -> bool:
+        """True for an embedded chain reopened from its journal (it holds everything done before)."""
+        return self._embedded is not None and self._embedded.reopened
+
+    @property
     def block_number(self) -> int:
         with self._rpc():
             return int(self.w3.eth.block_number)

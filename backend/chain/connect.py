@@ -26,9 +26,11 @@ from .settings import ChainSettings
 from .types import Wallet
 
 
-def connect_embedded() -> ChainClient:
-    """A fresh in-process eth-tester chain with ten funded, deterministic accounts."""
-    chain = EmbeddedChain()
+def connect_embedded(journal: Path | None = None) -> ChainClient:
+    """An in-process eth-tester chain with ten funded, deterministic accounts: fresh in memory, or kept in
+    ``journal`` (a new file starts a chain, an existing one reopens it; ``client.embedded.reopened`` says
+    which)."""
+    chain = EmbeddedChain(journal)
     return ChainClient(chain.w3, ChainTarget.EMBEDDED, signers=chain.wallets(), embedded=chain)
 
 
@@ -143,7 +145,7 @@ def connect(settings: ChainSettings | None = None) -> ChainClient:
     """Connect as configured by ``ChainSettings`` (``KNOWLEDGER_*`` environment variables)."""
     s = settings or ChainSettings()
     if s.chain_target is ChainTarget.EMBEDDED:
-        return connect_embedded()
+        return connect_embedded(s.embedded_journal)
     if s.chain_target is ChainTarget.DEVNET:
         return connect_devnet(
             s.rpc_url, expected_chain_id=s.chain_id, url_option="KNOWLEDGER_RPC_URL", timeout=s.rpc_timeout_s

@@ -20,6 +20,13 @@ APIs this module relies on a few of their private ones, listed here so that an u
 - ``Provider.make_request`` turns eth-tester's ``TransactionFailed`` into a JSON-RPC error with the revert
   data (``code`` 3, ``data`` hex), which is what web3 reports for a node.
 
+- ``PyEVMBackend.reset_to_genesis`` is replaced when the chain has a journal (``EmbeddedChain(path)``): the
+  chain's database is a :func:`backend.chain.journal.journal_db` instead of eth-tester's in-memory one. The
+  chain class is the one eth-tester's ``setup_tester_chain`` builds (taken from a throwaway chain, so its
+  VM schedule and genesis rules are eth-tester's own); a new journal gets eth-tester's default genesis
+  (``get_default_genesis_params``, ``generate_genesis_state_for_keys`` with its deterministic accounts), an
+  existing one is reopened at its canonical head (py-evm's ``MiningChain(base_db)``).
+
 Time travel, mining and snapshots use eth-tester's public API (``time_travel``, ``mine_blocks``,
 ``take_snapshot``, ``revert_to_snapshot``).
 """
@@ -27,6 +34,7 @@ Time travel, mining and snapshots use eth-tester's public API (``time_travel``, 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 from web3 import Web3
@@ -62,6 +70,34 @@ def _classes() -> tuple[type[Any], type[EthereumTesterProvider]]:
     from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
 
     class Backend(PyEVMBackend):
+        def __init__(self, journal: Path | None = None) -> None:
+            self.journal_path = journal
+            self.reopened = False
+            super().__init__()
+
+        def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
+            if self.journal_path is None:
+                super().reset_to_genesis(*args, **kwargs)
+                return
+            from eth_tester.backends.pyevm.main import (
+                generate_genesis_state_for_keys,
+                get_default_genesis_params,
+                setup_tester_chain,
+            )
+
+            from .journal import journal_db
+
+            keys, scratch = setup_tester_chain()
+            db = journal_db(self.journal_path)
+            if db.empty:
+                chain = type(scratch).from_genesis(
+                    db, get_default_genesis_params(), generate_genesis_state_for_keys(keys)
+                )
+            else:
+                chain = type(scratch)(db)
+                self.reopened = True
+            self.account_keys, self.chain = keys, chain
+
         def estimate_gas(self, transaction: Any, block_number: Any = "latest") -> Any:
             self.chain.gas_estimator = _one_shot_estimate
             return super().estimate_gas(transaction, block_number)
@@ -116,14 +152,20 @@ def revert_bytes(exc: BaseException) -> bytes | None:
 
 
 class EmbeddedChain:
-    """A fresh eth-tester chain with ten funded, deterministic accounts, its ``Web3`` (``w3``), and the
-    controls tests use: the head, time travel, mining and snapshots."""
+    """An eth-tester chain with ten funded, deterministic accounts, its ``Web3`` (``w3``), and the controls
+    tests use: the head, time travel, mining and snapshots.
 
-    def __init__(self) -> None:
+    Without ``journal`` the chain lives in memory and starts empty. With it, its database is kept in that
+    file (:mod:`backend.chain.journal`): a new file starts a new chain, an existing one is reopened where it
+    stopped (``reopened``), after a clean stop or a killed process alike."""
+
+    def __init__(self, journal: Path | None = None) -> None:
         from eth_tester import EthereumTester
 
-        backend, provider = _classes()
-        self.tester = EthereumTester(backend())
+        backend_class, provider = _classes()
+        backend = backend_class(journal)
+        self.reopened = bool(backend.reopened)
+        self.tester = EthereumTester(backend)
         self.w3 = Web3(provider(self.tester), middleware=[])
 
     def wallets(self) -> list[Wallet]:

@@ -21,6 +21,8 @@ class ChainSettings(BaseSettings):
     - ``KNOWLEDGER_MANIFEST_PATH``: the deployment manifest to write or load.
     - ``KNOWLEDGER_CONFIRMATIONS``: blocks to wait for on a real network.
     - ``KNOWLEDGER_RPC_TIMEOUT_S``: seconds to wait for a node's answer before it counts as unreachable.
+    - ``KNOWLEDGER_EMBEDDED_JOURNAL``: the file that keeps the embedded chain across restarts (unset: the
+      chain lives in memory; the service defaults it to ``<state dir>/embedded-chain.journal``).
     """
 
     model_config = SettingsConfigDict(env_prefix="KNOWLEDGER_", extra="ignore")
@@ -34,6 +36,7 @@ class ChainSettings(BaseSettings):
     manifest_path: Path | None = None
     confirmations: int = Field(default=1, ge=0)
     rpc_timeout_s: float = Field(default=10.0, gt=0)
+    embedded_journal: Path | None = None
 
     def default_manifest_path(self, chain_id: int | None = None) -> Path:
         """``KNOWLEDGER_MANIFEST_PATH``, else ``deployments/local-<target>.json`` for local chains (not

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from backend.chain import ChainSettings
+from backend.chain import ChainSettings, ChainTarget
 
 ENV_PREFIX = "KNOWLEDGER_"
 
@@ -129,6 +129,17 @@ class Settings(ChainSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'knowledger.db'}"
+
+    @property
+    def resolved_embedded_journal(self) -> Path:
+        """Where the embedded chain is kept across restarts."""
+        return self.embedded_journal or self.state_dir / "embedded-chain.journal"
+
+    @property
+    def exclusive_state(self) -> bool:
+        """Whether the state directory holds what only one process may use: the embedded chain, or the
+        default SQLite database."""
+        return self.chain_target is ChainTarget.EMBEDDED or not self.database_url
 
     @property
     def resolved_model_path(self) -> Path:
