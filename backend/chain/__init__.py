@@ -65,6 +65,7 @@ from .ledger import LedgerClient
 from .results import (
     BatchFinalizedEvent,
     BlockHead,
+    ConsentChangeEvent,
     ConversionReversedEvent,
     ConversionsRecordedEvent,
     Event,
@@ -121,6 +122,7 @@ __all__ = [
     "ChainSettings",
     "ChainTarget",
     "ChainUnreachable",
+    "ConsentChangeEvent",
     "ConsentGrant",
     "ConsentRegistryClient",
     "ConsentRevocation",

@@ -256,6 +256,13 @@ class ChainClient:
             raise ChainError("the node returned no latest block")
         return BlockHead(_as_int(block["number"]), _as_hex(block["hash"]), _as_int(block["timestamp"]))
 
+    def block_hash(self, number: int) -> str | None:
+        """The canonical hash of block ``number`` (None if the chain has no such block yet)."""
+        if self._embedded is not None:
+            return self._embedded.block_hash(number)
+        block = self._raw("eth_getBlockByNumber", [hex(number), False])
+        return None if not block else _as_hex(block["hash"])
+
     def now(self) -> int:
         """The latest block's timestamp (the chain's clock, which tests move with ``increase_time``)."""
         with self._rpc():

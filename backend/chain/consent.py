@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from . import eip712
 from .base import Eip712Client
 from .client import ChainClient
-from .results import TxResult
+from .results import ConsentChangeEvent, TxResult
 from .types import (
     ConsentGrant,
     ConsentRevocation,
@@ -144,10 +144,21 @@ class ConsentRegistryClient(Eip712Client):
         return bool(self._call("supportsInterface", bytes(interface_id)))
 
     # ------------------------------------------------------------------ views
-    def consent_of(self, subject: bytes, partner: str, purpose: Purpose | int) -> ConsentState:
+    def consent_of(
+        self, subject: bytes, partner: str, purpose: Purpose | int, block: int | str = "latest"
+    ) -> ConsentState:
         return ConsentState.from_abi(
-            self._call("consentOf", to_bytes32(subject), checksum(partner), int(purpose))
+            self._call("consentOf", to_bytes32(subject), checksum(partner), int(purpose), block=block)
         )
+
+    def changes(
+        self, *, from_block: int | None = None, to_block: int | str = "latest"
+    ) -> list[ConsentChangeEvent]:
+        """Every change that can alter a consent check (grants, revocations, notice versions) in blocks
+        ``from_block..to_block``, in chain order (one ``eth_getLogs``)."""
+        start = self.from_block if from_block is None else from_block
+        events = self.client.get_logs(self.address, [], start, to_block)
+        return [ConsentChangeEvent.from_event(e) for e in events if e.name in ConsentChangeEvent.EVENTS]
 
     def is_consented(self, subject: bytes, partner: str, purpose: Purpose | int) -> bool:
         return bool(self._call("isConsented", to_bytes32(subject), checksum(partner), int(purpose)))

@@ -176,6 +176,15 @@ class EmbeddedChain:
         header = self.tester.backend.chain.get_canonical_head()
         return BlockHead(int(header.block_number), "0x" + bytes(header.hash).hex(), int(header.timestamp))
 
+    def block_hash(self, number: int) -> str | None:
+        from eth.exceptions import HeaderNotFound
+
+        try:
+            header = self.tester.backend.chain.chaindb.get_canonical_block_header_by_number(number)
+        except HeaderNotFound:
+            return None
+        return "0x" + bytes(header.hash).hex()
+
     def _latest(self, field: str) -> int:
         return int(self.tester.get_block_by_number("latest")[field])
 

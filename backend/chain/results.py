@@ -150,3 +150,48 @@ class BatchFinalizedEvent:
             block_number=event.block_number or 0,
             log_index=event.log_index,
         )
+
+
+@dataclass(frozen=True)
+class ConsentChangeEvent:
+    """A change in the registry that can change what a consent check answers, from its events:
+
+    - ``granted`` / ``revoked``: one subject's consent to one partner (``ConsentGranted``,
+      ``ConsentRevoked``);
+    - ``partner_notice``: a partner's notice version changed, voiding every earlier consent to it
+      (``PartnerNoticeVersionChanged``; ``subject`` is None);
+    - ``platform_notice``: the platform's notice version changed, voiding every earlier consent
+      (``PlatformNoticeVersionChanged``; ``subject`` and ``partner`` are None).
+    """
+
+    kind: str
+    subject: bytes | None
+    partner: str | None
+    purpose: int | None
+    block_number: int
+    log_index: int
+    tx_hash: str
+
+    #: The registry events this type reads, by name.
+    EVENTS = (
+        "ConsentGranted",
+        "ConsentRevoked",
+        "PartnerNoticeVersionChanged",
+        "PlatformNoticeVersionChanged",
+    )
+
+    @classmethod
+    def from_event(cls, event: Event) -> ConsentChangeEvent:
+        from .types import ConsentTerms
+
+        at = (event.block_number or 0, event.log_index, event.tx_hash or "")
+        if event.name == "ConsentGranted":
+            terms = ConsentTerms.unpack(int(event["terms"]))
+            return cls("granted", to_bytes32(event["subject"]), terms.partner, int(terms.purpose), *at)
+        if event.name == "ConsentRevoked":
+            subject = to_bytes32(event["subject"])
+            return cls("revoked", subject, str(event["partner"]), int(event["purpose"]), *at)
+        if event.name == "PartnerNoticeVersionChanged":
+            return cls("partner_notice", None, str(event["partner"]), None, *at)
+        _expect(event, "PlatformNoticeVersionChanged")
+        return cls("platform_notice", None, None, None, *at)

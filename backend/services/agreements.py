@@ -155,7 +155,7 @@ class AgreementService:
                 "one)",
                 field="parties",
             )
-        now = self._gateway.chain_time_estimate()
+        now = self._gateway.chain_time()
         valid_from = body.valid_from if body.valid_from is not None else now - 60
         terms = AgreementTerms(
             parties=tuple(Party(p.account, p.share) for p in body.parties),
@@ -208,7 +208,7 @@ class AgreementService:
         account = checksum(party)  # the route's schema admits only 0x and 40 hex digits
         if account not in [p["account"] for p in agreement.terms["parties"]]:
             raise Unprocessable(f"party: {account} is not a party of agreement {agreement_id}", field="party")
-        deadline = self._gateway.chain_time_estimate() + self._signature_ttl_s
+        deadline = self._gateway.chain_time() + self._signature_ttl_s
         typed = agreement_acceptance_typed_data(
             self._client.address,
             self._gateway.client.chain_id,

@@ -305,7 +305,6 @@ class ConsentService:
             "revoking consent",
             lambda: self._registry.revoke(subject, partner.address, purpose, sender=self._registrar),
         )
-        self._gateway.invalidate()
         now = self._gateway.run("reading the chain's clock", self._chain.now)
         event = _record(
             session, user.id, user.pseudonym, partner, purpose, ConsentAction.REVOKE, "registrar", tx, now
@@ -430,7 +429,6 @@ class ConsentService:
             return tx, self._chain.now()
 
         tx, now = self._gateway.run(f"relaying a signed {body.action}", send)
-        self._gateway.invalidate()
         user = session.exec(select(User).where(User.pseudonym == "0x" + subject.hex())).first()
         event = _record(
             session,

@@ -84,7 +84,7 @@ class ConversionService:
                 f"product_id: {body.product_id!r} was not part of recommendation {rec.id}",
                 field="product_id",
             )
-        now = self._gateway.chain_time_estimate()
+        now = self._gateway.chain_time()
         agreement = active_agreement(session, partner.id, now)
         if agreement is None:
             raise Conflict(f"partner {partner.id!r} has no agreement in force: nothing to settle against")
@@ -156,7 +156,7 @@ class ConversionService:
             raise Conflict(f"conversion {conversion_id} is {row.state}; try again once it is settled")
         batch_id = row.batch_id
         batch = self._gateway.run("reading the batch", lambda: self._ledger.batch_of(batch_id))
-        if batch.finalized or self._gateway.chain_time_estimate() >= batch.final_after:
+        if batch.finalized or self._gateway.chain_time() >= batch.final_after:
             raise Conflict(
                 f"conversion {conversion_id} is past its validation window (final after {batch.final_after})"
             )

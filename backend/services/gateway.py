@@ -1,10 +1,10 @@
-"""The service's door to the chain: one deployment, serialised access where the node is in-process, and
-the consent check every profile read goes through.
+"""The service's door to the chain: serialised access where the node is in-process, chain errors turned
+into the API's, and the consent check every profile read goes through.
 
-``verify_consent`` reads the consent mask *at the current head block*. State at a block hash never
-changes, so the answer is kept for exactly as long as that block is the head: each request still asks the
-chain for its head (one cheap request), and the first request after any new block (a revocation, say)
-reads the mask afresh. There is no time-based cache, so there is nothing stale to serve.
+``verify_consent`` answers for the current head block, which it names: each request asks the chain for its
+head (one cheap request), and :class:`backend.services.consent_view.ConsentView` gives the consent at that
+head, reading the registry again only for a (subject, partner) whose consent changed since it was read (it
+follows the registry's events). There is no time-based cache, so there is nothing stale to serve.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,7 +26,8 @@ from backend.chain import (
     Purpose,
     purposes_in_mask,
 )
-from backend.errors import ConsentRequired, from_chain_error
+from backend.errors import ChainUnavailable, ConsentRequired, from_chain_error
+from backend.services.consent_view import ConsentView
 
 T = TypeVar("T")
 
@@ -100,21 +100,16 @@ class ChainGateway:
     """Serialises access to an in-process chain (eth-tester is not thread-safe); a devnet or RPC node
     takes concurrent reads, and writes are ordered per sender by ``ChainClient``."""
 
-    def __init__(
-        self, client: ChainClient, registry: ConsentRegistryClient, *, max_cached: int = 200_000
-    ) -> None:
+    def __init__(self, client: ChainClient, registry: ConsentRegistryClient) -> None:
         self.client = client
-        self._registry = registry
         self._serial = self.client.target is ChainTarget.EMBEDDED
         #: The chain runs in this process: calls are CPU work, not network waits.
         self.in_process = self._serial
         self._lock = FairLock()
-        self._cache_lock = threading.Lock()
-        self._cache_head: str | None = None
-        self._masks: dict[tuple[bytes, str], int] = {}
-        self._max_cached = max_cached
+        self.consents = ConsentView(client, registry)
         self.available = True
-        self._last_head: tuple[int, float] | None = None
+        #: The newest head this process has seen (its number only ever grows).
+        self._last_head: BlockHead | None = None
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
@@ -138,45 +133,37 @@ class ChainGateway:
                 self.available = False
             raise app_error from None
 
-    def head(self) -> BlockHead:
-        head = self.run("reading the chain head", self.client.head)
-        self._last_head = (head.timestamp, time.monotonic())
+    def _seen(self, head: BlockHead) -> BlockHead:
+        last = self._last_head
+        if last is None or head.number >= last.number:
+            self._last_head = head
         return head
 
-    def chain_time_estimate(self) -> int:
-        """The chain's clock: the head's timestamp when the node answers; when it does not, the last
-        head seen plus the time elapsed since (so a conversion can be accepted while the chain is down)."""
-        from backend.errors import ChainUnavailable
+    def head(self) -> BlockHead:
+        return self._seen(self.run("reading the chain head", self.client.head))
 
+    def chain_time(self) -> int:
+        """The chain's clock for stamping what the service accepts: the head's timestamp when the node
+        answers; when it does not, the newest head this process has seen, never a guess forward from it, so
+        the time is never later than the block that will record it. Raises ``ChainUnavailable`` (503) if
+        no head was ever seen."""
         try:
             return self.head().timestamp
         except ChainUnavailable:
             if self._last_head is None:
                 raise
-            ts, seen = self._last_head
-            return ts + int(time.monotonic() - seen)
+            return self._last_head.timestamp
 
     def verify_consent(
         self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
     ) -> ConsentCheck:
-        """Check on chain, now, which purposes ``subject`` holds for ``partner``. Fails closed: an
-        unreachable chain raises ``ChainUnavailable`` (503), never a default answer."""
+        """Check on chain, now, which purposes ``subject`` holds for ``partner``, at the head block the check
+        names. Fails closed: an unreachable chain raises ``ChainUnavailable`` (503), never a default
+        answer."""
 
         def read() -> tuple[BlockHead, int]:
-            head = self.client.head()
-            self._last_head = (head.timestamp, time.monotonic())
-            key = (subject, partner)
-            with self._cache_lock:
-                if head.hash != self._cache_head:
-                    self._masks.clear()
-                    self._cache_head = head.hash
-                mask = self._masks.get(key)
-            if mask is None:
-                mask = self._registry.consent_mask(subject, partner, block=head.number)
-                with self._cache_lock:
-                    if self._cache_head == head.hash and len(self._masks) < self._max_cached:
-                        self._masks[key] = mask
-            return head, mask
+            head = self._seen(self.client.head())
+            return head, self.consents.mask_at(subject, partner, head)
 
         head, mask = self.run("checking consent on chain", read)
         held = purposes_in_mask(mask)
@@ -195,8 +182,3 @@ class ChainGateway:
                 block=check.head.number,
             )
         return check
-
-    def invalidate(self) -> None:
-        with self._cache_lock:
-            self._masks.clear()
-            self._cache_head = None

@@ -184,8 +184,6 @@ class UserService:
                     revoked.append(
                         Revoked(partner_id=partner.id, purpose=PURPOSE_NAMES[purpose], tx_hash=tx.tx_hash)
                     )
-            if revoked:
-                self._gateway.invalidate()
         profile = session.get(Profile, user.id)
         if profile is not None:
             session.delete(profile)
