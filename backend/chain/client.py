@@ -235,6 +235,35 @@ class ChainClient:
                 raise self._reverted(exc, label) from None
         return decode(bytes(out)) if decode is not None else bytes(out)
 
+    def call_many(self, calls: Sequence[tuple[FunctionCall, int | str]], *, chunk: int = 200) -> list[Any]:
+        """``eth_call`` each (call, block) pair, as JSON-RPC batches of ``chunk`` on a node (one round trip
+        per batch), one by one in process. Results in order; a revert raises its named error."""
+        if self._embedded is not None or not hasattr(self.w3.provider, "make_batch_request"):
+            return [self.call(fn, block=block) for fn, block in calls]
+        out: list[Any] = []
+        for start in range(0, len(calls), chunk):
+            part = calls[start : start + chunk]
+            requests_ = [
+                (
+                    "eth_call",
+                    [{"to": fn.to, "data": "0x" + fn.data.hex()}, hex(b) if isinstance(b, int) else b],
+                )
+                for fn, b in part
+            ]
+            with self._rpc():
+                responses = self.w3.provider.make_batch_request(requests_)
+            if not isinstance(responses, list):
+                raise ChainError(f"the node refused a batch of eth_call: {responses.get('error')}")
+            for (fn, _), response in zip(part, responses, strict=True):
+                if "error" in response:
+                    error = response["error"]
+                    data = error.get("data") if isinstance(error, Mapping) else None
+                    raise errors.decode_revert(
+                        data if isinstance(data, str) else None, context=fn.label, message=str(error)
+                    )
+                out.append(fn.decode(bytes.fromhex(str(response["result"]).removeprefix("0x"))))
+        return out
+
     @property
     def reopened(self) -> bool:
         """True for an embedded chain reopened from its journal (it holds everything done before)."""

@@ -1,0 +1,5 @@
+"""``python -m backend.cli``: the ``knowledger`` command."""
+
+from backend.cli import app
+
+app()

@@ -1,0 +1,168 @@
+"""``knowledger serve`` and ``knowledger demo``: the service, and the whole story played through it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from backend.cli.app import app, err, fail, out, user_errors
+
+if TYPE_CHECKING:
+    from backend.container import Container
+    from backend.core.config import Settings
+
+
+@app.command("demo")
+def demo_command(
+    seed: Annotated[int, typer.Option(help="Seed of the demo world and of training.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs of the hybrid model.")] = 20,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the manifest and summary.json go.")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """Run the whole story through the service on the embedded chain: seed, train, deploy, grant,
+    recommend, convert, settle, statement, reconcile, revoke, refusal."""
+    from backend.demo import run_demo  # imports torch: only for this command
+
+    # a log or a pipe gets 120 columns: the narrated tables do not fit the default 80
+    console = out if out.is_terminal else Console(width=120, soft_wrap=True, highlight=False)
+    with user_errors():
+        run_demo(console, seed_=seed, epochs=epochs, out_dir=out_dir)
+
+
+# ------------------------------------------------------------------------------------------ service
+
+
+def _service_settings() -> Settings:
+    from backend.core.config import Settings, describe_settings_error
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(describe_settings_error(exc))
+
+
+def _train_with_progress(path: Path, epochs: int, seed: int) -> tuple[Path, dict[str, dict[str, float]]]:
+    from backend.services.seed import demo_split, train_with_progress
+
+    split = demo_split(seed=seed)
+    label = "training the hybrid model on the demo world"
+    artifact, metrics = train_with_progress(err, split, path, epochs, seed, label=label)
+    return Path(artifact), metrics
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    seed_demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--seed-demo/--no-seed-demo", help="Seed the demo world (default: on the embedded chain)."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option(min=1, max=500, help="Epochs if a model must be trained first.")
+    ] = 20,
+) -> None:
+    """Serve the API (and /health, /metrics). Settings come from KNOWLEDGER_* variables; on the embedded
+    chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone.
+
+    Before anything is trained, seeded or written: the state directory is locked (a second `serve` on it is
+    refused, naming the first) and the port is bound (a port in use is refused). The line "KnowLedger on
+    http://…" is printed once the server accepts requests."""
+    from backend.chain import ChainTarget
+    from backend.container import Container
+    from backend.core.statelock import StateDirInUse, StateLock
+    from backend.main import create_app, limit_native_threads
+    from recommender.artifacts import resolve_artifact
+
+    settings = _service_settings()
+    local = settings.chain_target is ChainTarget.EMBEDDED
+    settings.seed_demo = local if seed_demo is None else seed_demo
+    lock = StateLock(settings.state_dir) if settings.exclusive_state else None
+    try:
+        if lock is not None:
+            lock.acquire()
+    except StateDirInUse as exc:
+        fail(f"KNOWLEDGER_STATE_DIR: {exc}")
+    sock = _bind(host, port)
+    model_root = settings.resolved_model_path
+    if local and (not model_root.exists() or resolve_artifact(model_root) is None):
+        _train_with_progress(model_root, epochs, 0)
+    with user_errors():
+        container = Container.start(settings, lock=lock)
+    limit_native_threads()
+    try:
+        _run(create_app(container=container), sock, lambda: _announce(container, settings, host, port, local))
+    finally:
+        container.close()
+
+
+def _bind(host: str, port: int) -> Any:
+    """The listening socket, bound now: a port in use stops `serve` before it starts anything."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        fail(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}): is another server using it?")
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run(app: Any, sock: Any, ready: Callable[[], None]) -> None:
+    """Serve ``app`` on ``sock`` with uvicorn; ``ready`` runs once the server accepts requests."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                ready()
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    Server(config).run(sockets=[sock])
+
+
+def _announce(container: Container, settings: Settings, host: str, port: int, local: bool) -> None:
+    out.print(
+        f"KnowLedger on http://{host}:{port}  (chain: {container.chain.target.value}, "
+        f"database: {settings.resolved_database_url}, model: {container.model.version})"
+    )
+    key_file = settings.state_dir / "operator.key"
+    if key_file.is_file():
+        out.print(f"operator key in {key_file}; partner keys in {settings.state_dir / 'partner-keys.json'}")
+    _print_pages(container, host, port, demo_learner=settings.seed_demo and local)
+
+
+def _print_pages(container: Container, host: str, port: int, demo_learner: bool) -> None:
+    """Where the web pages are; with the demo world, a sign-in link for its first learner (a fresh token:
+    the fragment after # never reaches a server log)."""
+    from sqlmodel import Session, col, select
+
+    from backend.models import User
+
+    base = f"http://{host}:{port}/app"
+    out.print(
+        f"pages: {base}/consent (learners)  {base}/partner (partner API key)  {base}/operator (operator key)"
+    )
+    if not demo_learner:
+        return
+    with Session(container.engine) as session:
+        first = select(User).where(col(User.erased_at).is_(None)).order_by(col(User.created_at))
+        user = session.exec(first).first()
+        if user is None:
+            return
+        token = container.users.issue_token(session, user.id).token
+        out.print(f"demo learner {user.platform_user_id}: {base}/consent#token={token}")
