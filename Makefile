@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium demo serve train evaluate test test-fast lint typecheck contracts bench-gas bench-recommender bench-api devnet clean
+.PHONY: help install chromium verify-tools demo serve train evaluate test test-fast lint typecheck contracts bench-gas bench-recommender bench-api devnet clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv, install the Python package and the pinned npm toolchain (solc, OpenZeppelin, anvil)
+install: $(STAMP) ## Create .venv, install the Python package and the pinned npm toolchain (solc, OpenZeppelin, anvil, cast, ethers)
 
 demo: $(STAMP) ## Run the whole story on the embedded chain (eth-tester) and a SQLite file
 	$(BIN)/knowledger demo
@@ -39,7 +39,15 @@ chromium: ## Install Debian's Chromium for the browser tests (as root, with apt-
 	  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
 	else echo "note: no Chromium here (apt-get install chromium as root): the browser tests will skip"; fi
 
-test: $(STAMP) chromium ## Run every test (contracts on eth-tester and anvil, chain layer, recommender, service on SQLite and PostgreSQL, pages in Chromium)
+verify-tools: ## Install Debian's jq and bc for the cast recipe of docs/verify-ledger.md (as root, with apt-get; otherwise its test skips)
+	@if command -v jq >/dev/null 2>&1 && command -v bc >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's jq and bc for the ledger verification test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq jq bc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq jq bc >/dev/null; }; \
+	else echo "note: no jq or bc here (apt-get install jq bc as root): the ledger verification test will skip"; fi
+
+test: $(STAMP) chromium verify-tools ## Run every test (contracts on eth-tester and anvil, chain layer, recommender, service on SQLite and PostgreSQL, pages in Chromium)
 	$(BIN)/pytest -m "" --timeout=900
 
 test-fast: $(STAMP) ## Run the tests without the slow real-data evaluations
