@@ -88,6 +88,13 @@ class ChainUnavailable(AppError):
     code = "chain_unavailable"
 
 
+class DatabaseUnavailable(AppError):
+    """The database could not be reached: nothing was done (and nothing half-written)."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+
 class ServiceNotReady(AppError):
     status_code = 503
     code = "not_ready"

@@ -14,12 +14,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.routes import agreements, insights, me, operator, partner, public, web
 from backend.container import Container
 from backend.core.config import Settings, get_settings
-from backend.errors import AppError, PayloadTooLarge
+from backend.errors import AppError, DatabaseUnavailable, PayloadTooLarge
 from backend.observability import Metrics, MetricsMiddleware
 from backend.schemas.common import UNION_TAGS
 from backend.schemas.ops import Ping
@@ -166,6 +167,13 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", str(exc).splitlines()[0])
+        error = DatabaseUnavailable("the database is unavailable; nothing was done, try again")
+        return JSONResponse(error.to_dict(), status_code=error.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug

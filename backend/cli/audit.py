@@ -94,7 +94,7 @@ def audit_command(
             fail(str(exc))
     for v in violations:
         out.print(v.line(), markup=False, highlight=False)
+    sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()
-    out.print_json(json.dumps(summary))
     if violations:
         raise typer.Exit(EXIT_VIOLATIONS)

@@ -47,7 +47,7 @@ _REASONS = {
     409: "Conflicts with the current state",
     413: "Request body too large",
     422: "A field fails validation, or the chain refused the transaction (named contract error)",
-    503: "The chain (or the model) is unavailable: nothing was done",
+    503: "The chain, the database or the model is unavailable: nothing was done",
 }
 
 #: The tags of the API's tagged unions (e.g. a relay's ``action``). Validation errors name fields by their
