@@ -77,7 +77,8 @@ class Served:
 
     @property
     def operator(self) -> dict[str, str]:
-        return {"X-API-Key": OPERATOR_KEY}
+        key = self.env.get("KNOWLEDGER_OPERATOR_KEY") or (self.state / "operator.key").read_text().strip()
+        return {"X-API-Key": key}
 
     @property
     def bank(self) -> dict[str, str]:
@@ -108,14 +109,17 @@ def serve(
     env: dict[str, str] | None = None,
     port: int | None = None,
     timeout: float = 300.0,
+    operator_key: str | None = OPERATOR_KEY,
 ) -> Served:
-    """Start ``knowledger serve`` (demo world seeded) and wait for its readiness line."""
+    """Start ``knowledger serve`` (demo world seeded) and wait for its readiness line. Without
+    ``operator_key`` the service generates one into its state directory."""
     port = port or free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith("KNOWLEDGER_")}
+    if operator_key is not None:
+        full["KNOWLEDGER_OPERATOR_KEY"] = operator_key
     full.update(
         KNOWLEDGER_STATE_DIR=str(state),
         KNOWLEDGER_MODEL_PATH=str(model),
-        KNOWLEDGER_OPERATOR_KEY=OPERATOR_KEY,
         KNOWLEDGER_SETTLE_INTERVAL_S="0.25",
         KNOWLEDGER_INDEX_INTERVAL_S="0.25",
         KNOWLEDGER_RPC_TIMEOUT_S="2",
@@ -457,16 +461,32 @@ def storm(
     concurrency: int = 10,
     requests: int = 600,
     seed: int = 0,
+    half_capacity: bool = False,
 ) -> dict[str, Any]:
     """Learners revoke and grant again while partners ask for their recommendations; then the auditor's
     replay of everything served, and of a copy of the log with one answer moved to a block where its
-    consent was revoked (it must be caught)."""
+    consent was revoked (it must be caught).
+
+    Partners ask back to back from ``concurrency`` connections (the service saturated). With
+    ``half_capacity`` that saturated run measures the capacity, and a second run, paced at half of it (open
+    loop), gives ``revocation_to_refusal_p95_ms``; both runs must serve nothing after a revocation."""
     state = workdir / "state"
     with anvil(workdir) as node:
         served = serve(state, model, chain=_devnet_env(node.url, state))
         try:
             people = learners(served, learners_n)
-            result = asyncio.run(_storm(served, people, concurrency, requests, random.Random(seed)))
+            rng = random.Random(seed)
+            result = asyncio.run(_storm(served, people, concurrency, requests, rng))
+            if half_capacity:
+                saturated = result
+                rate = saturated["rps"] / 2
+                result = asyncio.run(_storm(served, people, concurrency, requests, rng, rate_hz=rate))
+                result["capacity_rps"] = saturated["rps"]
+                result["saturation"] = {
+                    k: saturated[k]
+                    for k in ("requests", "served_after_revoke", "revocation_to_refusal_p95_ms")
+                }
+                result["served_after_revoke"] += saturated["served_after_revoke"]
             result.update(_audit(served, node.url, workdir))
             return result
         finally:
@@ -474,7 +494,12 @@ def storm(
 
 
 async def _storm(
-    served: Served, people: list[dict[str, Any]], concurrency: int, requests: int, rng: random.Random
+    served: Served,
+    people: list[dict[str, Any]],
+    concurrency: int,
+    requests: int,
+    rng: random.Random,
+    rate_hz: float | None = None,
 ) -> dict[str, Any]:
     revoked_since: dict[str, float | None] = {p["pseudonym"]: None for p in people}
     windows: list[tuple[str, float, float]] = []  # (learner, revoke answered, grant sent)
@@ -493,10 +518,17 @@ async def _storm(
             served_log.append((p["pseudonym"], sent, received, r.status_code))
             return received, r.status_code
 
-        async def partner() -> None:
+        started = time.monotonic()
+
+        async def partner(i: int) -> None:
             nonlocal remaining
+            n = 0
             while remaining > 0:
                 remaining -= 1
+                if rate_hz:  # open loop: this connection's share of the rate, on schedule
+                    due = started + (i + n * concurrency) / rate_hz
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                n += 1
                 await ask(rng.choice(people))
 
         async def learner(p: dict[str, Any]) -> None:
@@ -516,7 +548,8 @@ async def _storm(
                 revoked_since[p["pseudonym"]] = None
                 await api.put("/api/v1/me/consents/bank/product_recommendation", headers=p["headers"])
 
-        await asyncio.gather(*(partner() for _ in range(concurrency)), *(learner(p) for p in people))
+        await asyncio.gather(*(partner(i) for i in range(concurrency)), *(learner(p) for p in people))
+        elapsed = time.monotonic() - started
     for who, since in revoked_since.items():
         if since is not None:
             windows.append((who, since, float("inf")))
@@ -530,6 +563,8 @@ async def _storm(
     p95 = _pct(to_refusal, 0.95)
     return {
         "requests": len(served_log),
+        "rps": round(len(served_log) / elapsed, 1),
+        "offered_rps": None if rate_hz is None else round(rate_hz, 1),
         "served": sum(1 for *_, s in served_log if s == 200),
         "refused": sum(1 for *_, s in served_log if s == 403),
         "errors": sum(1 for *_, s in served_log if s >= 500),
