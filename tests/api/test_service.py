@@ -22,7 +22,8 @@ from backend.core.db import make_engine, migrate
 from backend.models import ChainEvent, IndexerCursor, Profile, User
 from backend.services.indexer import Indexer
 
-from .conftest import OPERATOR_KEY, Service
+from ._live import free_port
+from .conftest import OPERATOR_KEY, Demo, Service
 
 DAY = 86_400
 
@@ -48,6 +49,40 @@ def test_an_unreachable_database_stops_start_up_with_its_name(tmp_path: Path) ->
     )
     with pytest.raises(StartupError, match="KNOWLEDGER_DATABASE_URL: cannot open"):
         Container.start(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        (
+            {"KNOWLEDGER_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"},
+            "KNOWLEDGER_DATABASE_URL",
+        ),
+        (
+            {
+                "KNOWLEDGER_CHAIN_TARGET": "rpc",
+                "KNOWLEDGER_RPC_URL": "http://127.0.0.1:1",
+                "KNOWLEDGER_PRIVATE_KEY": "0x" + "11" * 32,
+                "KNOWLEDGER_DATABASE_URL": "sqlite:///{state}/k.db",
+            },
+            "KNOWLEDGER_RPC_URL",
+        ),
+    ],
+    ids=["database-unreachable", "rpc-without-a-node"],
+)
+def test_an_expected_start_up_error_is_one_line_and_exit_2(
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], names: str
+) -> None:
+    monkeypatch.setenv("KNOWLEDGER_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("KNOWLEDGER_MODEL_PATH", str(demo.model_dir))
+    monkeypatch.setenv("KNOWLEDGER_OPERATOR_KEY", OPERATOR_KEY)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v.format(state=tmp_path))
+    outcome = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
+    lines = [line for line in outcome.output.splitlines() if line.strip()]
+    assert outcome.exit_code == 2, outcome.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and names in lines[0], outcome.output
+    assert "unexpected" not in lines[0]
 
 
 @pytest.mark.anvil
