@@ -33,7 +33,9 @@ from backend.core.errors import ExpectedStartupError
 from backend.core.security import key_hash, new_secret
 from backend.models import ServiceMeta
 from backend.services.accounts import Roles
+from backend.services.model import ServedModel
 from recommender.artifacts import ArtifactError, resolve_artifact
+from recommender.profile_store import load_profile_builder
 from recommender.serving import ProductRanker
 
 log = logging.getLogger("knowledger")
@@ -198,14 +200,14 @@ def bind_database(engine: Engine, deployment: Deployment) -> None:
             s.commit()
 
 
-def load_model(settings: Settings) -> ProductRanker | None:
+def load_model(settings: Settings) -> ServedModel | None:
     root = settings.resolved_model_path
     path = resolve_artifact(root) if root.exists() else None
     if path is None:
         log.warning("no model artifact at %s: recommendations answer 503 until `knowledger train`", root)
         return None
     try:
-        return ProductRanker.load(path)
+        return ServedModel(ProductRanker.load(path), load_profile_builder(path), path)
     except (ArtifactError, OSError, ValueError) as exc:
         raise StartupError(f"KNOWLEDGER_MODEL_PATH: cannot load {path}: {exc}") from None
 

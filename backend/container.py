@@ -27,14 +27,17 @@ from backend.services.agreements import AgreementService
 from backend.services.consent import ConsentService
 from backend.services.conversions import ConversionService
 from backend.services.directory import Directory
+from backend.services.erasure import ErasureRegister
 from backend.services.experiment import ExperimentService
 from backend.services.gateway import ChainGateway
 from backend.services.health import HealthService
 from backend.services.indexer import Indexer
+from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
 from backend.services.ledger import LedgerService
 from backend.services.model import ModelSlot
 from backend.services.partners import PartnerService
+from backend.services.profiles import ProfileRefresher
 from backend.services.recommend import RecommendationService
 from backend.services.rounds import Rounds
 from backend.services.seed import SeedResult, seed, seed_if_empty
@@ -70,6 +73,9 @@ class Container:
     indexer: Indexer
     rounds: Rounds
     health: HealthService
+    erasure: ErasureRegister
+    profile_refresher: ProfileRefresher
+    ingest: IngestService
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
     _lock: StateLock | None = field(default=None, repr=False)
@@ -109,6 +115,7 @@ class Container:
             raise
         container = cls.build(settings, engine, deployment, roles, model, operator_hash, metrics)
         container._lock = lock
+        container.ingest.start()
         if settings.seed_demo:
             container.seed_if_empty()
         return container
@@ -137,6 +144,8 @@ class Container:
         )
         settler = Settler(engine, gateway, deployment.ledger, roles.reporter, settings.settle_batch_size)
         indexer = Indexer(engine, gateway, deployment, confirmations)
+        erasure = ErasureRegister(engine)
+        refresher = ProfileRefresher(engine, model)
         return cls(
             settings=settings,
             engine=engine,
@@ -154,7 +163,7 @@ class Container:
                 consent_days=settings.consent_days,
                 signature_ttl_s=settings.signature_ttl_s,
             ),
-            users=UserService(gateway, deployment.consent, roles.registrar),
+            users=UserService(gateway, deployment.consent, roles.registrar, erasure),
             profiles=ProfileService(directory, model),
             partners=PartnerService(gateway, deployment.consent, roles.admin, directory),
             recommendations=RecommendationService(
@@ -175,6 +184,9 @@ class Container:
             indexer=indexer,
             rounds=Rounds(engine, settler, indexer),
             health=HealthService(engine, gateway, model, deployment, indexer, settler, metrics),
+            erasure=erasure,
+            profile_refresher=refresher,
+            ingest=IngestService(engine, erasure, refresher, directory),
         )
 
     def _seed_pieces(self) -> tuple[Any, ...]:
@@ -221,6 +233,7 @@ class Container:
 
     def close(self) -> None:
         self.stop_workers()
+        self.ingest.stop()
         self.engine.dispose()
         self.chain.close()
         if self._lock is not None:

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.api.routes import agreements, insights, me, operator, partner, public, web
+from backend.api.routes import agreements, ingest, insights, me, operator, partner, public, web
 from backend.container import Container
 from backend.core.config import Settings, get_settings
 from backend.errors import AppError, DatabaseUnavailable, PayloadTooLarge
@@ -29,24 +29,31 @@ log = logging.getLogger("knowledger")
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming (pure ASGI)."""
+    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming (pure ASGI). Paths
+    under a prefix of ``larger`` (batch uploads) have that prefix's limit instead."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        limit = next((n for p, n in self.larger.items() if path.startswith(p)), self.default)
+        await self._limited(scope, receive, send, limit)
+
+    async def _limited(self, scope: Any, receive: Any, send: Any, max_bytes: int) -> None:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > max_bytes
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await _send_error(send, PayloadTooLarge(f"request body over {self.max_bytes} bytes"))
+                    await _send_error(send, PayloadTooLarge(f"request body over {max_bytes} bytes"))
                     return
         received = 0
 
@@ -55,14 +62,14 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(f"request body over {self.max_bytes} bytes")
+                if received > max_bytes:
+                    raise _TooLarge(f"request body over {max_bytes} bytes")
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _send_error(send, PayloadTooLarge(f"request body over {self.max_bytes} bytes"))
+            await _send_error(send, PayloadTooLarge(f"request body over {max_bytes} bytes"))
 
 
 class _TooLarge(StarletteHTTPException):
@@ -216,10 +223,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if container is not None:
         app.state.container = container
     install_error_handlers(app)
-    for module in (public, me, partner, operator, insights, agreements, web):
+    for module in (public, me, partner, operator, insights, agreements, ingest, web):
         app.include_router(module.router)
     app.mount("/app/static", StaticFiles(directory=web.STATIC_ROOT), name="static")
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger={"/api/v1/ingest/": settings.max_ingest_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/api/v1/ping", tags=["ops"], response_model=Ping)

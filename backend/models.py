@@ -89,17 +89,21 @@ class Product(SQLModel, table=True):
     kind: str
     description: str = ""
     risk_level: int = 0
+    min_premium: float = 0.0
 
 
 class KnowledgeItem(SQLModel, table=True):
     __tablename__ = "knowledge_item"
 
-    id: str = Field(primary_key=True, max_length=60)
-    #: The item's row in the model's topic space (what a profile's course indices point at).
-    position: int = Field(unique=True)
+    id: str = Field(primary_key=True, max_length=64)
+    #: The item's row in the model's topic space (what a profile's course indices point at); None for an
+    #: item ingested after the served model was trained.
+    position: int | None = Field(default=None, unique=True)
     kind: str
     title: str
+    description: str = ""
     category: str = ""
+    price: float = 0.0
     level: str = ""
 
 
@@ -124,6 +128,10 @@ class User(SQLModel, table=True):
     token_hash: str | None = Field(default=None, index=True, unique=True, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow)
     erased_at: dt.datetime | None = None
+    #: Coarse attributes the platform may send (see docs/data-schema.md, table ``users``).
+    age_band: str | None = Field(default=None, max_length=8)
+    region: str | None = Field(default=None, max_length=40)
+    life_stage: str | None = Field(default=None, max_length=24)
 
 
 class UserPublic(SQLModel):
@@ -155,6 +163,57 @@ class ProfileUpdate(SQLModel):
     profile: ProfileData
     course_ids: list[str] = Field(default_factory=list, max_length=5000)
     product_ids: list[str] = Field(default_factory=list, max_length=500)
+
+
+class LearningEvent(SQLModel, table=True):
+    """One course-side event the platform sent (view, purchase, completion, rating), kept to build the
+    learner's profile; deleted when the learner is erased."""
+
+    __tablename__ = "learning_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The platform's own id of the event: sending it again changes nothing.
+    event_id: str = Field(max_length=64, unique=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    item_id: str = Field(max_length=64)
+    event: str = Field(max_length=16)
+    value: float | None = None
+    occurred_at: dt.datetime
+    ingested_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ErasedLearner(SQLModel, table=True):
+    """A learner who was erased, as a keyed hash of the platform's id (never the id itself): their events and
+    attributes are refused from then on, so nothing re-links them."""
+
+    __tablename__ = "erased_learner"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    erased_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class IngestJob(SQLModel, table=True):
+    """A batch upload: validated whole, written whole (all or nothing), then the profiles it touched."""
+
+    __tablename__ = "ingest_job"
+
+    id: str = Field(primary_key=True, max_length=40)
+    #: Who sent it: ``operator``, or the partner's id (a partner sees only its own jobs).
+    owner: str = Field(max_length=40)
+    table_name: str = Field(max_length=20)
+    source: str = Field(max_length=200)
+    status: str = Field(default="queued", max_length=20)
+    #: How far the current phase is, from 0 to 1 (validating, writing, updating profiles).
+    progress: float = 0.0
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    profiles_updated: int = 0
+    errors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error_count: int = 0
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
 
 
 # ---------------------------------------------------------------------------------------------- consent

@@ -500,6 +500,12 @@ class ProfileBuilder:
             return self._kmeans.predict(self._segment_space(np.atleast_2d(features))).astype(np.int64)
 
     @property
+    def item_ids(self) -> list[str]:
+        """The catalogue the builder was fitted on, in its topic space's row order."""
+        self._check_fitted()
+        return [str(x) for x in self._item_index]
+
+    @property
     def segment_names(self) -> list[str]:
         self._check_fitted()
         return list(self._segment_names)

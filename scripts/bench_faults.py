@@ -92,6 +92,7 @@ def main() -> None:
             concurrency=10 if args.short else 50,
             requests=600 if args.short else 10_000,
             half_capacity=True,
+            think_s=(1.0, 4.0) if args.short else (4.0, 12.0),
         )
     out["environment"] = {
         "python": platform.python_version(),

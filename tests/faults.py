@@ -462,11 +462,13 @@ def storm(
     requests: int = 600,
     seed: int = 0,
     half_capacity: bool = False,
+    think_s: tuple[float, float] = (0.05, 0.3),
 ) -> dict[str, Any]:
     """Learners revoke and grant again while partners ask for their recommendations; then the auditor's
     replay of everything served, and of a copy of the log with one answer moved to a block where its
     consent was revoked (it must be caught).
 
+    Each learner waits ``think_s`` (a uniform range, seconds) before revoking and again before granting.
     Partners ask back to back from ``concurrency`` connections (the service saturated). With
     ``half_capacity`` that saturated run measures the capacity, and a second run, paced at half of it (open
     loop), gives ``revocation_to_refusal_p95_ms``; both runs must serve nothing after a revocation."""
@@ -476,11 +478,13 @@ def storm(
         try:
             people = learners(served, learners_n)
             rng = random.Random(seed)
-            result = asyncio.run(_storm(served, people, concurrency, requests, rng))
+            result = asyncio.run(_storm(served, people, concurrency, requests, rng, think_s=think_s))
             if half_capacity:
                 saturated = result
                 rate = saturated["rps"] / 2
-                result = asyncio.run(_storm(served, people, concurrency, requests, rng, rate_hz=rate))
+                result = asyncio.run(
+                    _storm(served, people, concurrency, requests, rng, rate_hz=rate, think_s=think_s)
+                )
                 result["capacity_rps"] = saturated["rps"]
                 result["saturation"] = {
                     k: saturated[k]
@@ -500,6 +504,7 @@ async def _storm(
     requests: int,
     rng: random.Random,
     rate_hz: float | None = None,
+    think_s: tuple[float, float] = (0.05, 0.3),
 ) -> dict[str, Any]:
     revoked_since: dict[str, float | None] = {p["pseudonym"]: None for p in people}
     windows: list[tuple[str, float, float]] = []  # (learner, revoke answered, grant sent)
@@ -533,7 +538,9 @@ async def _storm(
 
         async def learner(p: dict[str, Any]) -> None:
             while remaining > 0:
-                await asyncio.sleep(rng.uniform(0.05, 0.3))
+                await asyncio.sleep(rng.uniform(*think_s))
+                if remaining <= 0:
+                    break
                 r = await api.delete("/api/v1/me/consents/bank/product_recommendation", headers=p["headers"])
                 answered = time.monotonic()
                 if r.status_code != 200:
@@ -542,7 +549,7 @@ async def _storm(
                 received, status = await ask(p)  # the very next request for this learner
                 if status == 403:
                     to_refusal.append(received - answered)
-                await asyncio.sleep(rng.uniform(0.05, 0.3))
+                await asyncio.sleep(rng.uniform(*think_s))
                 grant_sent = time.monotonic()
                 windows.append((p["pseudonym"], answered, grant_sent))
                 revoked_since[p["pseudonym"]] = None

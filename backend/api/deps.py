@@ -29,6 +29,7 @@ from backend.services.directory import Directory, PartnerAuth
 from backend.services.experiment import ExperimentService
 from backend.services.gateway import ChainGateway
 from backend.services.health import HealthService
+from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
 from backend.services.ledger import LedgerService
 from backend.services.partners import PartnerService
@@ -81,6 +82,7 @@ get_experiment = _component("experiment")
 get_insights = _component("insights")
 get_rounds = _component("rounds")
 get_health = _component("health")
+get_ingest = _component("ingest")
 
 GatewayDep = Annotated[ChainGateway, Depends(get_gateway)]
 DirectoryDep = Annotated[Directory, Depends(get_directory)]
@@ -96,6 +98,7 @@ ExperimentDep = Annotated[ExperimentService, Depends(get_experiment)]
 InsightsDep = Annotated[InsightsService, Depends(get_insights)]
 RoundsDep = Annotated[Rounds, Depends(get_rounds)]
 HealthDep = Annotated[HealthService, Depends(get_health)]
+IngestDep = Annotated[IngestService, Depends(get_ingest)]
 
 
 async def offload(gateway: ChainGateway, fn: Callable[..., T], *args: Any) -> T:
@@ -145,6 +148,21 @@ async def current_user(
     return user
 
 
+async def current_caller(
+    directory: DirectoryDep, x_api_key: Annotated[str | None, Header()] = None
+) -> tuple[str, PartnerAuth | None]:
+    """The operator (``("operator", None)``) or a partner (``(partner id, partner)``)."""
+    if not x_api_key:
+        raise Unauthenticated("missing X-API-Key header (the operator key or a partner API key)")
+    if directory.is_operator_key(x_api_key):
+        return "operator", None
+    partner = directory.partner_for_key(x_api_key)
+    if partner is None:
+        raise Unauthenticated("unknown API key")
+    return partner.id, partner
+
+
 PartnerDep = Annotated[PartnerAuth, Depends(current_partner)]
+CallerDep = Annotated[tuple[str, PartnerAuth | None], Depends(current_caller)]
 OperatorDep = Annotated[None, Depends(current_operator)]
 UserDep = Annotated[User, Depends(current_user)]

@@ -80,6 +80,8 @@ class Settings(ChainSettings):
     index_confirmations: int | None = Field(default=None, ge=0)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Largest batch upload accepted (``POST /api/v1/ingest/{table}``), in bytes.
+    max_ingest_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     #: Default lifetime of a consent granted through the API, in days (capped by the registry's maximum).
     consent_days: int = Field(default=365, ge=1, le=390)
     #: Seconds an EIP-712 signature request stays valid.

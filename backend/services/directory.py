@@ -6,6 +6,7 @@ Refreshed after any change to partners, products, courses or the model."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -60,10 +61,18 @@ class Directory:
             product_index=index,
             partner_products={k: sorted(v) for k, v in by_partner.items()},
             product_names={p.id: p.name for p in products},
-            course_index={cid: int(pos) for cid, pos in courses},
+            course_index=self._course_rows(courses),
         )
         with self._lock:
             self._tables = tables
+
+    def _course_rows(self, stored: Sequence[tuple[str, int | None]]) -> dict[str, int]:
+        """Item id → its row in the served model's topic space: the order the model's profile builder was
+        fitted on, or (for a model without one) the positions stored with the catalogue."""
+        builder = self._model.profiles
+        if builder is not None:
+            return {item: i for i, item in enumerate(builder.item_ids)}
+        return {cid: int(pos) for cid, pos in stored if pos is not None}
 
     def partner_for_key(self, api_key: str) -> PartnerAuth | None:
         return self._tables.keys.get(key_hash(api_key))

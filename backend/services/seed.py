@@ -234,6 +234,7 @@ def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, pr
     from recommender.evaluator import evaluate
     from recommender.models.hybrid import HybridTwoTower
     from recommender.models.popularity import Popularity
+    from recommender.profile_store import save_profile_builder
     from recommender.serving import save_hybrid_artifact
 
     model = HybridTwoTower(epochs=epochs, seed=seed)
@@ -254,4 +255,6 @@ def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, pr
         item_ids=split.product_ids,
         overwrite=True,
     )
+    # the builder that turns new course events into profiles, beside the model it was trained with
+    save_profile_builder(split.profile_builder, artifact)
     return artifact, metrics

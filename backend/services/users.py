@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import secrets
 
-from sqlmodel import Session, select
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
 
 from backend.chain import PURPOSE_NAMES, ConsentRegistryClient, Purpose, Wallet, subject_for_wallet
 from backend.core.security import key_hash, new_secret
@@ -13,6 +14,7 @@ from backend.errors import Conflict, NotFound, Unprocessable
 from backend.models import (
     ConsentEvent,
     Conversion,
+    LearningEvent,
     Partner,
     Profile,
     ProfileUpdate,
@@ -38,6 +40,7 @@ from backend.schemas.users import (
     UserFound,
 )
 from backend.services.directory import Directory
+from backend.services.erasure import ErasureRegister
 from backend.services.gateway import ChainGateway
 from backend.services.model import ModelSlot
 from recommender.profiles import Profile as LearnerProfile
@@ -68,10 +71,17 @@ def new_user(platform_user_id: str, wallet: str | None = None) -> tuple[User, st
 
 
 class UserService:
-    def __init__(self, gateway: ChainGateway, registry: ConsentRegistryClient, registrar: Wallet) -> None:
+    def __init__(
+        self,
+        gateway: ChainGateway,
+        registry: ConsentRegistryClient,
+        registrar: Wallet,
+        erasure: ErasureRegister,
+    ) -> None:
         self._gateway = gateway
         self._registry = registry
         self._registrar = registrar
+        self._erasure = erasure
 
     @staticmethod
     def create(session: Session, body: UserCreate) -> UserCreated:
@@ -187,6 +197,9 @@ class UserService:
         profile = session.get(Profile, user.id)
         if profile is not None:
             session.delete(profile)
+        session.exec(delete(LearningEvent).where(col(LearningEvent.user_id) == user.id))
+        if user.platform_user_id is not None:  # its events are refused from now on, and nothing re-links it
+            self._erasure.record(session, user.platform_user_id)
         for e in session.exec(select(ConsentEvent).where(ConsentEvent.user_id == user.id)).all():
             e.user_id = None
             session.add(e)

@@ -12,7 +12,6 @@ physical line numbers even when a quoted description spans several lines; a tabl
 
 from __future__ import annotations
 
-import csv
 import shutil
 import tempfile
 import uuid
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data.dataset import DatasetError, KnowledgeDataset
+from recommender.data.readers import read_csv_text, read_parquet
 from recommender.data.schema import TABLE_NAMES
 from recommender.data.validation import Problems, Source, validate_tables
 
@@ -43,55 +43,16 @@ DEFAULT_MAX_ERRORS = 50
 
 
 def _read_csv(path: Path, problems: Problems, table_idx: int) -> tuple[pd.DataFrame, Source] | None:
-    label = path.name
-    rows: list[list[str]] = []
-    lines: list[int] = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            try:
-                header = next(reader)
-            except StopIteration:
-                problems.add(f"{label}: empty file (expected a header line)", table_idx)
-                return None
-            header = [h.strip() for h in header]
-            start = reader.line_num + 1
-            for record in reader:
-                if not record or all(not v.strip() for v in record):
-                    start = reader.line_num + 1
-                    continue
-                if len(record) != len(header):
-                    problems.add(
-                        f"{label} line {start}: expected {len(header)} fields, found {len(record)}",
-                        table_idx,
-                        start,
-                    )
-                else:
-                    rows.append(record)
-                    lines.append(start)
-                start = reader.line_num + 1
+            return read_csv_text(handle, path.name, problems, table_idx)
     except UnicodeDecodeError as exc:
-        problems.add(f"{label}: not valid UTF-8 text ({exc.reason} at byte {exc.start})", table_idx)
+        problems.add(f"{path.name}: not valid UTF-8 text ({exc.reason} at byte {exc.start})", table_idx)
         return None
-    except csv.Error as exc:
-        problems.add(f"{label}: malformed CSV ({exc})", table_idx)
-        return None
-    frame = pd.DataFrame(rows, columns=pd.Index(header), dtype=object) if rows else _empty(header)
-    return frame, Source(label, "line", np.asarray(lines, dtype=np.int64))
-
-
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype=object) for c in dict.fromkeys(columns)})
 
 
 def _read_parquet(path: Path, problems: Problems, table_idx: int) -> tuple[pd.DataFrame, Source] | None:
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises a variety of errors for corrupt files
-        problems.add(f"{path.name}: cannot read Parquet file ({type(exc).__name__}: {exc})", table_idx)
-        return None
-    frame = frame.reset_index(drop=True)
-    return frame, Source(path.name, "row", np.arange(1, len(frame) + 1, dtype=np.int64))
+    return read_parquet(path.read_bytes(), path.name, problems, table_idx)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -193,6 +193,17 @@ INTERACTIONS = TableSpec(
     name="interactions",
     description="Course-side behaviour, one row per event.",
     columns=(
+        ColumnSpec(
+            "event_id",
+            "str",
+            required=False,
+            description=(
+                "the platform's id of the event (required when ingesting: sending it again changes nothing)"
+            ),
+            unique=True,
+            pattern=ID_PATTERN,
+            pattern_hint=ID_HINT,
+        ),
         ColumnSpec("user_id", "str", description="who", references=("users", "user_id")),
         ColumnSpec("item_id", "str", description="which item", references=("items", "item_id")),
         ColumnSpec("event", "str", description="what happened", choices=EVENTS),

@@ -66,6 +66,7 @@ class Service:
         r = self.api.put(f"/api/v1/users/{user['id']}/profile", json=profile, headers=self.operator)
         assert r.status_code == 200, r.text
         user["headers"] = {"Authorization": f"Bearer {user['token']}"}
+        user["platform_user_id"] = body["platform_user_id"]
         return user
 
     def grant(
