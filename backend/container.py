@@ -34,6 +34,7 @@ from backend.services.health import HealthService
 from backend.services.indexer import Indexer
 from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
+from backend.services.learner_view import LearnerView
 from backend.services.ledger import LedgerService
 from backend.services.model import ModelSlot
 from backend.services.partners import PartnerService
@@ -76,6 +77,7 @@ class Container:
     erasure: ErasureRegister
     profile_refresher: ProfileRefresher
     ingest: IngestService
+    learner_view: LearnerView
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
     _lock: StateLock | None = field(default=None, repr=False)
@@ -187,6 +189,7 @@ class Container:
             erasure=erasure,
             profile_refresher=refresher,
             ingest=IngestService(engine, erasure, refresher, directory),
+            learner_view=LearnerView(gateway, directory, model),
         )
 
     def _seed_pieces(self) -> tuple[Any, ...]:

@@ -31,6 +31,7 @@ from backend.services.gateway import ChainGateway
 from backend.services.health import HealthService
 from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
+from backend.services.learner_view import LearnerView
 from backend.services.ledger import LedgerService
 from backend.services.partners import PartnerService
 from backend.services.recommend import RecommendationService
@@ -83,6 +84,7 @@ get_insights = _component("insights")
 get_rounds = _component("rounds")
 get_health = _component("health")
 get_ingest = _component("ingest")
+get_learner_view = _component("learner_view")
 
 GatewayDep = Annotated[ChainGateway, Depends(get_gateway)]
 DirectoryDep = Annotated[Directory, Depends(get_directory)]
@@ -99,6 +101,7 @@ InsightsDep = Annotated[InsightsService, Depends(get_insights)]
 RoundsDep = Annotated[Rounds, Depends(get_rounds)]
 HealthDep = Annotated[HealthService, Depends(get_health)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
+LearnerViewDep = Annotated[LearnerView, Depends(get_learner_view)]
 
 
 async def offload(gateway: ChainGateway, fn: Callable[..., T], *args: Any) -> T:

@@ -119,8 +119,13 @@ def _classes() -> tuple[type[Any], type[EthereumTesterProvider]]:
         def make_request(self, method: Any, params: Any) -> Any:
             try:
                 return super().make_request(method, params)
-            except TesterTransactionFailed as exc:
+            except (TesterTransactionFailed, OverflowError) as exc:
+                # web3 tries to read every revert as ``Error(string)`` and only expects a DecodingError:
+                # a custom error whose first argument is small reads as an impossible string length and
+                # raises OverflowError, with eth-tester's failure (and the raw data) as its context
                 raw = revert_bytes(exc)
+                if isinstance(exc, OverflowError) and raw is None:
+                    raise
                 error: dict[str, Any] = {"code": 3, "message": "execution reverted"}
                 if raw is not None:
                     error["data"] = "0x" + raw.hex()

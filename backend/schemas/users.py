@@ -110,3 +110,44 @@ class Erased(BaseModel):
     revoked_on_chain: list[Revoked]
     wallet_consents: str | None
     kept: str
+
+
+class CourseRef(BaseModel):
+    item_id: str
+    title: str
+
+
+class LearnerTopic(BaseModel):
+    topic: str
+    weight: float
+
+
+class ReasonedProduct(BaseModel):
+    product_id: str
+    name: str
+    topics: list[str]
+    keywords: list[str]
+    #: The learner's own courses closest to the product (shown to the learner only).
+    courses: list[CourseRef]
+
+
+class LearnerRecommendations(BaseModel):
+    partner_id: str
+    partner_name: str
+    #: The block at which the learner's consent to this partner was read.
+    checked_at_block: int
+    products: list[ReasonedProduct]
+
+
+class LearnerProfileView(BaseModel):
+    """What the service derives about the learner, as the learner sees it."""
+
+    has_profile: bool
+    segment: str | None
+    topics: list[LearnerTopic]
+    #: Estimated chance of taking up a product of each kind.
+    propensities: dict[str, float]
+    courses: list[CourseRef]
+    #: Per partner the learner lets recommend products: what it would be shown, and why.
+    recommendations: list[LearnerRecommendations]
+    note: str | None = None

@@ -121,6 +121,15 @@ def test_a_learner_grants_sees_the_transaction_and_revokes_then_the_partner_is_r
     assert recommending.get_attribute("aria-checked") == "true"
     assert _recommend(service, user).status_code == 200
 
+    # the learner's own profile: their segment, and their courses behind what the bank would suggest
+    view = service.api.get("/api/v1/me/profile", headers=user["headers"]).json()
+    page.wait_for_function("() => document.querySelector('#profile-recommendations h3') !== null")
+    assert page.locator("#profile-segment").inner_text() == view["segment"]
+    shown = page.locator("#profile-recommendations").inner_text()
+    assert "What Harbour Bank would suggest" in shown
+    titles = {c["title"] for r in view["recommendations"] for p in r["products"] for c in p["courses"]}
+    assert titles and any(t in shown for t in titles)
+
     # the receipt behind the grant: its hash is the one the API holds and the chain event carries
     receipt_button = "Show the consent receipt for Harbour Bank: Build a learning profile"
     status.get_by_role("button", name=receipt_button).click()

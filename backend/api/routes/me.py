@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
-from backend.api.deps import ConsentDep, GatewayDep, SessionDep, UserDep, UsersDep, offload
+from backend.api.deps import ConsentDep, GatewayDep, LearnerViewDep, SessionDep, UserDep, UsersDep, offload
 from backend.schemas.common import errors
 from backend.schemas.consent import (
     ConsentChange,
@@ -20,7 +20,7 @@ from backend.schemas.consent import (
     TypedDataBody,
     TypedDataPublic,
 )
-from backend.schemas.users import Erased, Export, Me
+from backend.schemas.users import Erased, Export, LearnerProfileView, Me
 from backend.services.users import me as me_of
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"], responses=errors(401))
@@ -32,6 +32,14 @@ Purpose = Annotated[PurposeName, Path(description="the purpose's API name")]
 @router.get("", response_model=Me)
 def me(user: UserDep) -> Me:
     return me_of(user)
+
+
+@router.get("/profile", response_model=LearnerProfileView)
+def profile(user: UserDep, view: LearnerViewDep, session: SessionDep) -> LearnerProfileView:
+    """Your learning profile: your segment, topics and propensities, and for each partner you let recommend
+    products, what it would be shown and the courses of yours behind each reason (partners see topics and
+    keywords only)."""
+    return view.profile(session, user)
 
 
 @router.get("/consents", response_model=ConsentState, responses=errors(503))

@@ -2,8 +2,8 @@
 // signed by the learner's own wallet and relayed), the on-chain transaction and receipt of each change,
 // the history, and the export and erasure of the learner's data.
 import {
-  $, alertIn, api, ApiError, confirmDialog, describe, download, el, show, store, takeFromFragment, when,
-  wireSignIn,
+  $, alertIn, api, ApiError, confirmDialog, describe, download, el, percent, show, store, takeFromFragment,
+  when, wireSignIn,
 } from "./common.js";
 
 const ui = {
@@ -33,7 +33,7 @@ const walletPath = () => Boolean(state.me && state.me.wallet && window.ethereum)
 
 function signedOut(message) {
   store.clear("token");
-  for (const node of [ui.account, ui.historyCard, ui.dataCard]) show(node, false);
+  for (const node of [ui.account, ui.historyCard, ui.dataCard, $("#profile-card")]) show(node, false);
   ui.partners.replaceChildren();
   show(ui.signin, true);
   alertIn(ui.error, message ? new Error(message) : null);
@@ -66,6 +66,7 @@ async function load() {
     renderHistory(history.history);
     show(ui.historyCard, true);
     show(ui.dataCard, true);
+    refreshProfile();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) signedOut(describe(error));
     else alertIn(ui.error, error);
@@ -245,6 +246,7 @@ async function toggle(partner, purpose) {
       $("#checked-at").textContent = `Switches show the chain's state at block ${state.checkedAt}.`;
     }
     refreshHistory();
+    refreshProfile();
   } catch (error) {
     setStatus(
       status,
@@ -305,6 +307,56 @@ async function walletWrite(partner, purpose, action, status) {
   const body = { action, message: prepared.typed_data.message, signature };
   if (prepared.receipt) body.receipt = prepared.receipt;
   return api("/api/v1/consents/relay", { method: "POST", body });
+}
+
+/** The learner's own profile: segment, topics, propensities, and per partner they let recommend, the
+ * products it would be shown with the learner's courses behind each reason. */
+async function refreshProfile() {
+  const card = $("#profile-card");
+  let view;
+  try {
+    view = await api("/api/v1/me/profile", { auth: auth() });
+  } catch {
+    show(card, false);
+    return;
+  }
+  if (!view.has_profile) {
+    show(card, false);
+    return;
+  }
+  $("#profile-segment").textContent = view.segment ?? "not yet assigned";
+  $("#profile-topics").replaceChildren(
+    ...view.topics.map((t) => el("li", {}, `${t.topic} (${percent(t.weight, 0)})`)),
+  );
+  $("#profile-propensities").replaceChildren(
+    ...Object.entries(view.propensities).map(([kind, p]) => el("li", {}, `${kind}: ${percent(p, 1)}`)),
+  );
+  $("#profile-recommendations").replaceChildren(
+    ...view.recommendations.map((r) =>
+      el(
+        "section",
+        { "aria-label": `What ${r.partner_name} would suggest` },
+        el("h3", {}, `What ${r.partner_name} would suggest, and why`),
+        el(
+          "ul",
+          {},
+          ...r.products.map((p) =>
+            el(
+              "li",
+              {},
+              el("strong", {}, p.name),
+              ` — topics: ${p.topics.join("; ") || "none"}`,
+              p.courses.length ? ` — because of your courses: ${p.courses.map((c) => c.title).join("; ")}` : "",
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+  const note = $("#profile-note");
+  note.textContent = view.note ?? "";
+  show(note, Boolean(view.note));
+  show(card, true);
 }
 
 async function refreshHistory() {
