@@ -390,6 +390,18 @@ def test_RevertWhen_SettlingWithoutConsent(chain: ChainHelper, agreement: Agreem
     assert exc.value.args_by_name == {"conversionId": convs[1].data.id, "subject": stranger}
 
 
+def test_RevertWhen_SettlingForTheZeroSubject(chain: ChainHelper, agreement: Agreement) -> None:
+    """No one can consent for the all-zero subject; its conversion is refused like any unconsented one."""
+    (consented,) = chain.consented_subjects(1)
+    convs = [
+        chain.conversion(consented, conversion_id=2**40 + 1),
+        chain.conversion(b"\0" * 32, conversion_id=2**40 + 2),
+    ]
+    with pytest.raises(errors.SettlementLedgerNoConsent) as exc:
+        chain.record(agreement, convs)
+    assert exc.value.args_by_name == {"conversionId": convs[1].data.id, "subject": b"\0" * 32}
+
+
 def test_RevertWhen_SettlingWithConsentForAnotherPurpose(chain: ChainHelper, agreement: Agreement) -> None:
     s = chain.grant(purpose=Purpose.PROFILING)
     with pytest.raises(errors.SettlementLedgerNoConsent):
