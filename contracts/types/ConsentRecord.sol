@@ -121,13 +121,14 @@ library ConsentRecordLib {
     }
 
     /// @notice Whether the record's current grant covers time `at`, notice versions aside.
-    /// @dev `grantedAt != 0 && grantedAt <= at < expiresAt && (revokedAt == 0 || at < revokedAt)`. The time
-    /// half of `countsAt`, on its own so that a caller can decide without reading the current notice versions
-    /// (two cold SLOADs) when the times alone already say no. Evaluated without a branch.
+    /// @dev `grantedAt != 0 && grantedAt <= at < expiresAt && (revokedAt == 0 || at < revokedAt)`: the time half
+    /// of `countsAt`, on its own so that a caller can decide without reading the current notice versions (two
+    /// cold SLOADs) when the times alone already say no. It is `countsAt` asked about the present (`now_ = at`)
+    /// with the record's own versions as the current ones, so the time rule is written once (`_coversAt`).
     /// @param r The record.
     /// @param at The time (unix seconds).
     function coversAt(ConsentRecord r, uint256 at) internal pure returns (bool) {
-        return _coversAt(ConsentRecord.unwrap(r), at) != 0;
+        return countsAt(r, at, at, ConsentRecord.unwrap(r) & VERSIONS_MASK);
     }
 
     /// @notice Whether the record was granted under the given notice versions.
@@ -151,12 +152,11 @@ library ConsentRecordLib {
         pure
         returns (bool)
     {
-        uint256 w = ConsentRecord.unwrap(r);
-        return _coversAt(w, at) & SafeCast.toUint(at <= now_) & SafeCast.toUint(w & VERSIONS_MASK == currentVersions)
-            != 0;
+        return _coversAt(ConsentRecord.unwrap(r), at) & SafeCast.toUint(at <= now_)
+            & SafeCast.toUint(hasVersions(r, currentVersions)) != 0;
     }
 
-    /// @dev `coversAt` as 0 or 1.
+    /// @dev The time rule of `coversAt`, as 0 or 1, without a branch.
     function _coversAt(uint256 w, uint256 at) private pure returns (uint256) {
         uint256 g = w & MASK40;
         uint256 revokedAt_ = (w >> REVOKED_AT_SHIFT) & MASK40;
