@@ -4,11 +4,14 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {StorageSlot} from "@openzeppelin/contracts/utils/StorageSlot.sol";
 
 import {IConsentRegistry} from "./interfaces/IConsentRegistry.sol";
-import {ConsentTerms, ConsentTermsLib} from "./types/ConsentTerms.sol";
+import {ConsentTerms} from "./types/ConsentTerms.sol";
 import {ConsentRecord, ConsentRecordLib} from "./types/ConsentRecord.sol";
 import {Purposes} from "./types/Purposes.sol";
+import {EfficientHash} from "./utils/EfficientHash.sol";
 
 /// @title ConsentRegistry
 /// @notice KnowLedger's on-chain consent registry: one storage slot per (subject, partner, purpose).
@@ -31,12 +34,9 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
     bytes32 private constant CONSENT_REVOCATION_TYPEHASH =
         keccak256("ConsentRevocation(bytes32 subject,address partner,uint8 purpose,uint32 nonce,uint40 deadline)");
 
-    uint256 private constant MASK40 = (1 << 40) - 1;
-    uint256 private constant MASK32 = (1 << 32) - 1;
-    uint256 private constant NONCE_SHIFT = ConsentRecordLib.NONCE_SHIFT;
-
     address private immutable _registrar;
-    uint40 private immutable _maxConsentDuration;
+    /// @dev A `uint40` (the constructor's argument), kept in a full word so that reading it needs no mask.
+    uint256 private immutable _maxConsentDuration;
 
     // The records themselves live at raw slots: see `_recordSlot`.
     /// @dev The current platform notice version (starts at 1).
@@ -66,89 +66,30 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
     // ------------------------------------------------------------------ registrar path
 
     /// @inheritdoc IConsentRegistry
-    /// @dev The hottest write: validation is one branch on the happy path, the record slot is hashed once,
-    /// and the record is read and written once.
     function grant(bytes32 subject, ConsentTerms terms, bytes32 receiptHash) external onlyRegistrar {
-        uint256 t = ConsentTerms.unwrap(terms);
-        uint256 maxExpiresAt;
-        unchecked {
-            maxExpiresAt = block.timestamp + _maxConsentDuration;
-        }
-        bool bad;
-        bytes32 slot;
-        uint256 w;
-        // `_termsInvalid`, the wallet-subject check, `_recordSlot` and the load, inlined by hand: this is the
-        // benchmarked path, and a shared internal function called from three places is not inlined by the
-        // optimizer (about 100 gas). `_revertInvalidGrant` works out which check failed, and reverts even if
-        // none of its named checks does, so a drift between the two can never store a flagged grant.
-        assembly ("memory-safe") {
-            let expiresAt := and(shr(168, t), 0xffffffffff)
-            bad := or(
-                or(iszero(and(t, 0xffffffffffffffffffffffffffffffffffffffff)), gt(and(shr(160, t), 0xff), 3)),
-                or(
-                    or(iszero(gt(expiresAt, timestamp())), gt(expiresAt, maxExpiresAt)),
-                    or(
-                        or(or(iszero(and(shr(208, t), 0xffffff)), iszero(shr(232, t))), iszero(receiptHash)),
-                        iszero(shr(160, subject))
-                    )
-                )
-            )
-            let p := mload(0x40)
-            mstore(p, subject)
-            mstore(add(p, 0x20), and(t, 0xffffffffffffffffffffffffffffffffffffffff))
-            mstore(add(p, 0x40), and(shr(160, t), 0xff))
-            slot := keccak256(p, 0x60)
-            w := sload(slot)
-        }
-        if (bad) _revertInvalidGrant(subject, terms, receiptHash, maxExpiresAt);
-        if (w == 0) {
-            // A first grant: grantedAt = now, nonce = 1.
-            unchecked {
-                w = block.timestamp
-                    | (((t >> ConsentTermsLib.EXPIRES_AT_SHIFT) & MASK40) << ConsentRecordLib.EXPIRES_AT_SHIFT)
-                    | ((t >> ConsentTermsLib.PLATFORM_NOTICE_SHIFT) << ConsentRecordLib.PLATFORM_NOTICE_SHIFT)
-                    | ConsentRecordLib.NONCE_ONE;
-            }
-        } else {
-            w = _granted(w, t);
-        }
-        assembly ("memory-safe") {
-            sstore(slot, w)
-        }
-        emit ConsentGranted(subject, terms, receiptHash);
+        _grant(subject, false, terms, receiptHash);
     }
 
     /// @inheritdoc IConsentRegistry
     function revoke(bytes32 subject, address partner, uint8 purpose) external onlyRegistrar {
-        _requirePseudonym(subject);
-        bytes32 slot = _recordSlot(subject, partner, purpose);
-        _revoke(slot, _load(slot), subject, partner, purpose);
+        _revokeAsRegistrar(subject, partner, purpose);
     }
 
     /// @inheritdoc IConsentRegistry
     function grantBatch(ConsentGrant[] calldata grants) external onlyRegistrar {
         uint256 n = grants.length;
-        for (uint256 i; i < n;) {
+        for (uint256 i; i < n; ++i) {
             ConsentGrant calldata g = grants[i];
-            _grant(g.subject, ConsentTerms.unwrap(g.terms), g.receiptHash);
-            unchecked {
-                ++i;
-            }
+            _grant(g.subject, false, g.terms, g.receiptHash);
         }
     }
 
     /// @inheritdoc IConsentRegistry
     function revokeBatch(ConsentRevocation[] calldata revocations) external onlyRegistrar {
         uint256 n = revocations.length;
-        for (uint256 i; i < n;) {
+        for (uint256 i; i < n; ++i) {
             ConsentRevocation calldata r = revocations[i];
-            (bytes32 subject, address partner, uint8 purpose) = (r.subject, r.partner, r.purpose);
-            _requirePseudonym(subject);
-            bytes32 slot = _recordSlot(subject, partner, purpose);
-            _revoke(slot, _load(slot), subject, partner, purpose);
-            unchecked {
-                ++i;
-            }
+            _revokeAsRegistrar(r.subject, r.partner, r.purpose);
         }
     }
 
@@ -167,22 +108,16 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
     /// @inheritdoc IConsentRegistry
     function grantBySigBatch(SignedConsentGrant[] calldata grants) external {
         uint256 n = grants.length;
-        for (uint256 i; i < n;) {
+        for (uint256 i; i < n; ++i) {
             _grantBySig(grants[i]);
-            unchecked {
-                ++i;
-            }
         }
     }
 
     /// @inheritdoc IConsentRegistry
     function revokeBySigBatch(SignedConsentRevocation[] calldata revocations) external {
         uint256 n = revocations.length;
-        for (uint256 i; i < n;) {
+        for (uint256 i; i < n; ++i) {
             _revokeBySig(revocations[i]);
-            unchecked {
-                ++i;
-            }
         }
     }
 
@@ -213,7 +148,7 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         view
         returns (ConsentState memory state)
     {
-        ConsentRecord r = _loadRecord(_recordSlot(subject, partner, purpose));
+        ConsentRecord r = _recordOf(subject, partner, purpose);
         state = ConsentState({
             grantedAt: r.grantedAt(),
             expiresAt: r.expiresAt(),
@@ -226,20 +161,19 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
 
     /// @inheritdoc IConsentRegistry
     function isConsented(bytes32 subject, address partner, uint8 purpose) external view returns (bool) {
-        return _loadRecord(_recordSlot(subject, partner, purpose)).countsAt(block.timestamp, _currentVersions(partner));
+        return _recordOf(subject, partner, purpose).countsAt(block.timestamp, block.timestamp, _currentVersions(partner));
     }
 
     /// @inheritdoc IConsentRegistry
     function isConsentedAt(bytes32 subject, address partner, uint8 purpose, uint40 at) external view returns (bool) {
-        return at <= block.timestamp
-            && _loadRecord(_recordSlot(subject, partner, purpose)).countsAt(at, _currentVersions(partner));
+        return _recordOf(subject, partner, purpose).countsAt(at, block.timestamp, _currentVersions(partner));
     }
 
     /// @inheritdoc IConsentRegistry
     function consentMask(bytes32 subject, address partner) external view returns (uint8 mask) {
         uint256 versions = _currentVersions(partner);
         for (uint8 p; p < Purposes.COUNT; ++p) {
-            if (_loadRecord(_recordSlot(subject, partner, p)).countsAt(block.timestamp, versions)) {
+            if (_recordOf(subject, partner, p).countsAt(block.timestamp, block.timestamp, versions)) {
                 mask |= uint8(1 << p);
             }
         }
@@ -254,17 +188,13 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         uint256 versions = _currentVersions(partner);
         uint256 n = subjects.length;
         consented = new bool[](n);
-        for (uint256 i; i < n;) {
-            consented[i] = _loadRecord(_recordSlot(subjects[i], partner, purpose)).countsAt(block.timestamp, versions);
-            unchecked {
-                ++i;
-            }
+        for (uint256 i; i < n; ++i) {
+            consented[i] = _recordOf(subjects[i], partner, purpose).countsAt(block.timestamp, block.timestamp, versions);
         }
     }
 
     /// @inheritdoc IConsentRegistry
-    /// @dev The settlement ledger's consent check: one call per batch, so the loop is kept lean. A time that
-    /// does not fit 40 bits simply does not count.
+    /// @dev The settlement ledger's consent check: one call per batch.
     function areConsentedAt(
         bytes32[] calldata subjects,
         address partner,
@@ -275,45 +205,14 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         if (times.length != n) revert ConsentRegistryLengthMismatch(n, times.length);
         uint256 versions = _currentVersions(partner);
         consented = new bool[](n);
-        assembly ("memory-safe") {
-            let key := mload(0x40)
-            mstore(add(key, 0x20), partner)
-            mstore(add(key, 0x40), purpose)
-            let now_ := timestamp()
-            let out := add(consented, 0x20)
-            let timesFromSubjects := sub(times.offset, subjects.offset)
-            let end := add(subjects.offset, shl(5, n))
-            for { let p := subjects.offset } lt(p, end) {
-                p := add(p, 0x20)
-                out := add(out, 0x20)
-            } {
-                let at := calldataload(add(p, timesFromSubjects))
-                mstore(key, calldataload(p))
-                let w := sload(keccak256(key, 0x60))
-                let grantedAt := and(w, 0xffffffffff)
-                let revokedAt := and(shr(80, w), 0xffffffffff)
-                // 0 < grantedAt <= at < expiresAt, (revokedAt == 0 || at < revokedAt), at <= now, and the
-                // record's versions are the current ones
-                mstore(
-                    out,
-                    and(
-                        and(
-                            and(iszero(iszero(grantedAt)), iszero(gt(grantedAt, at))),
-                            lt(at, and(shr(40, w), 0xffffffffff))
-                        ),
-                        and(
-                            and(or(iszero(revokedAt), lt(at, revokedAt)), iszero(gt(at, now_))),
-                            eq(and(w, 0xffffffffffff000000000000000000000000000000), versions)
-                        )
-                    )
-                )
-            }
+        for (uint256 i; i < n; ++i) {
+            consented[i] = _recordOf(subjects[i], partner, purpose).countsAt(times[i], block.timestamp, versions);
         }
     }
 
     /// @inheritdoc IConsentRegistry
     function nonceOf(bytes32 subject, address partner, uint8 purpose) external view returns (uint32) {
-        return _loadRecord(_recordSlot(subject, partner, purpose)).nonce();
+        return _recordOf(subject, partner, purpose).nonce();
     }
 
     /// @inheritdoc IConsentRegistry
@@ -333,7 +232,7 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
 
     /// @inheritdoc IConsentRegistry
     function maxConsentDuration() external view returns (uint40) {
-        return _maxConsentDuration;
+        return uint40(_maxConsentDuration);
     }
 
     /// @inheritdoc IConsentRegistry
@@ -347,41 +246,20 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
     /// @dev The storage slot of the record of (subject, partner, purpose):
     /// `keccak256(abi.encode(subject, partner, purpose))`, used directly as the slot (like an ERC-7201
     /// namespace) so that a lookup costs one hash, and anyone can read a record with `eth_getStorageAt`.
-    function _recordSlot(bytes32 subject, address partner, uint8 purpose) private pure returns (bytes32 slot) {
-        assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, subject)
-            mstore(add(p, 0x20), and(partner, 0xffffffffffffffffffffffffffffffffffffffff))
-            mstore(add(p, 0x40), and(purpose, 0xff))
-            slot := keccak256(p, 0x60)
-        }
+    /// Hashed by `EfficientHash`, which does not allocate memory (see there why that matters here).
+    function _recordSlot(bytes32 subject, address partner, uint8 purpose)
+        private
+        pure
+        returns (StorageSlot.Uint256Slot storage)
+    {
+        return StorageSlot.getUint256Slot(
+            EfficientHash.efficientKeccak256(subject, bytes32(uint256(uint160(partner))), bytes32(uint256(purpose)))
+        );
     }
 
-    /// @dev The same slot, for the partner and purpose held in the low 168 bits of a `ConsentTerms` word.
-    function _recordSlot(bytes32 subject, uint256 termsWord) private pure returns (bytes32 slot) {
-        assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, subject)
-            mstore(add(p, 0x20), and(termsWord, 0xffffffffffffffffffffffffffffffffffffffff))
-            mstore(add(p, 0x40), and(shr(160, termsWord), 0xff))
-            slot := keccak256(p, 0x60)
-        }
-    }
-
-    function _load(bytes32 slot) private view returns (uint256 w) {
-        assembly ("memory-safe") {
-            w := sload(slot)
-        }
-    }
-
-    function _loadRecord(bytes32 slot) private view returns (ConsentRecord) {
-        return ConsentRecord.wrap(_load(slot));
-    }
-
-    function _store(bytes32 slot, uint256 w) private {
-        assembly ("memory-safe") {
-            sstore(slot, w)
-        }
+    /// @dev The record of (subject, partner, purpose).
+    function _recordOf(bytes32 subject, address partner, uint8 purpose) private view returns (ConsentRecord) {
+        return ConsentRecord.wrap(_recordSlot(subject, partner, purpose).value);
     }
 
     /// @dev The current versions of `partner`, placed where a record keeps its versions.
@@ -390,123 +268,140 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
             | (uint256(_partnerNoticeVersions[partner]) << ConsentRecordLib.PARTNER_NOTICE_SHIFT);
     }
 
-    /// @dev The checks every grant passes, on both paths, as one boolean (one branch on the happy path):
-    /// partner non-zero, purpose known, `now < expiresAt <= maxExpiresAt`, both notice versions non-zero and
-    /// the receipt hash non-zero. `_revertInvalidTerms` works out which one failed.
-    function _termsInvalid(uint256 t, bytes32 receiptHash, uint256 maxExpiresAt) private view returns (bool bad) {
-        assembly ("memory-safe") {
-            let expiresAt := and(shr(168, t), 0xffffffffff)
-            bad := or(
-                or(iszero(and(t, 0xffffffffffffffffffffffffffffffffffffffff)), gt(and(shr(160, t), 0xff), 3)),
-                or(
-                    or(iszero(gt(expiresAt, timestamp())), gt(expiresAt, maxExpiresAt)),
-                    or(or(iszero(and(shr(208, t), 0xffffff)), iszero(shr(232, t))), iszero(receiptHash))
-                )
-            )
-        }
+    /// @dev Whether `subject` is a wallet (an address left-padded to 32 bytes: upper 96 bits zero) rather
+    /// than a pseudonym.
+    function _isWallet(bytes32 subject) private pure returns (bool) {
+        return uint256(subject) >> 160 == 0;
     }
 
-    /// @dev `_termsInvalid` and its revert.
-    function _validateTerms(bytes32 subject, uint256 t, bytes32 receiptHash) private view {
-        uint256 maxExpiresAt;
+    /// @dev The latest expiry a grant may carry now.
+    function _maxExpiresAt() private view returns (uint256) {
         unchecked {
-            maxExpiresAt = block.timestamp + _maxConsentDuration;
-        }
-        if (_termsInvalid(t, receiptHash, maxExpiresAt)) {
-            _revertInvalidTerms(subject, ConsentTerms.wrap(t), receiptHash, maxExpiresAt);
+            return block.timestamp + _maxConsentDuration;
         }
     }
 
-    /// @dev The revert of a registrar-path grant flagged by the inlined check in `grant`: the wallet subject
-    /// first, then the terms.
-    function _revertInvalidGrant(bytes32 subject, ConsentTerms terms, bytes32 receiptHash, uint256 maxExpiresAt)
+    /// @dev The grant rule, the same on both paths, as its six checks. Each result is true iff its check
+    /// fails: the subject is not of the path's kind (a wallet on the signed path, a pseudonym on the registrar
+    /// path), the partner is zero, the purpose is unknown, the expiry is not in
+    /// `(now, now + maxConsentDuration]`, a notice version is zero, the receipt hash is zero.
+    function _grantChecks(bytes32 subject, bool signed, ConsentTerms terms, bytes32 receiptHash)
         private
         view
+        returns (
+            bool wrongSubject,
+            bool noPartner,
+            bool unknownPurpose,
+            bool badExpiry,
+            bool noNoticeVersion,
+            bool noReceipt
+        )
     {
-        _requirePseudonym(subject);
-        _revertInvalidTerms(subject, terms, receiptHash, maxExpiresAt);
+        uint256 expiresAt = terms.expiresAt();
+        wrongSubject = _isWallet(subject) != signed;
+        noPartner = terms.partner() == address(0);
+        unknownPurpose = !Purposes.isValid(terms.purpose());
+        badExpiry = SafeCast.toUint(expiresAt <= block.timestamp) | SafeCast.toUint(expiresAt > _maxExpiresAt()) != 0;
+        noNoticeVersion =
+            SafeCast.toUint(terms.platformNoticeVersion() == 0) | SafeCast.toUint(terms.partnerNoticeVersion() == 0) != 0;
+        noReceipt = receiptHash == bytes32(0);
     }
 
-    /// @dev Reverts with the named error of the first failing check of `_termsInvalid`; called only once a
-    /// grant was flagged, it always reverts: the last revert catches a flag that none of the named checks
-    /// explains (a drift between a hand-inlined check and this function), so a flagged grant is never stored.
-    function _revertInvalidTerms(bytes32 subject, ConsentTerms terms, bytes32 receiptHash, uint256 maxExpiresAt)
+    /// @dev Reverts unless the grant passes every check of `_grantChecks`. The checks are or-ed without a
+    /// branch, so that a valid grant costs a single comparison; `_revertInvalidGrant` names the failure.
+    function _requireValidGrant(bytes32 subject, bool signed, ConsentTerms terms, bytes32 receiptHash)
         private
         view
     {
-        if (terms.partner() == address(0)) revert ConsentRegistryInvalidPartner(address(0));
-        if (!Purposes.isValid(terms.purpose())) revert ConsentRegistryUnknownPurpose(terms.purpose());
-        uint40 expiresAt = terms.expiresAt();
-        if (expiresAt <= block.timestamp || expiresAt > maxExpiresAt) {
-            revert ConsentRegistryInvalidExpiry(expiresAt, maxExpiresAt);
+        (bool a, bool b, bool c, bool d, bool e, bool f) = _grantChecks(subject, signed, terms, receiptHash);
+        if (
+            SafeCast.toUint(a) | SafeCast.toUint(b) | SafeCast.toUint(c) | SafeCast.toUint(d) | SafeCast.toUint(e)
+                | SafeCast.toUint(f) != 0
+        ) _revertInvalidGrant(subject, signed, terms, receiptHash);
+    }
+
+    /// @dev Reverts with the named error of the first check of `_grantChecks` that the grant fails. The last
+    /// revert, reached only if none fails, keeps this function from ever returning: a grant flagged invalid
+    /// is never stored.
+    function _revertInvalidGrant(bytes32 subject, bool signed, ConsentTerms terms, bytes32 receiptHash)
+        private
+        view
+    {
+        (
+            bool wrongSubject,
+            bool noPartner,
+            bool unknownPurpose,
+            bool badExpiry,
+            bool noNoticeVersion,
+            bool noReceipt
+        ) = _grantChecks(subject, signed, terms, receiptHash);
+        if (wrongSubject) {
+            if (signed) revert ConsentRegistrySubjectNotAWallet(subject);
+            revert ConsentRegistrySubjectIsAWallet(subject);
         }
-        if (terms.platformNoticeVersion() == 0 || terms.partnerNoticeVersion() == 0) {
+        if (noPartner) revert ConsentRegistryInvalidPartner(address(0));
+        if (unknownPurpose) revert ConsentRegistryUnknownPurpose(terms.purpose());
+        if (badExpiry) revert ConsentRegistryInvalidExpiry(terms.expiresAt(), _maxExpiresAt());
+        if (noNoticeVersion) {
             revert ConsentRegistryInvalidNoticeVersion(terms.platformNoticeVersion(), terms.partnerNoticeVersion());
         }
-        if (receiptHash == bytes32(0)) revert ConsentRegistryMissingReceipt(subject);
+        if (noReceipt) revert ConsentRegistryMissingReceipt(subject);
         revert ConsentRegistryInvalidGrant(subject, terms, receiptHash);
     }
 
-    /// @dev The registrar path writes pseudonyms only: a wallet subject (upper 96 bits zero) writes its own
-    /// consents, with its signature.
-    function _requirePseudonym(bytes32 subject) private pure {
-        if (uint256(subject) >> 160 == 0) revert ConsentRegistrySubjectIsAWallet(subject);
+    /// @dev A grant on either path (`signed`: the wallet path): checks the grant rule, writes the record and
+    /// emits `ConsentGranted`. Returns the record as it was before, whose nonce the wallet path checks
+    /// afterwards, with the signature: a failing check reverts the write with it.
+    function _grant(bytes32 subject, bool signed, ConsentTerms terms, bytes32 receiptHash)
+        private
+        returns (ConsentRecord previous)
+    {
+        _requireValidGrant(subject, signed, terms, receiptHash);
+        StorageSlot.Uint256Slot storage slot = _recordSlot(subject, terms.partner(), terms.purpose());
+        previous = ConsentRecord.wrap(slot.value);
+        // A record never written starts a new interval: no need to ask `_grantStart`.
+        uint256 start = previous.isEmpty() ? block.timestamp : _grantStart(previous, terms);
+        slot.value = ConsentRecord.unwrap(previous.granted(terms, start));
+        emit ConsentGranted(subject, terms, receiptHash);
     }
 
-    /// @dev A validated grant on the registrar path.
-    function _grant(bytes32 subject, uint256 t, bytes32 receiptHash) private {
-        _requirePseudonym(subject);
-        _validateTerms(subject, t, receiptHash);
-        bytes32 slot = _recordSlot(subject, t);
-        _store(slot, _granted(_load(slot), t));
-        emit ConsentGranted(subject, ConsentTerms.wrap(t), receiptHash);
+    /// @dev The `grantedAt` of record `r` after a valid grant of `terms` now: kept for a renewal (the record
+    /// counts now: `r.countsAt(now, now, current versions)`), now for a new interval. The partner's notice
+    /// versions (two cold SLOADs) are read only once the record's times cover now.
+    function _grantStart(ConsentRecord r, ConsentTerms terms) private view returns (uint256) {
+        if (r.coversAt(block.timestamp) && r.hasVersions(_currentVersions(terms.partner()))) return r.grantedAt();
+        return block.timestamp;
     }
 
-    /// @dev The record after a validated grant of terms `t` over record `w`: a renewal if `w` counts now
-    /// (grantedAt kept), a new interval otherwise; the nonce is incremented either way.
-    function _granted(uint256 w, uint256 t) private view returns (uint256) {
-        uint256 grantedAt = block.timestamp;
-        if (w != 0) {
-            uint256 g = w & MASK40;
-            // Cheap conditions first: the notice versions are read only for a live, unrevoked record.
-            if (
-                g != 0 && w & ConsentRecordLib.REVOKED_AT_MASK == 0
-                    && block.timestamp < (w >> ConsentRecordLib.EXPIRES_AT_SHIFT) & MASK40
-                    && ConsentRecord.wrap(w).countsAt(block.timestamp, _currentVersions(address(uint160(t))))
-            ) grantedAt = g;
-        }
-        unchecked {
-            return grantedAt
-                | (((t >> ConsentTermsLib.EXPIRES_AT_SHIFT) & MASK40) << ConsentRecordLib.EXPIRES_AT_SHIFT)
-                | ((t >> ConsentTermsLib.PLATFORM_NOTICE_SHIFT) << ConsentRecordLib.PLATFORM_NOTICE_SHIFT)
-                | ((((w >> NONCE_SHIFT) + 1) & MASK32) << NONCE_SHIFT);
-        }
+    /// @dev A revocation on the registrar path.
+    function _revokeAsRegistrar(bytes32 subject, address partner, uint8 purpose) private {
+        if (_isWallet(subject)) revert ConsentRegistrySubjectIsAWallet(subject);
+        StorageSlot.Uint256Slot storage slot = _recordSlot(subject, partner, purpose);
+        _revoke(slot, ConsentRecord.wrap(slot.value), subject, partner, purpose);
     }
 
-    /// @dev Marks the record revoked now and increments its nonce; reverts if never granted or already revoked.
-    function _revoke(bytes32 slot, uint256 w, bytes32 subject, address partner, uint8 purpose) private {
-        if (w & MASK40 == 0 || w & ConsentRecordLib.REVOKED_AT_MASK != 0) {
-            revert ConsentRegistryNotGranted(subject, partner, purpose);
-        }
-        unchecked {
-            _store(
-                slot,
-                (w & ((1 << NONCE_SHIFT) - 1)) | (block.timestamp << ConsentRecordLib.REVOKED_AT_SHIFT)
-                    | ((((w >> NONCE_SHIFT) + 1) & MASK32) << NONCE_SHIFT)
-            );
-        }
+    /// @dev Marks the record revoked now and increments its nonce; reverts if it was never granted or is
+    /// already revoked.
+    function _revoke(
+        StorageSlot.Uint256Slot storage slot,
+        ConsentRecord r,
+        bytes32 subject,
+        address partner,
+        uint8 purpose
+    ) private {
+        if (!r.isRevocable()) revert ConsentRegistryNotGranted(subject, partner, purpose);
+        slot.value = ConsentRecord.unwrap(r.revoked(block.timestamp));
         emit ConsentRevoked(subject, partner, purpose);
     }
 
-    /// @dev The checks shared by both signed writes: deadline, then that the subject is a wallet.
-    function _checkDeadlineAndWallet(uint40 deadline, bytes32 subject) private view {
+    /// @dev Reverts once a signature's deadline has passed.
+    function _checkDeadline(uint40 deadline) private view {
         if (block.timestamp > deadline) revert ConsentRegistrySignatureExpired(deadline, block.timestamp);
-        if (uint256(subject) >> 160 != 0) revert ConsentRegistrySubjectNotAWallet(subject);
     }
 
     /// @dev Reverts unless the nonce signed is the record's.
-    function _checkNonce(uint256 w, bytes32 subject, uint32 nonce) private pure {
-        uint32 expected = uint32(w >> NONCE_SHIFT);
+    function _checkNonce(ConsentRecord r, bytes32 subject, uint32 nonce) private pure {
+        uint32 expected = r.nonce();
         if (expected != nonce) revert ConsentRegistryInvalidNonce(subject, expected, nonce);
     }
 
@@ -521,58 +416,42 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
     function _grantBySig(SignedConsentGrant calldata g) private {
         bytes32 subject = g.subject;
         uint40 deadline = g.deadline;
-        _checkDeadlineAndWallet(deadline, subject);
-        uint256 t = ConsentTerms.unwrap(g.terms);
+        _checkDeadline(deadline);
+        ConsentTerms terms = g.terms;
         bytes32 receiptHash = g.receiptHash;
-        _validateTerms(subject, t, receiptHash);
-        bytes32 slot = _recordSlot(subject, t);
-        uint256 w = _load(slot);
+        ConsentRecord previous = _grant(subject, true, terms, receiptHash);
         uint32 nonce = g.nonce;
-        _checkNonce(w, subject, nonce);
-        bytes32 structHash;
-        bytes32 typeHash = CONSENT_GRANT_TYPEHASH;
-        assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, typeHash)
-            mstore(add(p, 0x20), subject)
-            mstore(add(p, 0x40), and(t, 0xffffffffffffffffffffffffffffffffffffffff))
-            mstore(add(p, 0x60), and(shr(160, t), 0xff))
-            mstore(add(p, 0x80), and(shr(168, t), 0xffffffffff))
-            mstore(add(p, 0xa0), and(shr(208, t), 0xffffff))
-            mstore(add(p, 0xc0), shr(232, t))
-            mstore(add(p, 0xe0), receiptHash)
-            mstore(add(p, 0x100), nonce)
-            mstore(add(p, 0x120), deadline)
-            structHash := keccak256(p, 0x140)
-        }
+        _checkNonce(previous, subject, nonce);
+        bytes32 structHash = keccak256(
+            abi.encode(
+                CONSENT_GRANT_TYPEHASH,
+                subject,
+                terms.partner(),
+                terms.purpose(),
+                terms.expiresAt(),
+                terms.platformNoticeVersion(),
+                terms.partnerNoticeVersion(),
+                receiptHash,
+                nonce,
+                deadline
+            )
+        );
         _checkSignature(structHash, g.r, g.vs, subject);
-        _store(slot, _granted(w, t));
-        emit ConsentGranted(subject, ConsentTerms.wrap(t), receiptHash);
     }
 
     function _revokeBySig(SignedConsentRevocation calldata s) private {
         bytes32 subject = s.subject;
         uint40 deadline = s.deadline;
-        _checkDeadlineAndWallet(deadline, subject);
+        _checkDeadline(deadline);
+        if (!_isWallet(subject)) revert ConsentRegistrySubjectNotAWallet(subject);
         address partner = s.partner;
         uint8 purpose = s.purpose;
-        bytes32 slot = _recordSlot(subject, partner, purpose);
-        uint256 w = _load(slot);
+        StorageSlot.Uint256Slot storage slot = _recordSlot(subject, partner, purpose);
+        ConsentRecord r = ConsentRecord.wrap(slot.value);
         uint32 nonce = s.nonce;
-        _checkNonce(w, subject, nonce);
-        bytes32 structHash;
-        bytes32 typeHash = CONSENT_REVOCATION_TYPEHASH;
-        assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, typeHash)
-            mstore(add(p, 0x20), subject)
-            mstore(add(p, 0x40), partner)
-            mstore(add(p, 0x60), purpose)
-            mstore(add(p, 0x80), nonce)
-            mstore(add(p, 0xa0), deadline)
-            structHash := keccak256(p, 0xc0)
-        }
+        _checkNonce(r, subject, nonce);
+        bytes32 structHash = keccak256(abi.encode(CONSENT_REVOCATION_TYPEHASH, subject, partner, purpose, nonce, deadline));
         _checkSignature(structHash, s.r, s.vs, subject);
-        _revoke(slot, w, subject, partner, purpose);
+        _revoke(slot, r, subject, partner, purpose);
     }
 }

@@ -97,8 +97,7 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
         if (terms.currency == bytes32(0)) revert PartnershipAgreementsInvalidTerms("zero currency");
         uint256 previous = terms.supersedes;
         if (previous != 0) {
-            uint8 status = uint8(_states[previous]);
-            if (previous >= agreementId || (status != STATUS_PROPOSED && status != STATUS_ACTIVE)) {
+            if (previous >= agreementId || !_isOpen(_states[previous])) {
                 revert PartnershipAgreementsInvalidTerms("bad supersedes");
             }
             mapping(address => uint8) storage previousRoles = _roles[previous];
@@ -144,11 +143,8 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
         _requireTerms(agreementId, terms);
         _partyIndex(terms, msg.sender);
         uint256 state = _states[agreementId];
-        uint8 status = uint8(state);
-        if (status != STATUS_PROPOSED && status != STATUS_ACTIVE) {
-            revert PartnershipAgreementsCannotTerminate(agreementId, status);
-        }
-        _states[agreementId] = (state & ~uint256(0xff)) | STATUS_TERMINATED | (block.timestamp << ENDED_SHIFT);
+        if (!_isOpen(state)) revert PartnershipAgreementsCannotTerminate(agreementId, uint8(state));
+        _states[agreementId] = _ended(state, STATUS_TERMINATED);
         emit AgreementTerminated(agreementId, msg.sender);
     }
 
@@ -234,6 +230,19 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
         end = uint40(endedAt != 0 && endedAt < until ? endedAt : until);
     }
 
+    /// @dev Whether the agreement with state word `s` is still open: Proposed or Active. Only an open agreement
+    /// can be terminated or superseded (and named by an amendment's `supersedes`).
+    function _isOpen(uint256 s) private pure returns (bool) {
+        uint8 status = uint8(s);
+        return status == STATUS_PROPOSED || status == STATUS_ACTIVE;
+    }
+
+    /// @dev State word `s` after the agreement ends now with `status` (Terminated or Superseded): the status
+    /// replaced and `endedAt` set, everything else kept.
+    function _ended(uint256 s, uint8 status) private view returns (uint256) {
+        return (s & ~uint256(0xff)) | status | (block.timestamp << ENDED_SHIFT);
+    }
+
     /// @dev Reverts unless `terms` hash to the stored terms hash of `agreementId`; returns that hash.
     function _requireTerms(uint256 agreementId, AgreementTerms calldata terms) private view returns (bytes32) {
         bytes32 expected = _termsHashes[agreementId];
@@ -275,12 +284,10 @@ contract PartnershipAgreements is IPartnershipAgreements, EIP712 {
                 // Only one amendment of an agreement may activate: the first to complete supersedes it, and
                 // any other (or one of an agreement terminated meanwhile) can no longer complete.
                 uint256 prevState = _states[previous];
-                uint8 prevStatus = uint8(prevState);
-                if (prevStatus != STATUS_PROPOSED && prevStatus != STATUS_ACTIVE) {
-                    revert PartnershipAgreementsCannotSupersede(agreementId, previous, prevStatus);
+                if (!_isOpen(prevState)) {
+                    revert PartnershipAgreementsCannotSupersede(agreementId, previous, uint8(prevState));
                 }
-                _states[previous] =
-                    (prevState & ~uint256(0xff)) | STATUS_SUPERSEDED | (block.timestamp << ENDED_SHIFT);
+                _states[previous] = _ended(prevState, STATUS_SUPERSEDED);
                 emit AgreementSuperseded(previous, agreementId);
             }
         }

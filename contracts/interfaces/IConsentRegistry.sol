@@ -180,8 +180,8 @@ interface IConsentRegistry {
     error ConsentRegistryMissingReceipt(bytes32 subject);
 
     /// @notice A grant failed validation for a reason none of the named errors reports. Not expected to
-    /// happen: it guards against a drift between the inlined validation and the named checks, so that a
-    /// grant flagged invalid is never stored.
+    /// happen: it is the last resort of the function that names a failed grant check, so that a grant
+    /// flagged invalid is never stored even if a check without a named error were added.
     /// @param subject The subject.
     /// @param terms The terms given.
     /// @param receiptHash The receipt hash given.

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,12 +30,12 @@ DAY = 86_400
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_grant_check_agree_record_totals(anvil_deployed: Deployment) -> None:
+def test_grant_check_agree_record_totals(anvil_deployed: Deployment, anvil_clock: Any) -> None:
     d = anvil_deployed
     acc = d.accounts
     assert acc is not None
     assert d.client.target is ChainTarget.DEVNET and d.client.chain_id == ANVIL_CHAIN_ID
-    now = d.client.now()
+    now = anvil_clock.next_block()  # the grants' block (anvil's blocks otherwise follow the wall clock)
     # consent: the registrar grants two pseudonyms in one batch, the backend's gate reads the mask
     terms = d.consent.current_terms(acc.partner, Purpose.PRODUCT_RECOMMENDATION, now + 90 * DAY)
     subjects = [os.urandom(32), os.urandom(32)]

@@ -4,6 +4,7 @@ against the ledger's own results."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -72,12 +73,12 @@ def test_compact_signature_recovers_to_the_signer() -> None:
     assert compact(v, int.from_bytes(signed.r, "big"), s) == (signed.r, signed.vs)
 
 
-def test_wallet_grant_and_revoke_by_signature(deployed: Deployment) -> None:
+def test_wallet_grant_and_revoke_by_signature(deployed: Deployment, clock: Any) -> None:
     acc = deployed.accounts
     assert acc is not None
     user = Wallet(os.urandom(32))
     subject = subject_for_wallet(user)
-    now = deployed.client.now()
+    now = clock.next_block()  # the grant's block
     terms = deployed.consent.current_terms(acc.partner, Purpose.PRODUCT_RECOMMENDATION, now + 30 * DAY)
     grant = ConsentGrant(subject, terms, os.urandom(32))
     signed = deployed.consent.sign_grant(user, grant, deadline=now + DAY)
@@ -95,11 +96,13 @@ def test_wallet_grant_and_revoke_by_signature(deployed: Deployment) -> None:
     assert not deployed.consent.is_consented(subject, acc.partner, Purpose.PRODUCT_RECOMMENDATION)
 
 
-def test_a_signature_by_another_key_is_refused_with_the_recovered_signer(deployed: Deployment) -> None:
+def test_a_signature_by_another_key_is_refused_with_the_recovered_signer(
+    deployed: Deployment, clock: Any
+) -> None:
     acc = deployed.accounts
     assert acc is not None
     user, thief = Wallet(os.urandom(32)), Wallet(os.urandom(32))
-    now = deployed.client.now()
+    now = clock.next_block()  # the relayed grant's block
     terms = deployed.consent.current_terms(acc.partner, Purpose.PROFILING, now + DAY)
     grant = ConsentGrant(subject_for_wallet(user), terms, os.urandom(32))
     forged = deployed.consent.sign_grant(thief, grant, deadline=now + DAY)
@@ -108,10 +111,10 @@ def test_a_signature_by_another_key_is_refused_with_the_recovered_signer(deploye
     assert info.value.args_by_name["signer"] == thief.address
 
 
-def test_agreement_acceptance_by_signature(deployed: Deployment) -> None:
+def test_agreement_acceptance_by_signature(deployed: Deployment, clock: Any) -> None:
     acc = deployed.accounts
     assert acc is not None
-    now = deployed.client.now()
+    now = clock.next_block()  # the proposal's block
     terms = AgreementTerms(
         parties=(Party(acc.platform, 600_000), Party(acc.partner, 400_000)),
         partner=acc.partner,
@@ -148,10 +151,15 @@ def test_agreement_acceptance_by_signature(deployed: Deployment) -> None:
     assert deployed.agreements.terms_of(aid) == terms
 
 
-def _active(deployed: Deployment, shares: tuple[int, ...] = (500_000, 300_000, 200_000), rate: int = 50_000):
+def _active(
+    deployed: Deployment,
+    clock: Any,
+    shares: tuple[int, ...] = (500_000, 300_000, 200_000),
+    rate: int = 50_000,
+):
     acc = deployed.accounts
     assert acc is not None
-    now = deployed.client.now()
+    now = clock.next_block()  # the proposal's block
     accounts = (acc.platform, acc.partner, acc.creator)
     terms = AgreementTerms(
         parties=tuple(Party(a, s) for a, s in zip(accounts, shares, strict=True)),
@@ -169,11 +177,11 @@ def _active(deployed: Deployment, shares: tuple[int, ...] = (500_000, 300_000, 2
     return aid, terms
 
 
-def _consented(deployed: Deployment, n: int) -> list[bytes]:
+def _consented(deployed: Deployment, clock: Any, n: int) -> list[bytes]:
     acc = deployed.accounts
     assert acc is not None
     terms = deployed.consent.current_terms(
-        acc.partner, Purpose.PRODUCT_RECOMMENDATION, deployed.client.now() + 90 * DAY
+        acc.partner, Purpose.PRODUCT_RECOMMENDATION, clock.next_block() + 90 * DAY
     )
     subjects = [os.urandom(32) for _ in range(n)]
     deployed.consent.grant_batch([ConsentGrant(s, terms, os.urandom(32)) for s in subjects])
@@ -181,9 +189,9 @@ def _consented(deployed: Deployment, n: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
-def test_merkle_root_and_proofs_agree_with_the_ledger(deployed: Deployment, n: int) -> None:
-    aid, terms = _active(deployed)
-    subjects = _consented(deployed, n)
+def test_merkle_root_and_proofs_agree_with_the_ledger(deployed: Deployment, clock: Any, n: int) -> None:
+    aid, terms = _active(deployed, clock)
+    subjects = _consented(deployed, clock, n)
     now = deployed.client.now()
     conversions = [
         Conversion(ConversionData(1000 + i, now, now - 600, 10_000 + i), os.urandom(32), s)
@@ -235,9 +243,9 @@ def test_split_mirror_matches_split_commission(
     assert deployed.ledger.split_commission(terms, value) == split_commission(terms, value)
 
 
-def test_totals_follow_the_mirror(deployed: Deployment) -> None:
-    aid, terms = _active(deployed, (333_333, 333_333, 333_334), 123_457)
-    subjects = _consented(deployed, 3)
+def test_totals_follow_the_mirror(deployed: Deployment, clock: Any) -> None:
+    aid, terms = _active(deployed, clock, (333_333, 333_333, 333_334), 123_457)
+    subjects = _consented(deployed, clock, 3)
     now = deployed.client.now()
     values = [999_999_937, 1_234_567, 7]
     conversions = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -14,10 +15,10 @@ from backend.chain.types import AgreementTerms, ConsentTerms, Party, Purpose
 DAY = 86_400
 
 
-def _terms(d: Deployment, **kw: int) -> AgreementTerms:
+def _terms(d: Deployment, clock: Any, **kw: int) -> AgreementTerms:
     acc = d.accounts
     assert acc is not None
-    now = d.client.now()
+    now = clock.next_block()  # the block of the transaction that uses them
     values = {
         "commission_rate": 50_000,
         "attribution_window": 30 * DAY,
@@ -35,10 +36,10 @@ def _terms(d: Deployment, **kw: int) -> AgreementTerms:
     )
 
 
-def test_revert_during_estimation_is_named_and_says_what_to_do(deployed: Deployment) -> None:
+def test_revert_during_estimation_is_named_and_says_what_to_do(deployed: Deployment, clock: Any) -> None:
     acc = deployed.accounts
     assert acc is not None
-    terms = ConsentTerms(acc.partner, Purpose.PROFILING, deployed.client.now() + DAY)
+    terms = ConsentTerms(acc.partner, Purpose.PROFILING, clock.next_block() + DAY)
     with pytest.raises(errors.ConsentRegistryUnauthorizedRegistrar) as info:
         deployed.consent.grant(os.urandom(32), terms, os.urandom(32), sender=acc.outsider)
     exc = info.value
@@ -69,18 +70,18 @@ def test_out_of_gas_is_a_transaction_failure(deployed: Deployment) -> None:
         deployed.client.send(fn, sender=acc.admin, gas=25_000)
 
 
-def test_view_reverts_are_named_too(deployed: Deployment) -> None:
-    terms = _terms(deployed)
+def test_view_reverts_are_named_too(deployed: Deployment, clock: Any) -> None:
+    terms = _terms(deployed, clock)
     with pytest.raises(ContractReverted) as info:
         deployed.agreements.require_active_terms(42, terms)
     assert type(info.value).__name__.startswith("PartnershipAgreements")
     assert "PartnershipAgreements.requireActiveTerms reverted" in str(info.value)
 
 
-def test_custom_error_values_are_decoded(deployed: Deployment) -> None:
+def test_custom_error_values_are_decoded(deployed: Deployment, clock: Any) -> None:
     acc = deployed.accounts
     assert acc is not None
-    bad = _terms(deployed)
+    bad = _terms(deployed, clock)
     bad = AgreementTerms(
         parties=(Party(acc.platform, 700_000), Party(acc.partner, 200_000)),
         partner=bad.partner,
@@ -97,21 +98,21 @@ def test_custom_error_values_are_decoded(deployed: Deployment) -> None:
     assert "sum to 900000, not 1000000" in str(info.value)
 
 
-def test_string_reasons_from_invalid_terms(deployed: Deployment) -> None:
+def test_string_reasons_from_invalid_terms(deployed: Deployment, clock: Any) -> None:
     acc = deployed.accounts
     assert acc is not None
-    terms = _terms(deployed, attribution_window=0)
+    terms = _terms(deployed, clock, attribution_window=0)
     with pytest.raises(errors.PartnershipAgreementsInvalidTerms) as info:
         deployed.agreements.propose(terms, sender=acc.platform)
     assert info.value.args_by_name["reason"] == "zero attribution window"
 
 
-def test_ledger_errors_name_the_conversion(deployed: Deployment) -> None:
+def test_ledger_errors_name_the_conversion(deployed: Deployment, clock: Any) -> None:
     acc = deployed.accounts
     assert acc is not None
     from backend.chain.types import Conversion, ConversionData
 
-    terms = _terms(deployed)
+    terms = _terms(deployed, clock)
     aid = deployed.agreements.propose(terms, sender=acc.platform).value
     deployed.agreements.accept(aid, terms, sender=acc.partner)
     now = deployed.client.now()

@@ -55,8 +55,10 @@ class Agreement:
 class ChainHelper:
     """What the contract tests do again and again, spelled once."""
 
-    def __init__(self, d: Deployment) -> None:
+    def __init__(self, d: Deployment, clock: Any) -> None:
+        """``clock``: the ``clock`` fixture of tests/conftest.py (exact control of the chain's clock)."""
         self.d = d
+        self.clock = clock
         self.client = d.client
         self.consent = d.consent
         self.agreements = d.agreements
@@ -66,10 +68,21 @@ class ChainHelper:
 
     # ------------------------------------------------------------------ time
     def now(self) -> int:
+        """The latest block's timestamp."""
         return self.client.now()
 
     def advance(self, seconds: int) -> int:
+        """Move the chain's clock forward by ``seconds`` and mine a block; returns the new ``now()``."""
         return self.client.increase_time(seconds)
+
+    def next_block_time(self) -> int:
+        """The timestamp of the block the next transaction will be mined in, pinned to one second after the
+        latest block: derive a transaction's expiries and deadlines from it, not from ``now()``."""
+        return int(self.clock.next_block())
+
+    def travel_to(self, timestamp: int) -> int:
+        """Mine a block stamped exactly ``timestamp`` (later than the latest block); returns it."""
+        return int(self.clock.travel_to(timestamp))
 
     # ------------------------------------------------------------------ consent
     def terms(
@@ -78,8 +91,10 @@ class ChainHelper:
         expires_in: int = 300 * DAY,
         partner: str | None = None,
     ) -> ConsentTerms:
+        """Current terms for ``partner`` (default: the partner) that expire ``expires_in`` seconds after the
+        block the next transaction is mined in (pinned: a grant sent next lasts exactly ``expires_in``)."""
         partner = partner or self.acc.partner
-        return self.consent.current_terms(partner, purpose, self.now() + expires_in)
+        return self.consent.current_terms(partner, purpose, self.next_block_time() + expires_in)
 
     def grant(
         self,
@@ -168,8 +183,8 @@ class ChainHelper:
 
 
 @pytest.fixture
-def chain(deployed: Deployment) -> ChainHelper:
-    return ChainHelper(deployed)
+def chain(deployed: Deployment, clock: Any) -> ChainHelper:
+    return ChainHelper(deployed, clock)
 
 
 @pytest.fixture

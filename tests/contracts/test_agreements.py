@@ -77,7 +77,7 @@ def test_accepting_by_every_party_activates(chain: ChainHelper) -> None:
 
 def test_accept_by_signature_relayed_by_anyone(chain: ChainHelper) -> None:
     a = chain.propose()
-    deadline = chain.now() + 3_600
+    deadline = chain.next_block_time() + 3_600
     for party in (chain.acc.partner, chain.acc.creator):
         sig = chain.agreements.sign_acceptance(party, a.id, a.terms, deadline)
         result = chain.agreements.accept_by_sig(
@@ -119,15 +119,20 @@ def test_is_party(chain: ChainHelper) -> None:
 
 
 def test_is_active_follows_the_validity_period(chain: ChainHelper) -> None:
-    now = chain.now()
-    a = chain.activate(chain.propose(chain.agreement_terms(valid_from=now + DAY, valid_until=now + 3 * DAY)))
+    proposed_at = chain.next_block_time()
+    valid_from, valid_until = proposed_at + DAY, proposed_at + 3 * DAY
+    a = chain.activate(chain.propose(chain.agreement_terms(valid_from=valid_from, valid_until=valid_until)))
     assert chain.agreements.agreement_of(a.id).status == AgreementStatus.ACTIVE
     assert not chain.agreements.is_active(a.id)  # not yet
     with pytest.raises(errors.PartnershipAgreementsNotActive):
         chain.agreements.require_active_terms(a.id, a.terms)
-    chain.advance(DAY + 10)
+    chain.travel_to(valid_from - 1)
+    assert not chain.agreements.is_active(a.id)
+    chain.travel_to(valid_from)
     assert chain.agreements.is_active(a.id)
-    chain.advance(3 * DAY)
+    chain.travel_to(valid_until - 1)
+    assert chain.agreements.is_active(a.id)
+    chain.travel_to(valid_until)
     assert not chain.agreements.is_active(a.id)  # over
 
 
@@ -180,7 +185,7 @@ def test_activation_and_end_times_and_the_in_force_window(chain: ChainHelper) ->
 
 
 def test_in_force_window_of_a_superseded_agreement_ends_at_the_supersession(chain: ChainHelper) -> None:
-    now = chain.now()
+    now = chain.next_block_time()
     old = chain.active_agreement(valid_from=now + DAY, valid_until=now + 10 * DAY)
     new = chain.propose(chain.agreement_terms(supersedes=old.id))
     chain.advance(2 * DAY)
@@ -267,7 +272,7 @@ def test_RevertWhen_UnknownAgreement(chain: ChainHelper) -> None:
 
 def test_RevertWhen_AcceptanceSignedByWrongKey(chain: ChainHelper) -> None:
     a = chain.propose()
-    deadline = chain.now() + 3_600
+    deadline = chain.next_block_time() + 3_600
     sig = chain.agreements.sign_acceptance(chain.acc.outsider, a.id, a.terms, deadline)
     with pytest.raises(errors.PartnershipAgreementsInvalidSignature) as exc:
         chain.agreements.accept_by_sig(
@@ -278,7 +283,7 @@ def test_RevertWhen_AcceptanceSignedByWrongKey(chain: ChainHelper) -> None:
 
 def test_RevertWhen_AcceptanceSignatureReplayed(chain: ChainHelper) -> None:
     a = chain.propose()
-    deadline = chain.now() + 3_600
+    deadline = chain.next_block_time() + 3_600
     sig = chain.agreements.sign_acceptance(chain.acc.partner, a.id, a.terms, deadline)
     chain.agreements.accept_by_sig(a.id, a.terms, chain.acc.partner, deadline, sig, sender=chain.acc.outsider)
     with pytest.raises(errors.PartnershipAgreementsAlreadyAccepted):
@@ -289,19 +294,21 @@ def test_RevertWhen_AcceptanceSignatureReplayed(chain: ChainHelper) -> None:
 
 def test_RevertWhen_AcceptanceDeadlineExpired(chain: ChainHelper) -> None:
     a = chain.propose()
-    deadline = chain.now() + 60
+    deadline = chain.next_block_time() + 60
     sig = chain.agreements.sign_acceptance(chain.acc.partner, a.id, a.terms, deadline)
-    chain.advance(120)
+    chain.travel_to(deadline)
+    relayed_at = chain.next_block_time()  # one second past the deadline
     with pytest.raises(errors.PartnershipAgreementsSignatureExpired) as exc:
         chain.agreements.accept_by_sig(
             a.id, a.terms, chain.acc.partner, deadline, sig, sender=chain.acc.outsider
         )
-    assert exc.value.args_by_name["deadline"] == deadline and exc.value.args_by_name["timestamp"] > deadline
+    assert exc.value.args_by_name == {"deadline": deadline, "timestamp": relayed_at}
+    assert relayed_at == deadline + 1
 
 
 def test_RevertWhen_AcceptanceSignatureForAnotherAgreement(chain: ChainHelper) -> None:
     a, b = chain.propose(), chain.propose()
-    deadline = chain.now() + 3_600
+    deadline = chain.next_block_time() + 3_600
     sig = chain.agreements.sign_acceptance(chain.acc.partner, a.id, a.terms, deadline)
     with pytest.raises(errors.PartnershipAgreementsInvalidSignature):
         chain.agreements.accept_by_sig(

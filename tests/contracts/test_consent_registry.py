@@ -28,7 +28,7 @@ def wallet() -> Wallet:
 
 def signed_grant(chain: ChainHelper, w: Wallet, deadline_in: int = 3_600, nonce: int | None = None, **kw):
     grant = ConsentGrant(subject_for_wallet(w.address), chain.terms(**kw), rand32())
-    return chain.consent.sign_grant(w, grant, chain.now() + deadline_in, nonce=nonce)
+    return chain.consent.sign_grant(w, grant, chain.next_block_time() + deadline_in, nonce=nonce)
 
 
 def signed_revocation(
@@ -39,7 +39,7 @@ def signed_revocation(
     nonce: int | None = None,
 ):
     revocation = ConsentRevocation(subject_for_wallet(w.address), chain.acc.partner, purpose)
-    return chain.consent.sign_revocation(w, revocation, chain.now() + deadline_in, nonce=nonce)
+    return chain.consent.sign_revocation(w, revocation, chain.next_block_time() + deadline_in, nonce=nonce)
 
 
 def raw_grant(chain: ChainHelper, word: int, receipt: bytes | None = None, subject: bytes | None = None):
@@ -293,7 +293,7 @@ def test_notice_bumps_invalidate_older_consents(chain: ChainHelper) -> None:
 
 def test_grant_under_a_stale_notice_is_recorded_but_does_not_count(chain: ChainHelper) -> None:
     s = rand32()
-    stale = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.now() + DAY, 1, 99)
+    stale = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.next_block_time() + DAY, 1, 99)
     chain.consent.grant(s, stale, rand32(), sender=chain.acc.registrar)
     assert chain.consent.consent_of(s, chain.acc.partner, Purpose.PROFILING).partner_notice_version == 99
     assert not chain.consent.is_consented(s, chain.acc.partner, Purpose.PROFILING)
@@ -301,7 +301,7 @@ def test_grant_under_a_stale_notice_is_recorded_but_does_not_count(chain: ChainH
 
 def test_partner_without_notice_has_no_counting_consent(chain: ChainHelper) -> None:
     s = rand32()
-    terms = ConsentTerms(chain.acc.outsider, Purpose.PROFILING, chain.now() + DAY, 1, 1)
+    terms = ConsentTerms(chain.acc.outsider, Purpose.PROFILING, chain.next_block_time() + DAY, 1, 1)
     chain.consent.grant(s, terms, rand32(), sender=chain.acc.registrar)
     assert not chain.consent.is_consented(s, chain.acc.outsider, Purpose.PROFILING)
     chain.consent.set_partner_notice_version(chain.acc.outsider, 1, sender=chain.acc.admin)
@@ -454,7 +454,7 @@ def test_RevertWhen_RegistrarRevokesForAWalletSubject(chain: ChainHelper) -> Non
 def test_RevertWhen_SignatureByWrongKey(chain: ChainHelper) -> None:
     w, thief = wallet(), wallet()
     grant = ConsentGrant(subject_for_wallet(w.address), chain.terms(), rand32())
-    forged = chain.consent.sign_grant(thief, grant, chain.now() + 3_600)
+    forged = chain.consent.sign_grant(thief, grant, chain.next_block_time() + 3_600)
     with pytest.raises(errors.ConsentRegistryInvalidSignature) as exc:
         chain.consent.grant_by_sig(forged, sender=chain.acc.outsider)
     assert same_address(exc.value.args_by_name["signer"], thief.address)
@@ -467,7 +467,7 @@ def test_RevertWhen_RevocationSignedByWrongKey(chain: ChainHelper) -> None:
     revocation = ConsentRevocation(
         subject_for_wallet(w.address), chain.acc.partner, Purpose.PRODUCT_RECOMMENDATION
     )
-    forged = chain.consent.sign_revocation(thief, revocation, chain.now() + 3_600)
+    forged = chain.consent.sign_revocation(thief, revocation, chain.next_block_time() + 3_600)
     with pytest.raises(errors.ConsentRegistryInvalidSignature) as exc:
         chain.consent.revoke_by_sig(forged, sender=chain.acc.outsider)
     assert same_address(exc.value.args_by_name["signer"], thief.address)
@@ -506,18 +506,20 @@ def test_RevertWhen_RevocationReplayedAfterRegrant(chain: ChainHelper) -> None:
 def test_RevertWhen_DeadlineExpired(chain: ChainHelper) -> None:
     w = wallet()
     signed = signed_grant(chain, w, deadline_in=60)
-    chain.advance(120)
+    chain.travel_to(signed.deadline)
+    relayed_at = chain.next_block_time()  # one second past the deadline
     with pytest.raises(errors.ConsentRegistrySignatureExpired) as exc:
         chain.consent.grant_by_sig(signed, sender=chain.acc.outsider)
-    assert exc.value.args_by_name["deadline"] == signed.deadline
-    assert exc.value.args_by_name["timestamp"] > signed.deadline
+    assert exc.value.args_by_name == {"deadline": signed.deadline, "timestamp": relayed_at}
+    assert relayed_at == signed.deadline + 1
 
 
 def test_RevertWhen_RevocationDeadlineExpired(chain: ChainHelper) -> None:
     w = wallet()
     chain.consent.grant_by_sig(signed_grant(chain, w), sender=chain.acc.outsider)
     signed = signed_revocation(chain, w, deadline_in=60)
-    chain.advance(120)
+    chain.travel_to(signed.deadline)
+    chain.next_block_time()  # the revocation is relayed one second past the deadline
     with pytest.raises(errors.ConsentRegistrySignatureExpired):
         chain.consent.revoke_by_sig(signed, sender=chain.acc.outsider)
 
@@ -559,39 +561,43 @@ def test_RevertWhen_RevokingTwice(chain: ChainHelper) -> None:
 
 
 def test_RevertWhen_ExpiryInThePast(chain: ChainHelper) -> None:
-    expires = chain.now() - 1
-    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, expires).pack()
+    granted_at = chain.next_block_time()
+    # expiring at the grant's own second: already over (the expiry is exclusive)
+    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, granted_at).pack()
     with pytest.raises(errors.ConsentRegistryInvalidExpiry) as exc:
         raw_grant(chain, word)
-    assert exc.value.args_by_name["expiresAt"] == expires
-    assert exc.value.args_by_name["maxExpiresAt"] > expires
+    assert exc.value.args_by_name == {"expiresAt": granted_at, "maxExpiresAt": granted_at + MAX_DURATION}
 
 
 def test_RevertWhen_ExpiryBeyondMaxDuration(chain: ChainHelper) -> None:
-    expires = chain.now() + MAX_DURATION + DAY
+    granted_at = chain.next_block_time()
+    expires = granted_at + MAX_DURATION + 1
     word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, expires).pack()
     with pytest.raises(errors.ConsentRegistryInvalidExpiry) as exc:
         raw_grant(chain, word)
-    assert exc.value.args_by_name["expiresAt"] == expires
-    assert exc.value.args_by_name["maxExpiresAt"] < expires
+    assert exc.value.args_by_name == {"expiresAt": expires, "maxExpiresAt": granted_at + MAX_DURATION}
 
 
 def test_RevertWhen_UnknownPurpose(chain: ChainHelper) -> None:
-    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.now() + DAY).pack() | (7 << 160)
+    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.next_block_time() + DAY).pack() | (
+        7 << 160
+    )
     with pytest.raises(errors.ConsentRegistryUnknownPurpose) as exc:
         raw_grant(chain, word)
     assert exc.value.args_by_name["purpose"] == 7
 
 
 def test_RevertWhen_PartnerIsZero(chain: ChainHelper) -> None:
-    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.now() + DAY).pack() >> 160 << 160
+    word = (
+        ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.next_block_time() + DAY).pack() >> 160 << 160
+    )
     with pytest.raises(errors.ConsentRegistryInvalidPartner):
         raw_grant(chain, word)
 
 
 def test_RevertWhen_NoticeVersionIsZero(chain: ChainHelper) -> None:
     # ConsentTerms refuses a zero version client-side: build the word by hand, partner version cleared
-    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.now() + DAY, 1, 1).pack()
+    word = ConsentTerms(chain.acc.partner, Purpose.PROFILING, chain.next_block_time() + DAY, 1, 1).pack()
     with pytest.raises(errors.ConsentRegistryInvalidNoticeVersion) as exc:
         raw_grant(chain, word & ~(((1 << 24) - 1) << 232))
     assert exc.value.args_by_name == {"platformNoticeVersion": 1, "partnerNoticeVersion": 0}
@@ -607,7 +613,7 @@ def test_RevertWhen_ReceiptHashIsZero(chain: ChainHelper) -> None:
 def test_RevertWhen_SignedGrantHasBadTerms(chain: ChainHelper) -> None:
     w = wallet()
     grant = ConsentGrant(subject_for_wallet(w.address), chain.terms(expires_in=MAX_DURATION + DAY), rand32())
-    signed = chain.consent.sign_grant(w, grant, chain.now() + 3_600)
+    signed = chain.consent.sign_grant(w, grant, chain.next_block_time() + 3_600)
     with pytest.raises(errors.ConsentRegistryInvalidExpiry):
         chain.consent.grant_by_sig(signed, sender=chain.acc.outsider)
 

@@ -237,13 +237,13 @@ def test_conversions_before_a_supersession_are_recorded_after_it(
 
 
 def test_conversions_just_before_valid_until_are_recorded_after_it(chain: ChainHelper) -> None:
-    now = chain.now()
-    agreement = chain.active_agreement(valid_until=now + 2 * DAY)
+    agreement = chain.active_agreement(valid_until=chain.next_block_time() + 2 * DAY)
+    valid_until = agreement.terms.valid_until
     (s,) = chain.consented_subjects(1)
-    chain.advance(2 * DAY - 100)
+    chain.travel_to(valid_until - 100)
     last = chain.conversion(s)
-    assert last.data.time < agreement.terms.valid_until
-    chain.advance(200)  # the reporter's batch lands after validUntil
+    assert last.data.time == valid_until - 100
+    chain.travel_to(valid_until + 100)  # the reporter's batch lands after validUntil
     assert not chain.agreements.is_active(agreement.id)
     chain.record(agreement, [last])
     assert chain.ledger.conversion_status(agreement.id, last.data.id) == ConversionStatus.RECORDED
@@ -390,6 +390,18 @@ def test_RevertWhen_SettlingWithoutConsent(chain: ChainHelper, agreement: Agreem
     assert exc.value.args_by_name == {"conversionId": convs[1].data.id, "subject": stranger}
 
 
+def test_RevertWhen_SettlingForTheZeroSubject(chain: ChainHelper, agreement: Agreement) -> None:
+    """No one can consent for the all-zero subject; its conversion is refused like any unconsented one."""
+    (consented,) = chain.consented_subjects(1)
+    convs = [
+        chain.conversion(consented, conversion_id=2**40 + 1),
+        chain.conversion(b"\0" * 32, conversion_id=2**40 + 2),
+    ]
+    with pytest.raises(errors.SettlementLedgerNoConsent) as exc:
+        chain.record(agreement, convs)
+    assert exc.value.args_by_name == {"conversionId": convs[1].data.id, "subject": b"\0" * 32}
+
+
 def test_RevertWhen_SettlingWithConsentForAnotherPurpose(chain: ChainHelper, agreement: Agreement) -> None:
     s = chain.grant(purpose=Purpose.PROFILING)
     with pytest.raises(errors.SettlementLedgerNoConsent):
@@ -442,7 +454,7 @@ def test_RevertWhen_OutsideAttributionWindow(chain: ChainHelper, agreement: Agre
 
 def test_RevertWhen_ConversionTimeInvalid(chain: ChainHelper, agreement: Agreement) -> None:
     (s,) = chain.consented_subjects(1)
-    future = chain.conversion(s, time=chain.now() + DAY)
+    future = chain.conversion(s, time=chain.next_block_time() + 1)  # a second after the block recording it
     with pytest.raises(errors.SettlementLedgerInvalidConversionTime) as exc:
         chain.record(agreement, [future])
     assert exc.value.args_by_name == {"conversionId": future.data.id, "time": future.data.time}
