@@ -43,6 +43,7 @@ from .exceptions import (
     WrongChain,
 )
 from .results import BlockHead, Event, TxResult
+from .rpc import as_hex, as_int, is_connection_error, is_funds_error
 from .types import Wallet, checksum
 
 if TYPE_CHECKING:
@@ -62,31 +63,6 @@ class LocalControls(Protocol):
     def snapshot(self) -> Any: ...
 
     def revert(self, snapshot_id: Any) -> None: ...
-
-
-def _is_funds_error(exc: BaseException) -> bool:
-    """Nodes word it differently: geth/anvil "insufficient funds", py-evm "cannot afford txn gas"."""
-    text = str(exc).lower()
-    return "insufficient funds" in text or "cannot afford" in text or "not enough balance" in text
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    return isinstance(
-        exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
-    )
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, str):
-        return int(value, 16) if value.startswith("0x") else int(value)
-    return int(value)
-
-
-def _as_hex(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    text = str(value)
-    return text if text.startswith("0x") else "0x" + text
 
 
 class ChainClient:
@@ -205,7 +181,7 @@ class ChainClient:
         except ChainError:
             raise
         except Exception as exc:
-            if _is_connection_error(exc):
+            if is_connection_error(exc):
                 detail = "timed out" if isinstance(exc, requests.exceptions.Timeout) else ""
                 raise ChainUnreachable(self.url or str(self.target), detail, option=self._url_option) from exc
             raise
@@ -283,14 +259,14 @@ class ChainClient:
         block = self._raw("eth_getBlockByNumber", ["latest", False])
         if not block:
             raise ChainError("the node returned no latest block")
-        return BlockHead(_as_int(block["number"]), _as_hex(block["hash"]), _as_int(block["timestamp"]))
+        return BlockHead(as_int(block["number"]), as_hex(block["hash"]), as_int(block["timestamp"]))
 
     def block_hash(self, number: int) -> str | None:
         """The canonical hash of block ``number`` (None if the chain has no such block yet)."""
         if self._embedded is not None:
             return self._embedded.block_hash(number)
         block = self._raw("eth_getBlockByNumber", [hex(number), False])
-        return None if not block else _as_hex(block["hash"])
+        return None if not block else as_hex(block["hash"])
 
     def now(self) -> int:
         """The latest block's timestamp (the chain's clock, which tests move with ``increase_time``)."""
@@ -418,7 +394,7 @@ class ChainClient:
             except ChainError:
                 raise
             except Exception as exc:
-                if _is_funds_error(exc):
+                if is_funds_error(exc):
                     raise InsufficientFunds(
                         sender, self.balance(sender), None, label or "this transaction"
                     ) from None
@@ -482,7 +458,7 @@ class ChainClient:
                     # Another process sent from this key, or the base fee rose past our cached fee: re-read
                     # the nonce and the fees once and try again.
                     text = str(exc).lower()
-                    if attempt == 1 and ("nonce" in text or "fee" in text) and not _is_funds_error(exc):
+                    if attempt == 1 and ("nonce" in text or "fee" in text) and not is_funds_error(exc):
                         fees = self.fee_fields()
                         tx.update(fees)
                         continue
@@ -511,7 +487,7 @@ class ChainClient:
     ) -> Exception:
         if isinstance(exc, ChainError):
             return exc
-        if _is_funds_error(exc):
+        if is_funds_error(exc):
             with contextlib.suppress(ChainError):
                 return InsufficientFunds(
                     address,

@@ -33,7 +33,9 @@ Time travel, mining and snapshots use eth-tester's public API (``time_travel``, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +87,8 @@ def _classes() -> tuple[type[Any], type[EthereumTesterProvider]]:
                 setup_tester_chain,
             )
 
-            from .journal import journal_db
-
             keys, scratch = setup_tester_chain()
-            db = journal_db(self.journal_path)
+            db = _journal_db(self.journal_path)
             if db.empty:
                 chain = type(scratch).from_genesis(
                     db, get_default_genesis_params(), generate_genesis_state_for_keys(keys)
@@ -134,6 +134,43 @@ def _classes() -> tuple[type[Any], type[EthereumTesterProvider]]:
                 return {"jsonrpc": "2.0", "id": 0, "error": error}
 
     return Backend, Provider
+
+
+def _journal_db(path: Path) -> Any:
+    """A py-evm ``AtomicDatabaseAPI`` over a :class:`backend.chain.journal.JournalStore` in ``path``: reads
+    from memory, each write (a direct one, or an atomic batch as one frame) journaled before it shows."""
+    from eth.db.atomic import AtomicDBWriteBatch
+    from eth.db.backends.base import BaseAtomicDB
+
+    from .journal import Collect, JournalStore
+
+    store = JournalStore(path)
+
+    class JournalDB(BaseAtomicDB):
+        empty = store.empty
+
+        def __getitem__(self, key: bytes) -> bytes:
+            return store.data[key]
+
+        def __setitem__(self, key: bytes, value: bytes) -> None:
+            store.commit([(key, value)])
+
+        def __delitem__(self, key: bytes) -> None:
+            if key not in store.data:
+                raise KeyError(key)
+            store.commit([(key, None)])
+
+        def _exists(self, key: bytes) -> bool:
+            return key in store.data
+
+        @contextlib.contextmanager
+        def atomic_batch(self) -> Iterator[Any]:
+            target = Collect(store.data)
+            with AtomicDBWriteBatch._commit_unless_raises(target) as batch:  # type: ignore[arg-type]
+                yield batch
+            store.commit(target.ops)
+
+    return JournalDB()
 
 
 def revert_bytes(exc: BaseException) -> bytes | None:

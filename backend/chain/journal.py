@@ -1,8 +1,9 @@
 """A key/value store for py-evm that survives the process: every write is appended to a journal file before
 it is visible, and the journal is replayed into memory when the store is opened.
 
-The embedded chain (:mod:`backend.chain.embedded`) keeps its whole database here when it is given a path, so
-stopping and starting the service, or killing it, keeps every block, account and contract.
+The embedded chain (:mod:`backend.chain.embedded`) keeps its whole database here when it is given a path (its
+py-evm database adapter is in that module), so stopping and starting the service, or killing it, keeps every
+block, account and contract.
 
 - **Format.** A magic line, then frames: ``>II`` (payload length, CRC-32 of the payload) and the payload, a
   run of operations ``>BI`` (``1`` set / ``0`` delete, key length), the key and, for a set, ``>I`` and the
@@ -22,9 +23,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 MAGIC = b"KNOWLEDGER-CHAIN-JOURNAL 1\n"
 _FRAME = struct.Struct(">II")
@@ -88,7 +87,7 @@ def read_journal(path: Path) -> tuple[dict[bytes, bytes], int]:
     return data, good
 
 
-class _Collect:
+class Collect:
     """The write target of one atomic batch: reads see the store, writes are collected for one frame."""
 
     def __init__(self, data: dict[bytes, bytes]) -> None:
@@ -111,68 +110,42 @@ class _Collect:
         return key in self._data
 
 
-def journal_db(path: Path, *, fsync: bool = False) -> Any:
-    """A py-evm ``AtomicDatabaseAPI`` kept in ``path`` (created if missing)."""
-    from eth.db.atomic import AtomicDBWriteBatch
-    from eth.db.backends.base import BaseAtomicDB
+class JournalStore:
+    """The store: a dict in memory, every change appended to the journal (one frame) before it shows."""
 
-    class JournalDB(BaseAtomicDB):
-        def __init__(self) -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.path = path
-            self._data, good = read_journal(path)
-            self._lock = threading.Lock()
-            self._fsync = fsync
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.ftruncate(self._fd, good)  # drop a partial last frame (a killed writer)
-            os.lseek(self._fd, 0, os.SEEK_END)
-            if good == 0:
-                self._append(MAGIC)
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.data, good = read_journal(path)
+        self._lock = threading.Lock()
+        self._fsync = fsync
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(self._fd, good)  # drop a partial last frame (a killed writer)
+        os.lseek(self._fd, 0, os.SEEK_END)
+        if good == 0:
+            self._append(MAGIC)
 
-        @property
-        def empty(self) -> bool:
-            return not self._data
+    @property
+    def empty(self) -> bool:
+        return not self.data
 
-        def _append(self, raw: bytes) -> None:
-            written = os.write(self._fd, raw)
-            if written != len(raw):  # a full disk: never leave a frame half applied in memory
-                raise OSError(f"short write to {self.path}: {written} of {len(raw)} bytes")
-            if self._fsync:
-                os.fsync(self._fd)
+    def _append(self, raw: bytes) -> None:
+        written = os.write(self._fd, raw)
+        if written != len(raw):  # a full disk: never leave a frame half applied in memory
+            raise OSError(f"short write to {self.path}: {written} of {len(raw)} bytes")
+        if self._fsync:
+            os.fsync(self._fd)
 
-        def _commit(self, ops: list[tuple[bytes, bytes | None]]) -> None:
-            if not ops:
-                return
-            with self._lock:
-                self._append(_encode(ops))
-                for key, value in ops:
-                    if value is None:
-                        self._data.pop(key, None)
-                    else:
-                        self._data[key] = value
+    def commit(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+        if not ops:
+            return
+        with self._lock:
+            self._append(_encode(ops))
+            for key, value in ops:
+                if value is None:
+                    self.data.pop(key, None)
+                else:
+                    self.data[key] = value
 
-        def __getitem__(self, key: bytes) -> bytes:
-            return self._data[key]
-
-        def __setitem__(self, key: bytes, value: bytes) -> None:
-            self._commit([(key, value)])
-
-        def __delitem__(self, key: bytes) -> None:
-            if key not in self._data:
-                raise KeyError(key)
-            self._commit([(key, None)])
-
-        def _exists(self, key: bytes) -> bool:
-            return key in self._data
-
-        @contextmanager
-        def atomic_batch(self) -> Iterator[Any]:
-            target = _Collect(self._data)
-            with AtomicDBWriteBatch._commit_unless_raises(target) as batch:  # type: ignore[arg-type]
-                yield batch
-            self._commit(target.ops)
-
-        def close(self) -> None:
-            os.close(self._fd)
-
-    return JournalDB()
+    def close(self) -> None:
+        os.close(self._fd)

@@ -122,3 +122,26 @@ def test_ledger_errors_name_the_conversion(deployed: Deployment, clock: Any) -> 
     assert info.value.args_by_name["conversionId"] == 77
     with pytest.raises(errors.SettlementLedgerNotReporter):
         deployed.ledger.record_conversion(aid, terms, no_consent, sender=acc.outsider)
+
+
+@pytest.mark.parametrize("conversion_id", [1, 38, 53, 2**40 + 7])
+def test_a_custom_error_whose_first_argument_reads_as_a_huge_string_length_is_still_named(
+    deployed: Deployment, clock: Any, conversion_id: int
+) -> None:
+    """web3's in-process provider reads every revert as ``Error(string)``; the data of
+    ``OutsideAgreementTerm(38, …)`` reads as a string longer than memory (OverflowError), which must not
+    hide the named error."""
+    acc = deployed.accounts
+    assert acc is not None
+    from backend.chain.types import Conversion, ConversionData
+
+    terms = _terms(deployed, clock)
+    aid = deployed.agreements.propose(terms, sender=acc.platform).value
+    deployed.agreements.accept(aid, terms, sender=acc.partner)
+    early = terms.valid_from - DAY  # before the agreement's term
+    conversion = Conversion(
+        ConversionData(conversion_id, early, early - 60, 1_000), os.urandom(32), os.urandom(32)
+    )
+    with pytest.raises(errors.SettlementLedgerOutsideAgreementTerm) as info:
+        deployed.ledger.record_conversion(aid, terms, conversion, sender=acc.reporter)
+    assert info.value.args_by_name["conversionId"] == conversion_id

@@ -19,8 +19,7 @@ from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.chain import compiler
-from backend.chain.connection import ChainClient, ContractHandle
+from backend.chain import ChainClient, ContractHandle, compiler
 from backend.chain.types import Purpose, checksum
 
 from .conftest import ChainHelper, rand32

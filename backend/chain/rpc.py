@@ -1,0 +1,32 @@
+"""Small readers of JSON-RPC answers and node errors, shared by the client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+
+def is_funds_error(exc: BaseException) -> bool:
+    """Nodes word it differently: geth/anvil "insufficient funds", py-evm "cannot afford txn gas"."""
+    text = str(exc).lower()
+    return "insufficient funds" in text or "cannot afford" in text or "not enough balance" in text
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    return isinstance(
+        exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
+    )
+
+
+def as_int(value: Any) -> int:
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith("0x") else int(value)
+    return int(value)
+
+
+def as_hex(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    text = str(value)
+    return text if text.startswith("0x") else "0x" + text
