@@ -212,6 +212,8 @@ class IngestJob(SQLModel, table=True):
     profiles_updated: int = 0
     errors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     error_count: int = 0
+    #: Seconds each phase took (``reading``, ``validating``, ``writing``, ``profiles``).
+    timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
 

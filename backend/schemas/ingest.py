@@ -31,6 +31,8 @@ class IngestJobPublic(BaseModel):
     errors: list[str]
     #: All problems found (``errors`` lists the first 50).
     error_count: int
+    #: Seconds each phase took (``reading``, ``validating``, ``writing``, ``profiles``).
+    timings: dict[str, float]
     created_at: dt.datetime
     finished_at: dt.datetime | None
 

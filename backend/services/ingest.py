@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,6 +60,7 @@ def job_public(job: IngestJob) -> IngestJobPublic:
         profiles_updated=job.profiles_updated,
         errors=list(job.errors),
         error_count=job.error_count,
+        timings=dict(job.timings),
         created_at=job.created_at,
         finished_at=job.finished_at,
     )
@@ -176,10 +178,20 @@ class IngestService:
     def _run(
         self, job_id: str, table: str, data: bytes, fmt: Format, label: str, partner_id: str | None
     ) -> None:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(phase: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[phase] = round(now - clock, 4)
+            clock = now
+
         try:
             self._update(job_id, status="validating", progress=0.0)
             problems = Problems(MAX_ERRORS)
             read = read_table(data, fmt, label, problems)
+            lap("reading")
             frame: pd.DataFrame | None = None
             source: Source | None = None
             if read is not None:
@@ -188,14 +200,20 @@ class IngestService:
             if frame is not None and source is not None and not problems.total:
                 with Session(self._engine) as s:
                     ingest_tables.check(s, table, frame, source, problems, self._erasure, partner_id)
+            lap("validating")
             if problems.total or frame is None:
-                self._fail(job_id, problems)
+                self._fail(job_id, problems, timings)
                 return
             with Session(self._engine, expire_on_commit=False) as s:
                 outcome = ingest_tables.write(s, table, frame, partner_id, self._progress(job_id, "writing"))
                 s.commit()
+            lap("writing")
             self._update(
-                job_id, inserted=outcome.inserted, updated=outcome.updated, unchanged=outcome.unchanged
+                job_id,
+                inserted=outcome.inserted,
+                updated=outcome.updated,
+                unchanged=outcome.unchanged,
+                timings=dict(timings),
             )
             if table in ("items", "products"):
                 self._directory.refresh()
@@ -204,9 +222,16 @@ class IngestService:
                 self._update(job_id, status="profiles", progress=0.0)
                 self._live[job_id] = ("profiles", 0.0)
                 refreshed = self._profiles.refresh(outcome.learners)
+                lap("profiles")
             self._update(
-                job_id, status="done", progress=1.0, profiles_updated=refreshed, finished_at=utcnow()
+                job_id,
+                status="done",
+                progress=1.0,
+                profiles_updated=refreshed,
+                timings=timings,
+                finished_at=utcnow(),
             )
+            self._live.pop(job_id, None)
         except Exception as exc:  # the transaction rolled back: nothing of the file was written
             log.exception("ingest job %s failed", job_id)
             self._live.pop(job_id, None)
@@ -217,15 +242,17 @@ class IngestService:
                     f"{label}: the service failed while writing ({type(exc).__name__}); nothing was written"
                 ],
                 error_count=1,
+                timings=timings,
                 finished_at=utcnow(),
             )
 
-    def _fail(self, job_id: str, problems: Problems) -> None:
+    def _fail(self, job_id: str, problems: Problems, timings: dict[str, float]) -> None:
         self._update(
             job_id,
             status="failed",
             errors=problems.messages(),
             error_count=problems.total,
+            timings=timings,
             finished_at=utcnow(),
         )
 

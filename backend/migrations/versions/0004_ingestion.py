@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("profiles_updated", sa.Integer(), nullable=False),
         sa.Column("errors", sa.JSON(), nullable=False),
         sa.Column("error_count", sa.Integer(), nullable=False),
+        sa.Column("timings", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
