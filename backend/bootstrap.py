@@ -10,10 +10,10 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from backend.chain import (
     ChainClient,
@@ -31,12 +31,11 @@ from backend.core.config import Settings
 from backend.core.db import make_engine, migrate
 from backend.core.errors import ExpectedStartupError
 from backend.core.security import key_hash, new_secret
-from backend.models import ServiceMeta
+from backend.models import ModelStatus, Profile, ServiceMeta
 from backend.services.accounts import Roles
 from backend.services.model import ServedModel
-from recommender.artifacts import ArtifactError, resolve_artifact
-from recommender.profile_store import load_profile_builder
-from recommender.serving import ProductRanker
+from backend.services.registry import ModelRegistry, RegistryError
+from recommender.artifacts import ArtifactError, load_artifact, resolve_artifact
 
 log = logging.getLogger("knowledger")
 
@@ -200,16 +199,33 @@ def bind_database(engine: Engine, deployment: Deployment) -> None:
             s.commit()
 
 
-def load_model(settings: Settings) -> ServedModel | None:
+def adopt_model(settings: Settings, registry: ModelRegistry) -> ServedModel | None:
+    """The model to serve: the registry's served version; a registry still empty adopts the newest artifact
+    in ``KNOWLEDGER_MODEL_PATH`` (what ``knowledger train`` wrote) as its first served version."""
     root = settings.resolved_model_path
-    path = resolve_artifact(root) if root.exists() else None
-    if path is None:
-        log.warning("no model artifact at %s: recommendations answer 503 until `knowledger train`", root)
-        return None
     try:
-        return ServedModel(ProductRanker.load(path), load_profile_builder(path), path)
-    except (ArtifactError, OSError, ValueError) as exc:
-        raise StartupError(f"KNOWLEDGER_MODEL_PATH: cannot load {path}: {exc}") from None
+        served = registry.served_version()
+        if served is not None:
+            return registry.load(served)
+        path = resolve_artifact(root) if root.exists() else None
+        if path is None:
+            log.warning("no model artifact at %s: recommendations answer 503 until `knowledger train`", root)
+            return None
+        _, meta = load_artifact(path)
+        if registry.get(meta.version) is None:
+            registry.register(path, source="demo", status=ModelStatus.CANDIDATE)
+        registry.record_serving(meta.version, action="imported", actor="service", detail={"from": str(path)})
+        return registry.load(meta.version)
+    except (ArtifactError, RegistryError, OSError) as exc:
+        raise StartupError(f"KNOWLEDGER_MODEL_PATH: cannot load the model ({exc})") from None
+
+
+def stamp_profiles(engine: Engine, version: str) -> None:
+    """Profiles stored before they named their model were built for the model served then: this one."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Profile).where(col(Profile.model_version).is_(None)).values(model_version=version)
+        )
 
 
 def operator_key_hash(settings: Settings, client: ChainClient) -> str:

@@ -36,10 +36,12 @@ from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
 from backend.services.learner_view import LearnerView
 from backend.services.ledger import LedgerService
+from backend.services.lifecycle import ModelFollower, ModelLifecycle
 from backend.services.model import ModelSlot
 from backend.services.partners import PartnerService
 from backend.services.profiles import ProfileRefresher
 from backend.services.recommend import RecommendationService
+from backend.services.registry import ModelRegistry
 from backend.services.rounds import Rounds
 from backend.services.seed import SeedResult, seed, seed_if_empty
 from backend.services.settlement import Settler
@@ -78,6 +80,8 @@ class Container:
     profile_refresher: ProfileRefresher
     ingest: IngestService
     learner_view: LearnerView
+    models: ModelLifecycle
+    model_follower: ModelFollower
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
     _lock: StateLock | None = field(default=None, repr=False)
@@ -107,7 +111,11 @@ class Container:
             deployment, roles, _ = bootstrap.deployment_for(settings, client, roles, bound)
             bootstrap.migrate_database(engine, settings)
             bootstrap.bind_database(engine, deployment)
-            model = ModelSlot(bootstrap.load_model(settings))
+            registry = ModelRegistry(engine, settings.state_dir / "model-cache")
+            served = bootstrap.adopt_model(settings, registry)
+            if served is not None:
+                bootstrap.stamp_profiles(engine, served.version)
+            model = ModelSlot(served)
             operator_hash = bootstrap.operator_key_hash(settings, client)
         except StateDirInUse as exc:
             raise bootstrap.StartupError(f"KNOWLEDGER_STATE_DIR: {exc}") from None
@@ -115,8 +123,9 @@ class Container:
             if lock is not None:
                 lock.release()
             raise
-        container = cls.build(settings, engine, deployment, roles, model, operator_hash, metrics)
+        container = cls.build(settings, engine, deployment, roles, model, registry, operator_hash, metrics)
         container._lock = lock
+        container.erasure.ensure_key()
         container.ingest.start()
         if settings.seed_demo:
             container.seed_if_empty()
@@ -130,13 +139,14 @@ class Container:
         deployment: Deployment,
         roles: Roles,
         model: ModelSlot,
+        registry: ModelRegistry,
         operator_key_hash: str,
         metrics: Metrics | None = None,
     ) -> Container:
         """Wire the services from the started pieces (each built once)."""
         client = deployment.client
         gateway = ChainGateway(client, deployment.consent)
-        directory = Directory(engine, model, operator_key_hash)
+        directory = Directory(engine, operator_key_hash)
         metrics = metrics or Metrics()
         local = client.target is not ChainTarget.RPC
         confirmations = (
@@ -147,7 +157,14 @@ class Container:
         settler = Settler(engine, gateway, deployment.ledger, roles.reporter, settings.settle_batch_size)
         indexer = Indexer(engine, gateway, deployment, confirmations)
         erasure = ErasureRegister(engine)
-        refresher = ProfileRefresher(engine, model)
+        refresher = ProfileRefresher(engine, model, registry.product_rows)
+        lifecycle = ModelLifecycle(
+            registry,
+            model,
+            refresher,
+            metric=settings.promotion_metric,
+            tolerance=settings.promotion_tolerance,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -169,7 +186,7 @@ class Container:
             profiles=ProfileService(directory, model),
             partners=PartnerService(gateway, deployment.consent, roles.admin, directory),
             recommendations=RecommendationService(
-                engine, gateway, directory, model, settings.experiment_name, settings.experiment
+                engine, gateway, directory, model, refresher, settings.experiment_name, settings.experiment
             ),
             conversions=ConversionService(gateway, deployment.ledger),
             agreements=AgreementService(
@@ -189,7 +206,9 @@ class Container:
             erasure=erasure,
             profile_refresher=refresher,
             ingest=IngestService(engine, erasure, refresher, directory),
-            learner_view=LearnerView(gateway, directory, model),
+            learner_view=LearnerView(gateway, directory, model, refresher),
+            models=lifecycle,
+            model_follower=ModelFollower(lifecycle),
         )
 
     def _seed_pieces(self) -> tuple[Any, ...]:
@@ -201,13 +220,23 @@ class Container:
             self.directory,
             self.agreements,
             self.settings.state_dir,
+            self.profile_refresher,
         )
 
     def seed(self, split: DemoSplit | None = None, *, n_users: int | None = None) -> SeedResult:
         """Seed the demo world (:func:`backend.services.seed.seed`) into this service."""
-        engine, gateway, registry, roles, directory, agreements, state_dir = self._seed_pieces()
+        engine, gateway, registry, roles, directory, agreements, state_dir, refresher = self._seed_pieces()
         result = seed(
-            engine, gateway, registry, roles, directory, agreements, state_dir, split, n_users=n_users
+            engine,
+            gateway,
+            registry,
+            roles,
+            directory,
+            agreements,
+            state_dir,
+            refresher,
+            split,
+            n_users=n_users,
         )
         self.seeded = result
         return result
@@ -227,11 +256,14 @@ class Container:
             self.settler.start(s.settle_interval_s)
         if s.index_interval_s > 0:
             self.indexer.start(s.index_interval_s)
+        if s.model_follow_interval_s > 0:
+            self.model_follower.start(s.model_follow_interval_s)
         self._workers_started = True
 
     def stop_workers(self) -> None:
         self.settler.stop()
         self.indexer.stop()
+        self.model_follower.stop()
         self._workers_started = False
 
     def close(self) -> None:

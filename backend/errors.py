@@ -64,6 +64,21 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class ProfileOutdated(AppError):
+    """The learner's profile was built for another model version and cannot be derived again (it was
+    uploaded, and the learner has no events)."""
+
+    status_code = 409
+    code = "profile_outdated"
+
+
+class GateRefused(AppError):
+    """The quality gate refused to promote a model version (``details`` has both scores)."""
+
+    status_code = 409
+    code = "quality_gate_refused"
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"

@@ -147,9 +147,16 @@ class UserCreated(UserPublic):
 
 class Profile(SQLModel, table=True):
     """A learner's derived profile (``recommender.profiles.Profile.to_dict``) and the catalogue rows the
-    model needs: course indices for explanations, products already held."""
+    model needs: course indices for explanations, products already held.
+
+    All three are in the space of one model version, ``model_version``: its topics, its course rows, its
+    product rows. A request served by another version derives the profile again for that version first
+    (:class:`backend.services.profiles.ProfileRefresher`)."""
 
     user_id: str = Field(primary_key=True, foreign_key="user.id")
+    #: The model version the profile was built for (None: built before versions were recorded, i.e. for the
+    #: version served when the service first starts after the upgrade, which stamps it).
+    model_version: str | None = Field(default=None, max_length=64)
     data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     course_indices: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     product_indices: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -216,6 +223,61 @@ class IngestJob(SQLModel, table=True):
     timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
+
+
+# ---------------------------------------------------------------------------------------------- models
+class ModelStatus(StrEnum):
+    TRAINING = "training"  # a training job is running (``progress``)
+    FAILED = "failed"  # training failed (``error``); nothing was registered
+    CANDIDATE = "candidate"  # trained and evaluated; the quality gate decides at promotion
+    REJECTED = "rejected"  # a promotion was refused by the quality gate (``gate``)
+    SERVED = "served"  # the version every process serves
+    RETIRED = "retired"  # served before; ``knowledger model rollback`` can serve it again
+
+
+class ModelVersion(SQLModel, table=True):
+    """The model registry: every version trained or imported, its artifact, what it was trained on and its
+    held-out metrics on its own split, and the quality gate's verdict against the version it would replace."""
+
+    __tablename__ = "model_version"
+
+    version: str = Field(primary_key=True, max_length=64)
+    model_name: str = Field(max_length=40)
+    status: str = Field(default=ModelStatus.TRAINING, max_length=16, index=True)
+    #: ``demo`` (the demo world), ``ingested`` (the platform's own data), ``imported`` (an artifact found
+    #: in ``KNOWLEDGER_MODEL_PATH``).
+    source: str = Field(max_length=16)
+    progress: float = 0.0
+    error: str | None = None
+    #: What it was trained on: table sizes, the split's cutoff and a fingerprint of the held-out set.
+    trained_on: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: Held-out metrics of this version on its split, measured through the serving path.
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: The quality gate: this version against the served one, both scored on this version's held-out split.
+    gate: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: The model's rows: product ids and course ids in the order its arrays use.
+    product_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    course_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    artifact_sha256: str | None = Field(default=None, max_length=64)
+    artifact_bytes: int = 0
+    #: The artifact directory as a zip archive: any process on any host loads the version from here.
+    artifact: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+
+
+class ModelEvent(SQLModel, table=True):
+    """The registry's history: each promotion, rollback, refusal and import, by whom, from which version."""
+
+    __tablename__ = "model_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(max_length=16)  # promoted, rolled_back, refused, imported
+    version: str = Field(max_length=64)
+    previous: str | None = Field(default=None, max_length=64)
+    actor: str = Field(max_length=40)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    at: dt.datetime = Field(default_factory=utcnow)
 
 
 # ---------------------------------------------------------------------------------------------- consent

@@ -10,6 +10,7 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -98,6 +99,13 @@ class Settings(ChainSettings):
     #: The experiment's arms and weights, e.g. ``hybrid=0.5,popularity=0.5`` (the first listed is the
     #: control); empty: no experiment, every request gets the hybrid model.
     experiment_arms: str = ""
+    #: Seconds between checks of which model version the registry serves (a promotion made by another
+    #: process or host is swapped in within this; 0: only at start-up).
+    model_follow_interval_s: float = Field(default=1.0, ge=0)
+    #: The quality gate: a candidate may replace the served model if its held-out ``promotion_metric`` is at
+    #: least the served one's minus this (both scored on the candidate's held-out split).
+    promotion_tolerance: float = Field(default=0.005, ge=0, le=1)
+    promotion_metric: Literal["ndcg@10", "recall@10", "hr@10", "map@10"] = "ndcg@10"
     #: Where ``make bench-recommender`` writes its JSON and plot (relative to the working directory).
     reports_dir: Path = Path("reports")
 

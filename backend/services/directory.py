@@ -1,20 +1,21 @@
-"""The small, rarely changed tables every request consults, cached in memory: partner API keys, and the
-map from the catalogue to the served model's rows (products per partner, courses in the topic space).
+"""The small, rarely changed tables every request consults, cached in memory: partner API keys, products per
+partner, product names, and the map from the catalogue to a served model's rows.
 
-Refreshed after any change to partners, products, courses or the model."""
+The catalogue tables are re-read after any change to partners, products or courses. The rows of a model
+are computed once per model version, from the model's own id lists, so a request holding one
+:class:`ServedModel` gets rows of that model even while another is being swapped in."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.core.security import key_hash, same_key
 from backend.models import KnowledgeItem, Partner, Product
-from backend.services.model import ModelSlot
+from backend.services.model import ServedModel
 
 
 @dataclass(frozen=True)
@@ -29,50 +30,39 @@ class PartnerAuth:
 @dataclass(frozen=True)
 class _Tables:
     keys: dict[str, PartnerAuth]
-    product_index: dict[str, int]
-    partner_products: dict[str, list[int]]
+    products_of: dict[str, list[str]]
     product_names: dict[str, str]
-    course_index: dict[str, int]
+    #: Course id → stored position (the rows of a model without a profile builder).
+    positions: dict[str, int]
+    #: Per model version: partner id → that partner's product rows in the model.
+    rows: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
 
 class Directory:
-    def __init__(self, engine: Engine, model: ModelSlot, operator_key_hash: str) -> None:
+    def __init__(self, engine: Engine, operator_key_hash: str) -> None:
         self._engine = engine
-        self._model = model
         self._operator_key_hash = operator_key_hash
         self._lock = threading.Lock()
-        self._tables = _Tables({}, {}, {}, {}, {})
+        self._tables = _Tables({}, {}, {}, {})
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-read partners, products and courses (after any change to them or to the model)."""
+        """Re-read partners, products and courses (after any change to them)."""
         with Session(self._engine) as s:
             partners = s.exec(select(Partner)).all()
             products = s.exec(select(Product)).all()
             courses = s.exec(select(KnowledgeItem.id, KnowledgeItem.position)).all()
-        ranker = self._model.ranker
-        index = {pid: i for i, pid in enumerate(ranker.product_ids)} if ranker is not None else {}
-        by_partner: dict[str, list[int]] = {}
+        products_of: dict[str, list[str]] = {}
         for prod in products:
-            if prod.id in index:
-                by_partner.setdefault(prod.partner_id, []).append(index[prod.id])
+            products_of.setdefault(prod.partner_id, []).append(prod.id)
         tables = _Tables(
             keys={p.api_key_hash: PartnerAuth(p.id, p.name, p.address) for p in partners},
-            product_index=index,
-            partner_products={k: sorted(v) for k, v in by_partner.items()},
+            products_of=products_of,
             product_names={p.id: p.name for p in products},
-            course_index=self._course_rows(courses),
+            positions={cid: int(pos) for cid, pos in courses if pos is not None},
         )
         with self._lock:
             self._tables = tables
-
-    def _course_rows(self, stored: Sequence[tuple[str, int | None]]) -> dict[str, int]:
-        """Item id → its row in the served model's topic space: the order the model's profile builder was
-        fitted on, or (for a model without one) the positions stored with the catalogue."""
-        builder = self._model.profiles
-        if builder is not None:
-            return {item: i for i, item in enumerate(builder.item_ids)}
-        return {cid: int(pos) for cid, pos in stored if pos is not None}
 
     def partner_for_key(self, api_key: str) -> PartnerAuth | None:
         return self._tables.keys.get(key_hash(api_key))
@@ -80,17 +70,28 @@ class Directory:
     def is_operator_key(self, api_key: str) -> bool:
         return same_key(api_key, self._operator_key_hash)
 
-    def product_index(self) -> dict[str, int]:
-        """Product id → its row in the served model."""
-        return self._tables.product_index
+    def partner_products(self, partner_id: str, model: ServedModel) -> list[int]:
+        """The rows in ``model`` of ``partner_id``'s products (the candidates a partner's request may
+        rank); products the model does not know are not candidates."""
+        tables = self._tables
+        rows = tables.rows.get(model.version)
+        if rows is None:
+            index = model.product_index
+            rows = {
+                partner: sorted(index[p] for p in ids if p in index)
+                for partner, ids in tables.products_of.items()
+            }
+            tables.rows[model.version] = rows  # a benign race: two threads compute the same table
+        return rows.get(partner_id, [])
 
-    def partner_products(self, partner_id: str) -> list[int]:
-        """The model rows of ``partner_id``'s products (the candidates a partner's request may rank)."""
-        return self._tables.partner_products.get(partner_id, [])
-
-    def course_index(self) -> dict[str, int]:
-        """Knowledge item id → its row in the model's topic space."""
-        return self._tables.course_index
+    def course_index(self, model: ServedModel) -> dict[str, int]:
+        """Knowledge item id → its row in ``model``'s topic space: the order the model's profile builder was
+        fitted on, or (for a model without one) the positions stored with the catalogue."""
+        index = model.course_index
+        return self._tables.positions if index is None else index
 
     def product_name(self, product_id: str) -> str:
         return self._tables.product_names.get(product_id, product_id)
+
+    def products_of(self, partner_id: str) -> list[str]:
+        return list(self._tables.products_of.get(partner_id, []))

@@ -27,6 +27,11 @@ class ErasureRegister:
         self._engine = engine
         self._key: bytes | None = None
 
+    def ensure_key(self) -> None:
+        """Read (or create) the key now, in its own transaction: not later inside a caller's write, which on
+        SQLite would wait on itself."""
+        self._secret()
+
     def _secret(self) -> bytes:
         if self._key is None:
             with Session(self._engine) as s:

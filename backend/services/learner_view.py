@@ -25,25 +25,32 @@ from backend.schemas.users import (
 from backend.services.directory import Directory
 from backend.services.gateway import RECOMMENDATION_PURPOSES, ChainGateway
 from backend.services.model import ModelSlot
+from backend.services.profiles import ProfileRefresher, StoredProfile
 from recommender.profiles import Profile as LearnerProfile
 
 
 class LearnerView:
-    def __init__(self, gateway: ChainGateway, directory: Directory, model: ModelSlot) -> None:
+    def __init__(
+        self, gateway: ChainGateway, directory: Directory, model: ModelSlot, profiles: ProfileRefresher
+    ) -> None:
         self._gateway = gateway
         self._directory = directory
         self._model = model
+        self._profiles = profiles
 
     def profile(self, session: Session, user: User, k: int = 3) -> LearnerProfileView:
-        stored = session.get(Profile, user.id)
-        if stored is None:
+        row = session.get(Profile, user.id)
+        served = self._model.served
+        if row is None:
             return LearnerProfileView(
                 has_profile=False, segment=None, topics=[], propensities={}, courses=[], recommendations=[]
             )
+        stored = StoredProfile(row.data, row.course_indices, row.product_indices, row.model_version)
+        if served is not None:
+            stored = self._profiles.for_model(user.id, stored, served)
         learner = LearnerProfile.from_dict(stored.data)
-        ranker = self._model.ranker
-        builder = self._model.profiles
-        item_of = builder.item_ids if builder is not None else None
+        ranker = None if served is None else served.ranker
+        item_of = None if served is None else served.course_ids
         titles = self._titles(session, stored.course_indices, item_of)
         topics: list[LearnerTopic] = []
         if ranker is not None and ranker.knowledge is not None:
@@ -53,7 +60,7 @@ class LearnerView:
             topics = [LearnerTopic(topic=labels[i], weight=round(float(weights[i]), 4)) for i in order]
         recs: list[LearnerRecommendations] = []
         note = None
-        if ranker is not None:
+        if served is not None and ranker is not None:
             subject = bytes.fromhex(user.pseudonym.removeprefix("0x"))
             features = learner.features()
             for partner in session.exec(select(Partner).order_by(col(Partner.id))).all():
@@ -69,7 +76,7 @@ class LearnerView:
                     k=k,
                     history=stored.product_indices or None,
                     course_indices=stored.course_indices or (),
-                    candidates=self._directory.partner_products(partner.id),
+                    candidates=self._directory.partner_products(partner.id, served),
                 )
                 products = []
                 for r in ranked:

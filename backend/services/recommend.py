@@ -26,6 +26,7 @@ from backend.models import Profile, Recommendation, User, utcnow
 from backend.services.directory import Directory, PartnerAuth
 from backend.services.gateway import ChainGateway
 from backend.services.model import ModelSlot
+from backend.services.profiles import ProfileRefresher, StoredProfile
 from recommender.abtest import assign
 from recommender.profiles import Profile as LearnerProfile
 
@@ -33,9 +34,9 @@ from recommender.profiles import Profile as LearnerProfile
 _USER_BY_PSEUDONYM = select(col(User.id)).where(
     col(User.pseudonym) == bindparam("pseudonym"), col(User.erased_at).is_(None)
 )
-_PROFILE_OF = select(col(Profile.data), col(Profile.course_indices), col(Profile.product_indices)).where(
-    col(Profile.user_id) == bindparam("user_id")
-)
+_PROFILE_OF = select(
+    col(Profile.data), col(Profile.course_indices), col(Profile.product_indices), col(Profile.model_version)
+).where(col(Profile.user_id) == bindparam("user_id"))
 _INSERT_RECOMMENDATION = insert(Recommendation)
 
 
@@ -52,6 +53,7 @@ class RecommendationService:
         gateway: ChainGateway,
         directory: Directory,
         model: ModelSlot,
+        profiles: ProfileRefresher,
         experiment_name: str,
         experiment: tuple[tuple[str, ...], tuple[float, ...]],
     ) -> None:
@@ -59,6 +61,7 @@ class RecommendationService:
         self._gateway = gateway
         self._directory = directory
         self._model = model
+        self._profiles = profiles
         self._experiment_name = experiment_name
         self._arms, self._weights = experiment
 
@@ -69,9 +72,10 @@ class RecommendationService:
         Returns the body of :class:`backend.schemas.recommendations.RecommendationPublic` as plain JSON
         values (the hot path skips building and re-validating a model per request; the route declares the
         schema and a test checks every answer against it)."""
-        ranker = self._model.ranker
-        if ranker is None:
+        served = self._model.served  # one model from here to the answer, even if another is promoted
+        if served is None:
             raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
+        ranker = served.ranker
         subject = bytes.fromhex(subject_hex.removeprefix("0x"))
         pseudonym = "0x" + subject.hex()
         with self._engine.connect() as conn:
@@ -87,15 +91,16 @@ class RecommendationService:
             row = conn.execute(_PROFILE_OF, {"user_id": user_id}).first()
         if row is None:
             raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
-        data, courses, owned = row
-        features = _profile_features(data)
+        stored = self._profiles.for_model(user_id, StoredProfile(*row), served)
+        courses, owned = stored.course_indices, stored.product_indices
+        features = _profile_features(stored.data)
         arm = self._arm(subject)
         ranked = ranker.rank(
             features,
             k=k,
             history=owned or None,
             course_indices=courses or (),
-            candidates=self._directory.partner_products(partner.id),
+            candidates=self._directory.partner_products(partner.id, served),
             baseline=arm == "popularity",
         )
         rec_id = "rec_" + secrets.token_hex(10)

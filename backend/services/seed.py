@@ -14,18 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.bootstrap import StartupError
 from backend.chain import AgreementTerms, ChainTarget, ConsentRegistryClient, Party, currency_code
 from backend.core.security import key_hash, new_secret
-from backend.models import KnowledgeItem, Partner, Product, Profile, User
+from backend.models import KnowledgeItem, LearningEvent, Partner, Product, Profile, User, utcnow
 from backend.privacy import new_user_key, pseudonym
 from backend.services.accounts import Roles
 from backend.services.agreements import AgreementService
 from backend.services.directory import Directory
 from backend.services.gateway import ChainGateway
+from backend.services.profiles import ProfileRefresher
 from recommender.data.demo import DemoSplit, demo_interaction_data, generate_demo_world
 
 log = logging.getLogger("knowledger.seed")
@@ -62,6 +65,7 @@ def seed_if_empty(
     directory: Directory,
     agreements: AgreementService,
     state_dir: Path,
+    refresher: ProfileRefresher,
     split: DemoSplit | None = None,
     n_users: int | None = None,
 ) -> SeedResult | None:
@@ -69,7 +73,9 @@ def seed_if_empty(
     with Session(engine) as s:
         if s.exec(select(Partner.id)).first() is not None:
             return None
-    return seed(engine, gateway, registry, roles, directory, agreements, state_dir, split, n_users=n_users)
+    return seed(
+        engine, gateway, registry, roles, directory, agreements, state_dir, refresher, split, n_users=n_users
+    )
 
 
 def seed(
@@ -80,13 +86,19 @@ def seed(
     directory: Directory,
     agreements: AgreementService,
     state_dir: Path,
+    refresher: ProfileRefresher,
     split: DemoSplit | None = None,
     *,
     n_users: int | None = None,
 ) -> SeedResult:
-    """Partners with notices on chain, the catalogue, learners with pseudonyms and profiles, and an active
-    agreement per partner accepted by every party (local chains only: the parties' keys are the devnet's).
-    The partner keys are written to ``<state_dir>/partner-keys.json``."""
+    """Partners with notices on chain, the catalogue, learners with pseudonyms, their attributes, their
+    course events and profiles, and an active agreement per partner accepted by every party (local chains
+    only: the parties' keys are the devnet's). The partner keys are written to
+    ``<state_dir>/partner-keys.json``.
+
+    The learners' events are stored as the platform would have sent them, moved in time so that the demo
+    world's history ends now; their profiles are then built from those events by the served model's
+    profile builder, as ingested events are (or, with no model yet, taken from the demo world)."""
     named = roles.named
     if gateway.client.target is ChainTarget.RPC or named is None:
         raise StartupError("KNOWLEDGER_SEED_DEMO: the demo world is seeded on local chains only")
@@ -143,11 +155,15 @@ def seed(
         s.commit()
         history = ds.interactions.groupby("user_id")["item_id"].unique()
         users = split.user_ids if n_users is None else split.user_ids[:n_users]
+        attributes = ds.users.set_index("user_id")
         profiles = []
+        internal: dict[str, str] = {}
         for u, user_id in enumerate(users):
             key = new_user_key()
             subject = pseudonym(key, user_id)
             uid = "u_" + secrets.token_hex(8)
+            internal[user_id] = uid
+            attrs = attributes.loc[user_id] if user_id in attributes.index else None
             s.add(
                 User(
                     id=uid,
@@ -155,6 +171,9 @@ def seed(
                     pseudonym="0x" + subject.hex(),
                     user_key=key,
                     token_hash=None,
+                    age_band=None if attrs is None else str(attrs["age_band"]),
+                    region=None if attrs is None else str(attrs["region"]),
+                    life_stage=None if attrs is None else str(attrs["life_stage"]),
                 )
             )
             profile = split.profiles.profile(user_id).to_dict()
@@ -171,6 +190,9 @@ def seed(
         s.flush()
         s.add_all(profiles)
         s.commit()
+        _store_events(s, ds.interactions, internal, split.cutoff)
+        s.commit()
+        refresher.refresh(internal.values())
         now = gateway.run("reading the chain's clock", gateway.client.now)
         for pid in PARTNER_KINDS:
             partner = s.get(Partner, pid)
@@ -203,6 +225,30 @@ def seed(
     keys_file.chmod(0o600)
     log.info("seeded %d learners, %d partners", len(users), len(keys))
     return SeedResult(keys, len(users), agreement_ids)
+
+
+def _store_events(s: Session, events: Any, internal: dict[str, str], cutoff: Any) -> None:
+    """The demo learners' course events, moved so that the world's history ends now."""
+    frame = events[events["user_id"].isin(internal)]
+    shift = pd.Timestamp(utcnow()) - pd.Timestamp(cutoff)
+    when = pd.to_datetime(frame["timestamp"], utc=True) + shift
+    values = frame["value"].astype(object).where(frame["value"].notna(), None)
+    rows = [
+        {
+            "event_id": f"demo-{i}",
+            "user_id": internal[user],
+            "item_id": item,
+            "event": kind,
+            "value": value,
+            "occurred_at": at.to_pydatetime(),
+            "ingested_at": utcnow(),
+        }
+        for i, user, item, kind, value, at in zip(
+            frame.index, frame["user_id"], frame["item_id"], frame["event"], values, when, strict=True
+        )
+    ]
+    if rows:
+        s.connection().execute(insert(LearningEvent), rows)
 
 
 def train_with_progress(

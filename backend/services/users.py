@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from backend.chain import PURPOSE_NAMES, ConsentRegistryClient, Purpose, Wallet, subject_for_wallet
 from backend.core.security import key_hash, new_secret
-from backend.errors import Conflict, NotFound, Unprocessable
+from backend.errors import Conflict, NotFound, ServiceNotReady, Unprocessable
 from backend.models import (
     ConsentEvent,
     Conversion,
@@ -231,17 +231,19 @@ class ProfileService:
         if user is None or user.erased_at is not None:
             raise NotFound(f"unknown user {user_id!r}")
         learner = LearnerProfile.from_dict(body.profile.model_dump())  # the schema checked every field
-        ranker = self._model.ranker
+        served = self._model.served
+        if served is None:
+            raise ServiceNotReady("no model is loaded: a profile is stored for the served model")
         features = learner.features().shape[0]
-        if ranker is not None and features != ranker.feature_dim:
+        if features != served.ranker.feature_dim:
             raise Unprocessable(
-                f"profile: {features} features, the model takes {ranker.feature_dim}", field="profile"
+                f"profile: {features} features, the model takes {served.ranker.feature_dim}", field="profile"
             )
-        index = self._directory.product_index()
+        index = served.product_index
         unknown = [p for p in body.product_ids if p not in index]
         if unknown:
             raise Unprocessable(f"product_ids: unknown products {unknown[:5]}", field="product_ids")
-        course_row = self._directory.course_index()
+        course_row = self._directory.course_index(served)
         unknown = [c for c in body.course_ids if c not in course_row]
         if unknown:
             raise Unprocessable(f"course_ids: unknown courses {unknown[:5]}", field="course_ids")
@@ -250,6 +252,7 @@ class ProfileService:
         profile.data = data
         profile.course_indices = [course_row[c] for c in body.course_ids]
         profile.product_indices = [index[p] for p in body.product_ids]
+        profile.model_version = served.version
         profile.updated_at = utcnow()
         session.add(profile)
         session.commit()

@@ -56,7 +56,13 @@ def configure(monkeypatch: pytest.MonkeyPatch, svc: Service, **changes: Any) -> 
     replacements = {
         deps.get_experiment: ExperimentService(c.engine, settings.experiment_name, settings.experiment),
         deps.get_recommendations: RecommendationService(
-            c.engine, c.gateway, c.directory, c.model, settings.experiment_name, settings.experiment
+            c.engine,
+            c.gateway,
+            c.directory,
+            c.model,
+            c.profile_refresher,
+            settings.experiment_name,
+            settings.experiment,
         ),
         deps.get_insights: InsightsService(c.model, settings.reports_dir),
     }
@@ -183,7 +189,7 @@ def test_the_baseline_ranks_by_item_bias_with_ties_by_index(exp: Service) -> Non
     ranker = exp.container.model.ranker
     assert ranker is not None
     features = np.zeros(ranker.feature_dim, dtype=np.float32)
-    candidates = exp.container.directory.partner_products("bank")
+    candidates = exp.container.directory.partner_products("bank", exp.container.model.served)
     default = ranker.rank(features, k=4, candidates=candidates)
     assert default == ranker.rank(features, k=4, candidates=candidates, baseline=False)
 
@@ -255,7 +261,7 @@ def test_an_experiment_through_the_api_assigns_serves_and_is_analysed(exp: Servi
                     LearnerProfile.from_dict(profile.data).features(),
                     k=k,
                     course_indices=profile.course_indices,
-                    candidates=exp.container.directory.partner_products("bank"),
+                    candidates=exp.container.directory.partner_products("bank", exp.container.model.served),
                 )
                 assert names == [r.product_id for r in model]
         assert [row.arm for row in rows_of(exp, pseudonym)] == [f"ranker-v1:{expected}"] * len(recs)

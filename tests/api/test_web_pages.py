@@ -57,7 +57,7 @@ def _status(page: Any, partner_id: str, purpose: str) -> Any:
 
 def _open_dashboard(page: Any, site: str, user: dict[str, Any]) -> None:
     page.goto(f"{site}/app/consent#token={user['token']}")
-    page.get_by_role("heading", name="Harbour Bank").wait_for()
+    page.get_by_role("heading", name="Harbour Bank", exact=True).wait_for()
 
 
 def _recommend(service: Service, user: dict[str, Any]) -> httpx.Response:
@@ -191,7 +191,7 @@ def test_a_failed_write_never_shows_as_granted(
             assert purposes["platform_notice_version"] is None
             assert "unreachable" in purposes["chain_unavailable"]
             page.reload()
-            page.get_by_role("heading", name="Harbour Bank").wait_for()
+            page.get_by_role("heading", name="Harbour Bank", exact=True).wait_for()
             assert "The chain cannot be read right now" in page.locator("#checked-at").inner_text()
             assert page.locator("#s-insurer-marketing_contact").inner_text() == "unknown"
             assert switch.is_disabled()
@@ -201,7 +201,7 @@ def test_a_failed_write_never_shows_as_granted(
             assert not _granted(svc, user, "insurer", "marketing_contact")  # the chain agrees
             assert _history(svc, user) == []
             page.reload()  # back up: the same switch now writes and shows the mined transaction
-            page.get_by_role("heading", name="Harbour Bank").wait_for()
+            page.get_by_role("heading", name="Harbour Bank", exact=True).wait_for()
             switch.click()
             page.wait_for_function(
                 "() => document.querySelector('#st-insurer-marketing_contact').dataset.state === 'mined'"
