@@ -294,7 +294,9 @@ def _wait_forever(alive: Callable[[], bool]) -> None:
 @app.command("demo")
 def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of the demo world and of training.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs of the hybrid model.")] = 20,
+    epochs: Annotated[
+        int, typer.Option(min=1, max=500, help="Training epochs of the served model's torch network.")
+    ] = 20,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the manifest and summary.json go.")] = Path(
         "var/demo"
     ),
@@ -325,7 +327,7 @@ def _train_with_progress(path: Path, epochs: int, seed: int) -> tuple[Path, dict
     from backend.services.seed import demo_split, train_with_progress
 
     split = demo_split(seed=seed)
-    label = "training the hybrid model on the demo world"
+    label = "training the served model on the demo world"
     artifact, metrics = train_with_progress(err, split, path, epochs, seed, label=label)
     return Path(artifact), metrics
 
@@ -406,13 +408,14 @@ def _print_pages(container: Container, host: str, port: int, demo_learner: bool)
 
 @app.command("train")
 def train_command(
-    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs of the torch network.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the demo world and of training.")] = 0,
     model_path: Annotated[
         Path | None, typer.Option("--out", help="Artifact root (default KNOWLEDGER_MODEL_PATH or var/model).")
     ] = None,
 ) -> None:
-    """Train the hybrid recommender on the demo world and save a versioned artifact the service loads."""
+    """Train the served recommender on the demo world (every candidate tuned on validation learners,
+    blended per route) and save a versioned artifact the service loads."""
     settings = _service_settings()
     root = model_path or settings.resolved_model_path
     with user_errors():
