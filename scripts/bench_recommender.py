@@ -237,13 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     }
     out["seconds"] = round(time.perf_counter() - t0, 1)
     plot(datasets, args.plot)
-    out["plot"] = str(args.plot)
+    out["plot"] = _shown(args.plot)
     log(f"plot written to {args.plot}")
     text = json.dumps(out, indent=2, default=_default)
     write_json(text, args.json)
     log(f"JSON written to {args.json}")
     print(text)
     return 0
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when it lies inside it (the JSON is shared between machines)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def write_json(text: str, path: Path) -> None:
