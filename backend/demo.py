@@ -100,7 +100,7 @@ def run_demo(
         f"interactions, {len(ds.products)} finance and insurance products"
     )
     started = time.perf_counter()
-    label = "   training the hybrid two-tower model"
+    label = "   training the served hybrid model"
     artifact, metrics = train_with_progress(
         console, split, out_dir / "models", epochs, seed_, label=label, transient=True
     )

@@ -8,9 +8,11 @@ feature dimensions the model expects, the seed and the format version. Which ver
 decided by one rule, :func:`newest_artifact` (by the recorded creation time), used by
 :func:`resolve_artifact` and :func:`latest_version`.
 
-Arrays are namespaced: ``model/<name>`` for the model's exported weights (for the hybrid: item vectors
-and biases, user tower, wide part) and ``knowledge/<name>`` for the topic space that explanations need
-(LSA components, vocabulary, TF-IDF of courses and products), stored as arrays too.
+Arrays are namespaced: ``model/<name>`` for the model's fitted arrays (see
+:mod:`recommender.models.registry`; the model's spec is in the metadata's ``params["spec"]``),
+``serving/<name>`` for what the ranker needs besides the model (the non-personalised baseline) and
+``knowledge/<name>`` for the topic space that explanations need (LSA components, vocabulary, TF-IDF of
+courses and products), stored as arrays too.
 """
 
 from __future__ import annotations
@@ -157,6 +159,20 @@ def load_artifact(path: str | Path) -> tuple[dict[str, np.ndarray], ArtifactMeta
     return arrays, metadata
 
 
+def record_metrics(path: str | Path, metrics: dict[str, Any]) -> ArtifactMetadata:
+    """Store ``metrics`` (numbers only) as the evaluation metrics of the artifact at ``path``, e.g. the
+    held-out figures measured by loading it after it was written; returns the updated metadata."""
+    directory = Path(path)
+    _, metadata = load_artifact(directory)
+    metadata.metrics = {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    tmp = directory / (METADATA_FILE + ".tmp")
+    tmp.write_text(metadata.to_json() + "\n", encoding="utf-8")
+    tmp.replace(directory / METADATA_FILE)
+    return metadata
+
+
 def _versions(base: Path) -> list[Path]:
     """The version directories of one model: the sub-directories of ``base`` that hold metadata."""
     if not base.is_dir():
@@ -190,15 +206,20 @@ def newest_artifact(directories: Iterable[Path]) -> Path | None:
     return max(directories, key=_creation_key, default=None)
 
 
-def resolve_artifact(path: str | Path, model_name: str = "hybrid") -> Path | None:
+def resolve_artifact(path: str | Path, model_name: str | None = None) -> Path | None:
     """The artifact directory ``path`` designates: ``path`` itself when it is one (it holds
-    ``arrays.npz`` or ``metadata.json``; loading reports what is missing), else the newest version of
-    ``model_name`` under it (``path/<model_name>/<version>``, see :func:`newest_artifact`), else ``None``.
+    ``arrays.npz`` or ``metadata.json``; loading reports what is missing), else the newest version under
+    it (``path/<model name>/<version>``, see :func:`newest_artifact`) of ``model_name``, or of any model
+    when ``model_name`` is ``None``, else ``None``.
     """
     directory = Path(path)
     if (directory / ARRAYS_FILE).is_file() or (directory / METADATA_FILE).is_file():
         return directory
-    return newest_artifact(_versions(directory / model_name))
+    if model_name is not None:
+        return newest_artifact(_versions(directory / model_name))
+    if not directory.is_dir():
+        return None
+    return newest_artifact([v for sub in sorted(directory.iterdir()) if sub.is_dir() for v in _versions(sub)])
 
 
 def latest_version(root: str | Path, model_name: str) -> Path:

@@ -4,18 +4,88 @@ Protocol (Microsoft Recommenders): score every item for each evaluated user, rem
 interacted with in training, take the top ``k``, and count a hit for any held-out interaction. Users
 without held-out items are skipped, because their recall and nDCG are undefined. Averages are over the
 evaluated users.
+
+:func:`evaluate_queries` is the same over *queries* (a history, side features and the held-out items to
+find) scored by any function from histories to scores: a model's ``score_history`` or the served
+ranker's ``score_batch``, so the benchmark can score the artifact the service loads.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
 from recommender.metrics import auc_batch, ranking_metrics_batch
-from recommender.models.base import InteractionData, Recommender
+from recommender.models.base import InteractionData
+
+
+class Scorer(Protocol):
+    """Anything that scores rows of an :class:`InteractionData`."""
+
+    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray: ...
+
+
+HistoryScorer = Callable[[sp.csr_matrix, np.ndarray | None], np.ndarray]
+
+
+def evaluate_queries(
+    score: HistoryScorer,
+    history: sp.spmatrix,
+    features: np.ndarray | None,
+    target: sp.spmatrix,
+    k: int = 10,
+    item_mask: np.ndarray | None = None,
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """Ranking metrics of ``score(history, features)`` against ``target`` (one row per query).
+
+    Items in a query's history (and outside ``item_mask``) are never recommended; queries without a
+    target item are skipped. Returns ``ndcg@k``, ``map``, ``precision@k``, ``recall@k``, ``hr@k``,
+    ``hr@1``, ``coverage`` and ``n_users`` (the number of queries).
+    """
+    hist = sp.csr_matrix(history)
+    tgt = sp.csr_matrix(target)
+    if hist.shape != tgt.shape:
+        raise ValueError(f"history {hist.shape} and target {tgt.shape} must have the same shape")
+    keep = np.flatnonzero(np.diff(tgt.indptr) > 0)
+    if keep.size == 0:
+        raise ValueError("no query to evaluate: every target row is empty")
+    start = time.perf_counter()
+    tops, firsts = [], []
+    for lo in range(0, keep.size, batch_size):
+        rows = keep[lo : lo + batch_size]
+        feats = None if features is None else np.asarray(features)[rows]
+        s = np.array(score(hist[rows], feats), dtype=np.float64)
+        s = np.where(np.isfinite(s), s, -1e300)
+        r, c = hist[rows].nonzero()
+        s[r, c] = -np.inf
+        if item_mask is not None:
+            s[:, ~np.asarray(item_mask, dtype=bool)] = -np.inf
+        kk = min(k, s.shape[1])
+        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
+        tops.append(np.take_along_axis(part, order, axis=1))
+        firsts.append(np.argmax(s, axis=1)[:, None])
+    top = np.vstack(tops)
+    relevant = tgt[keep]
+    per_user = ranking_metrics_batch(top, relevant, k)
+    first = ranking_metrics_batch(np.vstack(firsts), relevant, 1)
+    n_catalogue = int(np.sum(item_mask)) if item_mask is not None else hist.shape[1]
+    return {
+        f"ndcg@{k}": float(per_user["ndcg"].mean()),
+        "map": float(per_user["map"].mean()),
+        f"precision@{k}": float(per_user["precision"].mean()),
+        f"recall@{k}": float(per_user["recall"].mean()),
+        f"hr@{k}": float(per_user["hr"].mean()),
+        "hr@1": float(first["hr"].mean()),
+        "coverage": float(len(np.unique(top)) / max(n_catalogue, 1)),
+        "n_users": int(keep.size),
+        "eval_s": time.perf_counter() - start,
+    }
 
 
 def _validate(train: InteractionData, test: sp.spmatrix) -> sp.csr_matrix:
@@ -29,7 +99,7 @@ def _validate(train: InteractionData, test: sp.spmatrix) -> sp.csr_matrix:
 
 
 def top_k_items(
-    model: Recommender,
+    model: Scorer,
     users: np.ndarray,
     data: InteractionData,
     k: int,
@@ -68,7 +138,7 @@ def top_k_items(
 
 
 def evaluate(
-    model: Recommender,
+    model: Scorer,
     train: InteractionData,
     test: sp.spmatrix,
     k: int = 10,

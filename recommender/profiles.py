@@ -19,7 +19,8 @@ Engagement weights: view 1, purchase 2, completion 4, rating 1 per event, and th
 is scaled by mean rating / 3 when the item was rated, so a 5-star completion counts most and a 1-star
 course counts little.
 
-On top, k-means segments with readable names and one logistic-regression propensity per product kind.
+On top, k-means segments with readable names and one propensity per product kind
+(:class:`~recommender.models.propensity.PropensityModel`, reusable on any feature table).
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from recommender.data.dataset import KnowledgeDataset
 from recommender.data.schema import EVENTS
 from recommender.knowledge import KnowledgeSpace
+from recommender.models.propensity import PropensityModel
 
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "purchase": 2.0, "completion": 4.0, "rating": 1.0}
 BEHAVIOUR_FEATURES: tuple[str, ...] = ("engagement", "spend", "completion_rate", "recency", "breadth")
@@ -210,10 +209,6 @@ def _epoch_seconds(column: pd.Series, where: str) -> np.ndarray:
                 f"{where} row {i + 1}, column 'timestamp': {column.iloc[i]!r} is not an ISO 8601 timestamp"
             )
     return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _constant_proba(rate: float, n: int) -> np.ndarray:
-    return np.full(n, rate, dtype=np.float64)
 
 
 class ProfileBuilder:
@@ -391,16 +386,12 @@ class ProfileBuilder:
         conv = dataset.conversions
         conv_users = user_index.get_indexer(conv["user_id"].astype(str))
         conv_kinds = conv["product_id"].astype(str).map(prod_kind).to_numpy()
-        self._propensity_models: dict[str, Pipeline | float] = {}
+        self._propensity_models: dict[str, PropensityModel] = {}
         for kind in self._kinds:
             y = np.zeros(len(user_ids), dtype=np.int64)
             y[conv_users[conv_kinds == kind]] = 1
-            if y.min() == y.max():
-                self._propensity_models[kind] = float(y[0]) if len(y) else 0.0
-            else:
-                model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-                with threadpool_limits(limits=1):
-                    self._propensity_models[kind] = model.fit(features, y)
+            with threadpool_limits(limits=1):
+                self._propensity_models[kind] = PropensityModel(Cs=(0.1,)).fit(features, y)
         self._fitted = True
         propensities = self.predict_propensities(features)
         propensities.index = pd.Index(user_ids, name="user_id")
@@ -519,12 +510,7 @@ class ProfileBuilder:
         """P(converts on a product of each kind) per feature row, columns = product kinds."""
         self._check_fitted()
         features = np.atleast_2d(np.asarray(features, dtype=np.float64))
-        cols: dict[str, np.ndarray] = {}
-        for kind, model in self._propensity_models.items():
-            if isinstance(model, float):
-                cols[kind] = _constant_proba(model, len(features))
-            else:
-                cols[kind] = model.predict_proba(features)[:, 1]
+        cols = {kind: model.predict_proba(features) for kind, model in self._propensity_models.items()}
         return pd.DataFrame(cols, columns=self._kinds)
 
     def profile_for(

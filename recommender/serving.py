@@ -1,12 +1,14 @@
-"""Serving: load a versioned hybrid artifact and rank products for one profile, in plain numpy.
+"""Serving: load a versioned model artifact and rank products for one profile, in plain numpy.
 
-The request path is what the backend calls after it has checked consent on chain: a learner's profile
-feature vector (the course-domain profile from :mod:`recommender.profiles`; topic interests first) and
-optionally the products the learner already holds. Scoring uses the exported arrays only (precomputed
-item vectors, the small numpy user tower and the wide matrix), so there is no torch import, no
-per-request allocation beyond a few vectors, and a 1,000-product catalogue is scored in well under a
-millisecond on one CPU core (measured by ``scripts/bench_recommender.py``). Each returned product carries
-an explanation from :mod:`recommender.explain` when the artifact includes the topic space.
+Any registered model can be served (:mod:`recommender.models.registry`): the artifact holds the model's
+spec and fitted arrays, :class:`ProductRanker` rebuilds it and scores a user **from a history** (the
+products the learner already holds) and the learner's profile feature vector (the course-domain profile
+from :mod:`recommender.profiles`; topic interests first). This is what the backend calls after it has
+checked consent on chain. Scoring uses numpy arrays only, so there is no torch import, and a
+1,000-product catalogue is scored well under a millisecond on one CPU core (measured by
+``scripts/bench_recommender.py``). Each returned product carries an explanation from
+:mod:`recommender.explain` when the artifact includes the topic space. The non-personalised baseline
+(the A/B control) ranks by the training popularity stored with the model.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from recommender.artifacts import (
 )
 from recommender.explain import explain_many
 from recommender.knowledge import KnowledgeSpace
-from recommender.models.base import InteractionData
-from recommender.models.hybrid import HybridTwoTower, scores_numpy
+from recommender.models.base import InteractionData, Recommender, as_history, popularity_prior
+from recommender.models.registry import describe, restore, state_arrays
 
 MODEL_PREFIX = "model/"
+SERVING_PREFIX = "serving/"
 KNOWLEDGE_PREFIX = "knowledge/"
+#: The key of the non-personalised baseline scores in :attr:`ProductRanker.arrays`.
+BASELINE = "item_bias"
 
 
 class _StoredVocabulary:
@@ -94,8 +99,8 @@ def knowledge_from_arrays(arrays: dict[str, np.ndarray]) -> KnowledgeSpace:
     )
 
 
-def save_hybrid_artifact(
-    model: HybridTwoTower,
+def save_model_artifact(
+    model: Recommender,
     data: InteractionData,
     root: str | Path,
     knowledge: KnowledgeSpace | None = None,
@@ -103,11 +108,16 @@ def save_hybrid_artifact(
     metrics: dict[str, Any] | None = None,
     item_ids: Sequence[str] | None = None,
     overwrite: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> Path:
-    """Save a fitted :class:`HybridTwoTower` (and optionally its topic space) as a versioned artifact."""
-    if model.arrays is None:
+    """Save any fitted registered model (and optionally its topic space) as a versioned artifact.
+
+    ``data`` is the training data (its fingerprint, feature width and popularity are recorded);
+    ``params`` adds JSON facts to the metadata's ``params`` next to the model's ``spec``.
+    """
+    if model.n_items is None:
         raise ArtifactError("the model is not fitted: nothing to save")
-    n_items = int(model.item_embeddings.shape[0])
+    n_items = int(model.n_items)
     if data.n_items != n_items:
         raise ArtifactError(f"data has {data.n_items} items, the model {n_items}")
     if item_ids is not None and len(item_ids) != n_items:
@@ -116,38 +126,36 @@ def save_hybrid_artifact(
         raise ArtifactError(
             f"knowledge has {knowledge.n_products} products, the model scores {n_items} items"
         )
+    try:
+        spec = describe(model)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
     fingerprint = data_fingerprint(data)
-    arrays = {MODEL_PREFIX + k: np.asarray(v) for k, v in model.arrays.items()}
+    arrays = {MODEL_PREFIX + k: np.asarray(v) for k, v in state_arrays(model).items()}
+    arrays[SERVING_PREFIX + BASELINE] = popularity_prior(data.interactions)
     if knowledge is not None:
         arrays.update({KNOWLEDGE_PREFIX + k: v for k, v in knowledge_arrays(knowledge).items()})
     if item_ids is None:
         meta_ids = data.meta.get("item_ids")
         item_ids = [str(i) for i in meta_ids] if meta_ids is not None and len(meta_ids) == n_items else None
+    user_dim = 0 if data.user_features is None else int(np.asarray(data.user_features).shape[1])
     metadata = ArtifactMetadata(
-        model_name=HybridTwoTower.name,
+        model_name=spec["name"],
         version=version or default_version(fingerprint),
         created_at=_now_iso(),
         data_fingerprint=fingerprint,
         feature_dims={
-            "user_features": model.user_feature_dim,
+            "user_features": user_dim,
             "item_features": 0
             if data.item_features is None
             else int(np.asarray(data.item_features).shape[1]),
             "n_items": n_items,
-            "embedding_dim": int(model.item_embeddings.shape[1]),
             "topic_dim": 0 if knowledge is None else knowledge.n_topics,
         },
-        seed=model.seed,
+        seed=spec["params"].get("seed"),
         metrics=dict(metrics or {}),
         item_ids=None if item_ids is None else [str(i) for i in item_ids],
-        params={
-            "dim": model.dim,
-            "hidden": model.hidden,
-            "wide_ridge": model.wide_ridge,
-            "wide_weight": model.wide_weight,
-            "loss": model.config.loss,
-            "epochs": model.config.epochs,
-        },
+        params={**dict(params or {}), "spec": spec},
     )
     return save_artifact(root, arrays, metadata, overwrite=overwrite)
 
@@ -177,7 +185,11 @@ class RankedProduct:
 
 
 class ProductRanker:
-    """Numpy-only ranker over a saved hybrid artifact: ``ProductRanker.load(path).rank(profile)``."""
+    """Numpy-only ranker over a saved model artifact: ``ProductRanker.load(path).rank(profile)``.
+
+    ``arrays`` holds the model's fitted arrays (under ``model/``) and the baseline scores
+    (:data:`BASELINE`); ``metadata.params["spec"]`` says which model they belong to.
+    """
 
     def __init__(
         self,
@@ -185,29 +197,40 @@ class ProductRanker:
         metadata: ArtifactMetadata,
         knowledge: KnowledgeSpace | None = None,
     ) -> None:
-        for needed in ("item_vectors", "item_bias", "user_bias"):
-            if needed not in arrays:
-                raise ArtifactError(f"artifact lacks the model array {needed!r}")
+        spec = metadata.params.get("spec")
+        if not isinstance(spec, dict):
+            raise ArtifactError("artifact metadata lacks the model spec (params.spec)")
+        if BASELINE not in arrays:
+            raise ArtifactError(f"artifact lacks the baseline array {BASELINE!r}")
+        state = {k[len(MODEL_PREFIX) :]: v for k, v in arrays.items() if k.startswith(MODEL_PREFIX)}
+        try:
+            self.model = restore(spec, state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(
+                f"the artifact's {spec.get('name')!r} model cannot be rebuilt: {exc}"
+            ) from None
         self.arrays = arrays
         self.metadata = metadata
         self.knowledge = knowledge
-        self.n_products = int(arrays["item_vectors"].shape[0])
-        self.feature_dim = int(arrays["mlp_w0"].shape[0]) if "mlp_w0" in arrays else 0
+        self.n_products = int(self.model.n_items or 0)
+        if np.asarray(arrays[BASELINE]).shape != (self.n_products,):
+            raise ArtifactError(
+                f"the baseline has shape {np.asarray(arrays[BASELINE]).shape}, not ({self.n_products},)"
+            )
+        self.feature_dim = int(metadata.feature_dims.get("user_features", 0))
         ids = metadata.item_ids
         self.product_ids = list(ids) if ids is not None else [str(i) for i in range(self.n_products)]
 
     @classmethod
     def load(cls, path: str | Path) -> ProductRanker:
-        """Load an artifact directory written by :func:`save_hybrid_artifact`."""
+        """Load an artifact directory written by :func:`save_model_artifact`."""
         raw, metadata = load_artifact(path)
-        if metadata.model_name != HybridTwoTower.name:
-            raise ArtifactError(
-                f"{path} holds a {metadata.model_name!r} model; ProductRanker serves 'hybrid'"
-            )
-        model = {k[len(MODEL_PREFIX) :]: v for k, v in raw.items() if k.startswith(MODEL_PREFIX)}
+        arrays = {k: v for k, v in raw.items() if k.startswith(MODEL_PREFIX)}
+        if SERVING_PREFIX + BASELINE in raw:
+            arrays[BASELINE] = raw[SERVING_PREFIX + BASELINE]
         know = {k[len(KNOWLEDGE_PREFIX) :]: v for k, v in raw.items() if k.startswith(KNOWLEDGE_PREFIX)}
         knowledge = knowledge_from_arrays(know) if know else None
-        return cls(model, metadata, knowledge)
+        return cls(arrays, metadata, knowledge)
 
     def _check_features(self, profile_features: np.ndarray) -> np.ndarray:
         feats = np.asarray(profile_features, dtype=np.float32)
@@ -223,22 +246,30 @@ class ProductRanker:
         return feats
 
     def _history_row(self, history: Sequence[int] | None, n_rows: int) -> sp.csr_matrix:
-        idx = np.asarray([] if history is None else list(history), dtype=np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_products):
-            raise ValueError(
-                f"history holds product indices outside 0..{self.n_products - 1}: {idx.tolist()}"
-            )
-        row = sp.csr_matrix(
-            (np.ones(idx.size, dtype=np.float32), (np.zeros(idx.size, dtype=np.int64), idx)),
-            shape=(1, self.n_products),
-        )
-        return sp.csr_matrix(sp.vstack([row] * n_rows)) if n_rows > 1 else row
+        idx = [] if history is None else list(history)
+        return as_history([idx] * n_rows, self.n_products)
+
+    def score_batch(self, history: Any, profile_features: np.ndarray | None = None) -> np.ndarray:
+        """Scores (n, n_products) for ``n`` users: ``history`` as for
+        :meth:`~recommender.models.base.Recommender.score_history`, ``profile_features`` (n, feature_dim)."""
+        hist = as_history(history, self.n_products)
+        feats = None
+        if self.feature_dim:
+            if profile_features is None:
+                raise ValueError(
+                    f"profile_features is required: the model was trained with {self.feature_dim}"
+                )
+            feats = self._check_features(profile_features)
+            if feats.shape[0] != hist.shape[0]:
+                raise ValueError(f"profile_features has {feats.shape[0]} rows, history {hist.shape[0]}")
+        return self.model.score_history(hist, feats)
 
     def score(self, profile_features: np.ndarray, history: Sequence[int] | None = None) -> np.ndarray:
-        """Scores over all products: (n_products,) for one profile, (n, n_products) for a batch."""
+        """Scores over all products: (n_products,) for one profile, (n, n_products) for a batch of profiles
+        that share ``history``."""
         feats = self._check_features(profile_features)
-        out = scores_numpy(
-            self.arrays, feats if self.feature_dim else None, self._history_row(history, len(feats))
+        out = self.model.score_history(
+            self._history_row(history, len(feats)), feats if self.feature_dim else None
         )
         return out[0] if np.asarray(profile_features).ndim == 1 else out
 
@@ -257,9 +288,10 @@ class ProductRanker:
 
         ``course_indices`` (the learner's courses, as rows of the artifact's topic space) let the
         explanation cite them; ``explain=False`` skips explanations (the pure scoring path).
-        ``baseline=True`` ranks by the non-personalised baseline instead of the model: the artifact's
-        item bias (the model's popularity term), ties broken by catalogue index; the score is that bias,
-        and history, candidates and explanations apply as usual (the A/B control for personalisation).
+        ``baseline=True`` ranks by the non-personalised baseline instead of the model: the training
+        popularity stored in the artifact (:data:`BASELINE`), ties broken by catalogue index; the score is
+        that popularity, and history, candidates and explanations apply as usual (the A/B control for
+        personalisation).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -273,7 +305,7 @@ class ProductRanker:
                 raise ValueError(
                     f"history holds product indices outside 0..{self.n_products - 1}: {owned.tolist()}"
                 )
-            scores = np.array(self.arrays["item_bias"], dtype=np.float64).reshape(self.n_products)
+            scores = np.array(self.arrays[BASELINE], dtype=np.float64).reshape(self.n_products)
         else:
             scores = np.asarray(self.score(profile, history), dtype=np.float64)
         if history:

@@ -14,13 +14,14 @@ from backend.cli.service import _service_settings, _train_with_progress
 
 @app.command("train")
 def train_command(
-    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs of the torch network.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the demo world and of training.")] = 0,
     model_path: Annotated[
         Path | None, typer.Option("--out", help="Artifact root (default KNOWLEDGER_MODEL_PATH or var/model).")
     ] = None,
 ) -> None:
-    """Train the hybrid recommender on the demo world and save a versioned artifact the service loads."""
+    """Train the served recommender on the demo world (every candidate tuned on validation learners,
+    blended per route) and save a versioned artifact the service loads."""
     settings = _service_settings()
     root = model_path or settings.resolved_model_path
     with user_errors():

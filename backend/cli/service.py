@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 @app.command("demo")
 def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of the demo world and of training.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, max=500, help="Training epochs of the hybrid model.")] = 20,
+    epochs: Annotated[
+        int, typer.Option(min=1, max=500, help="Training epochs of the served model's torch network.")
+    ] = 20,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the manifest and summary.json go.")] = Path(
         "var/demo"
     ),
@@ -51,7 +53,7 @@ def _train_with_progress(path: Path, epochs: int, seed: int) -> tuple[Path, dict
     from backend.services.seed import demo_split, train_with_progress
 
     split = demo_split(seed=seed)
-    label = "training the hybrid model on the demo world"
+    label = "training the served model on the demo world"
     artifact, metrics = train_with_progress(err, split, path, epochs, seed, label=label)
     return Path(artifact), metrics
 

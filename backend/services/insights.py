@@ -20,6 +20,8 @@ PLOT_URL = f"/api/v1/operator/reports/{PLOT_FILE}"
 BENCH_HINT = "run make bench-recommender"
 #: The headline metrics of every benchmark protocol, per model.
 BENCH_METRICS = ("ndcg@10", "map", "precision@10", "recall@10")
+#: Figures shown when the benchmark reports them: hit rate at 1 and the spread over seeds.
+BENCH_EXTRAS = ("hr@1", "ndcg@10_std", "hr@1_std")
 
 
 class InsightsService:
@@ -79,7 +81,7 @@ class InsightsService:
 
 def _benchmark_summary(path: Path) -> dict[str, Any]:
     """The compact view of ``scripts/bench_recommender.py``'s JSON: the headline metrics per data set and
-    model, the serving timings, and when the file was written."""
+    model (with the served configuration's name), the serving timings, and when the file was written."""
     raw = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError("expected a JSON object")
@@ -90,13 +92,20 @@ def _benchmark_summary(path: Path) -> dict[str, Any]:
         models = result.get("models") or {}
         datasets[name] = {
             "models": {
-                model_name: {m: _number(metrics.get(m)) for m in BENCH_METRICS}
+                model_name: {
+                    m: _number(metrics.get(m))
+                    for m in (*BENCH_METRICS, *(e for e in BENCH_EXTRAS if e in metrics))
+                }
                 for model_name, metrics in models.items()
                 if isinstance(metrics, dict)
             },
             "error": result.get("error"),
             "seconds": _number(result.get("seconds")),
         }
+        # the served configuration's name and the protocol's headline metric, when the run names them
+        for key in ("served", "metric"):
+            if isinstance(result.get(key), str):
+                datasets[name][key] = result[key]
     mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
     return {
         "generated_at": mtime.isoformat(timespec="seconds").replace("+00:00", "Z"),

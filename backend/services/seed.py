@@ -254,53 +254,72 @@ def _store_events(s: Session, events: Any, internal: dict[str, str], cutoff: Any
 def train_with_progress(
     console: Any, split: DemoSplit, path: Any, epochs: int, seed: int, *, label: str, transient: bool = False
 ) -> Any:
-    """:func:`train_model` behind a rich progress bar (one tick per epoch) on ``console``."""
+    """:func:`train_model` behind a rich progress bar (one tick per tuned model family) on ``console``."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn(label),
         BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("step {task.completed}/{task.total}"),
         TimeElapsedColumn(),
         console=console,
         transient=transient,
     ) as progress:
-        task = progress.add_task("train", total=epochs)
+        task = progress.add_task("train", total=None)
         return train_model(
             split,
             path,
             epochs=epochs,
             seed=seed,
-            progress=lambda done, _t: progress.update(task, completed=done),
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
 
 
 def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, progress: Any = None) -> Any:
-    """Train the hybrid model on the demo world and save the artifact the service serves."""
-    from recommender.evaluator import evaluate
-    from recommender.models.hybrid import HybridTwoTower
+    """Train the served model on the demo world (every candidate tuned on validation learners carved out
+    of the training period, blended per route; ``epochs`` for its torch network) and save the artifact
+    the service serves. Returns the artifact's path and the held-out metrics of the served model
+    (``"hybrid"``), scored through the ranker, and of popularity, for the cold-start learners."""
+    from recommender.artifacts import record_metrics
+    from recommender.evaluation.demo import served_setup
+    from recommender.evaluator import evaluate_queries
     from recommender.models.popularity import Popularity
     from recommender.profile_store import save_profile_builder
-    from recommender.serving import save_hybrid_artifact
+    from recommender.serving import ProductRanker
+    from recommender.training import train_served
 
-    model = HybridTwoTower(epochs=epochs, seed=seed)
-    if progress is not None:
-        model.epoch_callback = lambda epoch, _m: progress(epoch + 1, epochs)
-    model.fit(split.train)
+    splitter, candidates = served_setup(split.train, epochs=epochs, seed=seed)
+    total = len(candidates) + 1
+    done = 0
+
+    def step(_message: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(min(done, total - 1), total)
+
     cold = split.cold_eval_users
-    metrics = {
-        "hybrid": evaluate(model, split.train, split.test, k=10, users=cold),
-        "popularity": evaluate(Popularity().fit(split.train), split.train, split.test, k=10, users=cold),
-    }
-    artifact = save_hybrid_artifact(
-        model,
+    history, target = split.train.interactions[cold], split.test[cold]
+    features = None if split.train.user_features is None else split.train.user_features[cold]
+    artifact, _fit = train_served(
         split.train,
         path,
+        splitter,
+        candidates,
         knowledge=split.knowledge,
-        metrics=metrics["hybrid"],
         item_ids=split.product_ids,
         overwrite=True,
+        log=step,
     )
     # the builder that turns new course events into profiles, beside the model it was trained with
     save_profile_builder(split.profile_builder, artifact)
+    ranker = ProductRanker.load(artifact)
+    popularity = Popularity().fit(split.train)
+    metrics = {
+        "hybrid": evaluate_queries(ranker.score_batch, history, features, target),
+        "popularity": evaluate_queries(popularity.score_history, history, features, target),
+    }
+    record_metrics(artifact, metrics["hybrid"])
+    if progress is not None:
+        progress(total, total)
     return artifact, metrics

@@ -9,24 +9,20 @@ hidden: for them the models see only the source behaviour (``user_features``: th
 source-domain ratings) and must rank target movies, exactly like a learner whose course history is
 known but who never bought a financial product.
 
-Models: target-domain popularity, EMCDR-style (SVD in both domains + ridge map), a plain ridge map from
-the L2-normalised source ratings to the target items (:class:`~recommender.models.ridge_map.RidgeMap`,
-which is the hybrid's wide part on its own), the hybrid (two-tower + that closed-form wide part) and, as
-an ablation, the two-tower alone (``hybrid_deep_only``).
-
-Protocol: five folds whose cold users partition the eligible users (every one is cold exactly once).
-Tuning is nested: inside each fold, validation cold users are drawn from *that fold's* training users
-only (the fold's own cold users have no target history and are never eligible), the hyperparameters of
-EMCDR, the ridge map and the hybrid's wide part are picked on them, and the models are then refitted on
-the fold's training data and scored on its cold users. No fold's test users influence its settings.
-``models`` holds the mean over the folds; ``cv`` the per-fold figures.
+Protocol: three seeds, each a different draw of the cold users (seeds 42, 43, 44). Per seed the served
+configuration is trained by :func:`recommender.training.train_served` on the training users alone:
+validation cold users are carved out of them (three draws of :class:`~recommender.tuning.HoldoutSplitter`
+with ``cold_share=1``), every candidate family (the ridge map from source ratings to target movies, an
+EMCDR-style map, popularity, the torch denoising network) is tuned there and the blend weights for
+cold users are chosen there. The artifact is scored through the ranker on the seed's cold users, next
+to every tuned family alone, the blend without torch and the two-tower hybrid that was served before
+(fixed settings). ``sparse=True`` is the same with a sparse target domain: every user keeps only 3
+random target movies (training and test alike), the situation of a partner with few conversions.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +30,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.data import movielens
-from recommender.evaluator import evaluate
-from recommender.models.base import InteractionData, Recommender
+from recommender.evaluation import Queries, aggregate, compare_to_singles, log, served_results
+from recommender.models.base import InteractionData
 from recommender.models.emcdr import EMCDR
 from recommender.models.hybrid import HybridTwoTower
-from recommender.models.popularity import Popularity
-from recommender.models.ridge_map import RidgeMap
+from recommender.training import SERVED, Candidate, default_candidates
+from recommender.tuning import HoldoutSplitter
 
 #: A movie with any of these genres belongs to the target domain; every other movie to the source.
 TARGET_GENRES: frozenset[str] = frozenset(
@@ -144,190 +140,108 @@ def ml_cross_domain_split(
     return CrossDomainSplit(train, test, cold, source_ids, target_ids)
 
 
-DEEP: dict[str, Any] = {
+SEEDS: tuple[int, ...] = (42, 43, 44)
+#: Target movies each user keeps in the sparse variant.
+SPARSE_PER_USER = 3
+GOALS: dict[bool, float] = {False: 0.68, True: 0.11}
+#: The two-tower hybrid as it was served on this protocol (deep part plus its ridge "wide" part).
+HYBRID: dict[str, Any] = {
     "dim": 64,
     "hidden": 128,
     "epochs": 60,
     "cold_prob": 0.5,
     "feature_dropout": 0.5,
     "user_feature_scaling": "l2",
+    "wide_ridge": 10.0,
+    "wide_weight": 0.5,
+    "seed": 0,
 }
 EMCDR_GRID: tuple[dict[str, Any], ...] = tuple(
     {"target_dim": t, "source_dim": 32, "ridge": r, "scale_source": False}
     for t in (16, 32, 64)
     for r in (1.0, 10.0)
 )
-WIDE_GRID: tuple[dict[str, Any], ...] = tuple(
-    {"wide_ridge": r, "wide_weight": w} for r in (3.0, 10.0) for w in (0.25, 0.5, 0.75)
-)
-RIDGE_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0)
-MODELS: tuple[str, ...] = ("popularity", "emcdr", "ridge_map", "hybrid", "hybrid_deep_only")
-_MEAN_KEYS: tuple[str, ...] = ("ndcg@10", "map", "precision@10", "recall@10", "hr@10", "auc", "train_s")
 
 
-def hybrid_factory(wide: dict[str, Any] | None, fast: bool = False) -> Callable[[], HybridTwoTower]:
-    """The hybrid for this protocol; ``wide=None`` is the deep two-tower alone (the ablation)."""
-    deep = {**DEEP, "epochs": 10} if fast else DEEP
+def sparsify(split: CrossDomainSplit, per_user: int = SPARSE_PER_USER, seed: int = 0) -> CrossDomainSplit:
+    """Every user keeps at most ``per_user`` random target movies, in training and test alike."""
+    rng = np.random.default_rng(seed)
 
-    def make() -> HybridTwoTower:
-        return HybridTwoTower(seed=0, **deep, **(wide or {}))
+    def thin(x: sp.csr_matrix) -> sp.csr_matrix:
+        x = sp.csr_matrix(x, dtype=np.float32)
+        rows, cols = [], []
+        for u in range(x.shape[0]):
+            items = x.indices[x.indptr[u] : x.indptr[u + 1]]
+            keep = rng.choice(items, size=min(per_user, items.size), replace=False) if items.size else items
+            rows += [u] * len(keep)
+            cols += list(keep)
+        return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=x.shape)
 
-    return make
-
-
-def tune(split: CrossDomainSplit, fast: bool = False, seed: int = 1) -> dict[str, Any]:
-    """EMCDR, ridge-map and wide-part settings picked on validation cold users carved out of
-    ``split``'s training users (its own cold users have empty target rows and are never drawn).
-
-    The hybrid's towers do not depend on the wide settings, so they are trained once on the validation
-    data and every wide setting is scored on them (:meth:`HybridTwoTower.with_wide`).
-    """
-    if split.train.user_features is None:
-        raise ValueError("the cross-domain split needs user_features (the source-domain profiles)")
-    val_cold = pick_cold_users(split.train.interactions, split.train.user_features, 0.2, 5, seed=seed)
-    if np.intersect1d(val_cold, split.cold_users).size:
-        raise AssertionError("validation users must come from the fold's training users")
-    vtrain, vtest = hide_target_history(split.train, val_cold)
-
-    def val(model: Recommender) -> float:
-        return float(evaluate(model, vtrain, vtest, users=val_cold, compute_auc=False)["ndcg@10"])
-
-    emcdr_grid = EMCDR_GRID[2:3] if fast else EMCDR_GRID
-    wide_grid = WIDE_GRID[1:2] if fast else WIDE_GRID
-    ridge_grid = RIDGE_GRID[2:3] if fast else RIDGE_GRID
-    emcdr_scores = [val(EMCDR(**c).fit(vtrain)) for c in emcdr_grid]
-    ridge_scores = [val(RidgeMap(ridge=r).fit(vtrain)) for r in ridge_grid]
-    towers = hybrid_factory(None, fast)().fit(vtrain)
-    wide_scores = [val(towers.with_wide(vtrain, **c)) for c in wide_grid]
-    return {
-        "emcdr": dict(emcdr_grid[int(np.argmax(emcdr_scores))]),
-        "ridge_map": {"ridge": ridge_grid[int(np.argmax(ridge_scores))]},
-        "hybrid": dict(wide_grid[int(np.argmax(wide_scores))]),
-        "validation_ndcg@10": {
-            "emcdr": float(max(emcdr_scores)),
-            "ridge_map": float(max(ridge_scores)),
-            "hybrid": float(max(wide_scores)),
-        },
-        "n_validation_users": len(val_cold),
-    }
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _score(
-    split: CrossDomainSplit, name: str, model: Recommender, train_s: float, k: int, label: str
-) -> dict[str, Any]:
-    res = evaluate(model, split.train, split.test, k=k, users=split.cold_users)
-    res["train_s"] = train_s
-    _log(f"[ml-cross-domain{label}] {name}: ndcg@{k}={res[f'ndcg@{k}']:.4f} ({train_s:.1f}s)")
-    return res
-
-
-def evaluate_models(
-    split: CrossDomainSplit, models: dict[str, Callable[[], Recommender]], k: int = 10, label: str = ""
-) -> dict[str, dict[str, Any]]:
-    """Fit each model on ``split.train`` and evaluate it on the cold users."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, make in models.items():
-        t0 = time.perf_counter()
-        model = make().fit(split.train)
-        out[name] = _score(split, name, model, time.perf_counter() - t0, k, label)
-    return out
-
-
-def evaluate_fold(
-    split: CrossDomainSplit, tuned: dict[str, Any], fast: bool = False, k: int = 10, label: str = ""
-) -> dict[str, dict[str, Any]]:
-    """Every model of the protocol with the fold's own settings, fitted on its training data.
-
-    ``hybrid`` and ``hybrid_deep_only`` share one training run of the towers (identical settings).
-    """
-    out = evaluate_models(
-        split,
-        {
-            "popularity": Popularity,
-            "emcdr": lambda: EMCDR(**tuned["emcdr"]),
-            "ridge_map": lambda: RidgeMap(**tuned["ridge_map"]),
-        },
-        k=k,
-        label=label,
+    train = InteractionData(
+        thin(split.train.interactions),
+        split.train.item_features,
+        split.train.user_features,
+        dict(split.train.meta),
     )
-    t0 = time.perf_counter()
-    towers = hybrid_factory(None, fast)().fit(split.train)
-    towers_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    hybrid = towers.with_wide(split.train, **tuned["hybrid"])
-    out["hybrid"] = _score(split, "hybrid", hybrid, towers_s + time.perf_counter() - t0, k, label)
-    out["hybrid_deep_only"] = _score(split, "hybrid_deep_only", towers, towers_s, k, label)
+    return CrossDomainSplit(
+        train, thin(split.test), split.cold_users, split.source_item_ids, split.target_item_ids
+    )
+
+
+def candidates(train: InteractionData, fast: bool = False) -> dict[str, Candidate]:
+    """The default families for cold users plus the EMCDR-style map."""
+    out = default_candidates(train, "cold", epochs=5 if fast else None)
+    out["emcdr"] = Candidate(EMCDR, EMCDR_GRID[2:3] if fast else EMCDR_GRID)
+    if fast:
+        out["ridge_map"] = Candidate(out["ridge_map"].make, ({"ridge": 10.0},))
     return out
 
 
-def cold_user_folds(n_folds: int = 5, min_per_domain: int = 5, seed: int = 42) -> list[CrossDomainSplit]:
-    """``n_folds`` splits whose cold users partition the eligible users (every one is cold once)."""
-    base = ml_cross_domain_split(min_per_domain=min_per_domain, seed=seed)
-    full_x = sp.csr_matrix(base.train.interactions + base.test)
-    full = InteractionData(full_x, base.train.item_features, base.train.user_features, dict(base.train.meta))
-    n_target = np.diff(full_x.indptr)
-    n_source = (np.asarray(full.user_features) != 0).sum(axis=1)
-    eligible = np.flatnonzero((n_target >= min_per_domain) & (n_source >= min_per_domain))
-    order = np.random.default_rng(seed).permutation(eligible)
-    splits = []
-    for fold in np.array_split(order, n_folds):
-        cold = np.sort(fold)
-        train, test = hide_target_history(full, cold)
-        splits.append(CrossDomainSplit(train, test, cold, base.source_item_ids, base.target_item_ids))
-    return splits
+def run_seed(
+    seed: int, sparse: bool = False, fast: bool = False
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Every model on the cold users of ``seed``; returns (results, the served selection report)."""
+    split = ml_cross_domain_split(seed=seed)
+    if sparse:
+        split = sparsify(split, seed=seed)
+    label = f"ml-cross-domain{'-sparse' if sparse else ''} seed {seed}"
+    log(f"[{label}] {len(split.cold_users)} cold users, {split.train.interactions.nnz} target interactions")
+    queries = Queries.rows(split.train, split.test, users=split.cold_users)
+    baselines: dict[str, Any] = {} if fast else {"hybrid_two_tower": lambda: HybridTwoTower(**HYBRID)}
+    splitter = HoldoutSplitter(
+        users=0.2, cold_share=1.0, min_items=SPARSE_PER_USER if sparse else 5, n_folds=3, seed=1
+    )
+    results, report, _ = served_results(
+        label, split.train, queries, splitter, candidates(split.train, fast), baselines
+    )
+    return results, report
 
 
-def run(fast: bool = False, n_folds: int = 5) -> dict[str, Any]:
-    """Nested cross-validation over the cold-user folds: ``{"models": mean over folds, "cv": ...}``."""
+def run(fast: bool = False, sparse: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
+    """The protocol over ``seeds`` (one when ``fast``): mean and spread per model over the seeds."""
     t0 = time.perf_counter()
-    folds = cold_user_folds(n_folds=2 if fast else n_folds)
-    per_fold: list[dict[str, dict[str, Any]]] = []
-    tuning: list[dict[str, Any]] = []
-    for i, split in enumerate(folds):
-        tuned = tune(split, fast=fast)
-        _log(f"[ml-cross-domain fold {i}] validation picked {tuned}")
-        tuning.append(tuned)
-        per_fold.append(evaluate_fold(split, tuned, fast=fast, label=f" fold {i}"))
-    ndcg = {name: [fold[name]["ndcg@10"] for fold in per_fold] for name in MODELS}
-    mean = {
-        name: {
-            key: float(np.mean([fold[name][key] for fold in per_fold]))
-            for key in _MEAN_KEYS
-            if all(key in fold[name] for fold in per_fold)
-        }
-        for name in MODELS
-    }
-    for name in MODELS:
-        mean[name]["ndcg@10_std"] = float(np.std(ndcg[name]))
-        mean[name]["n_users"] = int(sum(fold[name]["n_users"] for fold in per_fold))
-    hybrid_mean = mean["hybrid"]["ndcg@10"]
+    seeds = seeds[:1] if fast else seeds
+    runs, selections = [], []
+    for seed in seeds:
+        res, report = run_seed(seed, sparse=sparse, fast=fast)
+        runs.append(res)
+        selections.append({"seed": seed, **report})
+    models = aggregate(runs)
+    served = models[SERVED]["ndcg@10"]
+    first = ml_cross_domain_split(seed=seeds[0])
     return {
-        "models": mean,
-        "cv": {
-            "n_folds": len(folds),
-            "nested_tuning": True,
-            "mean": mean,
-            "ndcg@10_per_fold": ndcg,
-            "per_fold": per_fold,
-            "hybrid_beats_popularity_and_emcdr_in_mean": bool(
-                hybrid_mean > mean["popularity"]["ndcg@10"] and hybrid_mean > mean["emcdr"]["ndcg@10"]
-            ),
-            "hybrid_beats_ridge_map_in_mean": bool(hybrid_mean > mean["ridge_map"]["ndcg@10"]),
-            "hybrid_beats_baselines_every_fold": bool(
-                all(
-                    h > max(e, p)
-                    for h, e, p in zip(ndcg["hybrid"], ndcg["emcdr"], ndcg["popularity"], strict=True)
-                )
-            ),
-        },
-        "tuning": tuning,
-        "n_cold_users_per_fold": [len(split.cold_users) for split in folds],
-        "n_source_items": len(folds[0].source_item_ids),
-        "n_target_items": len(folds[0].target_item_ids),
+        "served": SERVED,
+        "metric": "ndcg@10",
+        "models": models,
+        "seeds": list(seeds),
+        "selection": selections,
+        **compare_to_singles(models, "ndcg@10"),
+        "goal_ndcg@10": GOALS[sparse],
+        "goal_met": bool(served >= GOALS[sparse]),
+        "sparse_target_per_user": SPARSE_PER_USER if sparse else None,
+        "n_cold_users_per_seed": len(first.cold_users),
+        "n_source_items": len(first.source_item_ids),
+        "n_target_items": len(first.target_item_ids),
         "target_genres": sorted(TARGET_GENRES),
         "seconds": time.perf_counter() - t0,
     }

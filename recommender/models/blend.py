@@ -3,16 +3,17 @@
 CF is strong where there is target-domain history and silent where there is none; content (via the
 course profile) covers cold-start users. Raw scores of the two live on different scales (co-occurrence
 sums vs cosines), so each model's scores are normalised per user before the ``alpha``-weighted sum:
-min-max to [0, 1] (default) or z-scores. A user whose scores from one model are constant (e.g. all-zero
-CF scores for a cold-start user) gets 0 from that model, so the ranking falls to the other one.
+min-max to [0, 1] (default) or z-scores. A user whose scores from one model are constant gets 0 from
+that model, so the ranking falls to the other one.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 from recommender.models.base import InteractionData, Recommender
 
@@ -62,13 +63,23 @@ class Blend(Recommender):
         self.alpha = float(alpha)
         self.normalise: Literal["minmax", "zscore"] = normalise
 
+    @property
+    def uses_features(self) -> bool:  # type: ignore[override]
+        return self.cf.uses_features or self.content.uses_features
+
+    def get_params(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "normalise": self.normalise}
+
+    def children(self) -> dict[str, Recommender]:
+        return {"cf": self.cf, "content": self.content}
+
     def fit(self, data: InteractionData) -> Blend:
         self.cf.fit(data)
         self.content.fit(data)
+        self._remember(data)
         return self
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        users = np.asarray(users, dtype=np.int64)
-        cf = normalise_rows(self.cf.score(users, data), self.normalise)
-        content = normalise_rows(self.content.score(users, data), self.normalise)
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        cf = normalise_rows(self.cf.score_history(history, features), self.normalise)
+        content = normalise_rows(self.content.score_history(history, features), self.normalise)
         return np.asarray(self.alpha * cf + (1.0 - self.alpha) * content, dtype=np.float32)

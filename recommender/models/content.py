@@ -16,7 +16,7 @@ without a declaration cannot follow the layout and are ignored.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,9 +35,11 @@ class ContentCosine(Recommender):
     ``use_user_features``: ``None`` = use the leading ``d`` user-feature columns unless
     ``data.meta["user_topic_dim"]`` is 0 (it must equal ``d`` otherwise); ``True`` = always use them;
     ``False`` = history only. ``user_weight`` scales the profile part relative to the (unit) history part.
+    Which columns are read is decided at fit time from the training data and kept with the model.
     """
 
     name: ClassVar[str] = "content"
+    state_fields: ClassVar[tuple[str, ...]] = ("item_vectors",)
 
     def __init__(self, use_user_features: bool | None = None, user_weight: float = 1.0) -> None:
         if user_weight < 0:
@@ -45,6 +47,14 @@ class ContentCosine(Recommender):
         self.use_user_features = use_user_features
         self.user_weight = float(user_weight)
         self.item_vectors: np.ndarray | None = None
+        self.topic_dim = 0
+
+    @property
+    def uses_features(self) -> bool:  # type: ignore[override]
+        return self.topic_dim > 0
+
+    def get_params(self) -> dict[str, Any]:
+        return {"use_user_features": self.use_user_features, "user_weight": self.user_weight}
 
     def fit(self, data: InteractionData) -> ContentCosine:
         if data.item_features is None:
@@ -53,47 +63,50 @@ class ContentCosine(Recommender):
         if feats.ndim != 2 or feats.shape[0] != data.n_items:
             raise ValueError(f"item_features must have shape ({data.n_items}, d), got {feats.shape}")
         self.item_vectors = _l2_rows(feats)
+        self.topic_dim = self._resolve_topic_dim(data, feats.shape[1])
+        self._remember(data)
         return self
 
-    def _profile_part(self, users: np.ndarray, data: InteractionData, d: int) -> np.ndarray | None:
+    def _resolve_topic_dim(self, data: InteractionData, d: int) -> int:
+        """How many leading user-feature columns are in the item topic space (0: none are read)."""
         if data.user_features is None or self.use_user_features is False:
-            return None
+            return 0
         uf = np.asarray(data.user_features)
         declared = data.meta.get("user_topic_dim")
         if self.use_user_features is None:
             if declared is not None and int(declared) == 0:
-                return None
+                return 0
             if declared is not None and int(declared) != d:
                 raise ValueError(
                     f"data.meta['user_topic_dim']={declared} does not match item_features width {d}; "
                     "user features are not in the item topic space"
                 )
-        if self.use_user_features is None and declared is None and (uf.ndim != 2 or uf.shape[1] < d):
-            return None  # too narrow to follow the profile layout: nothing is in the item space
+            if declared is None and (uf.ndim != 2 or uf.shape[1] < d):
+                return 0  # too narrow to follow the profile layout: nothing is in the item space
         if uf.ndim != 2 or uf.shape[1] < d:
             raise ValueError(f"user_features must have at least {d} columns (the topic part), got {uf.shape}")
-        return _l2_rows(np.asarray(uf[users, :d], dtype=np.float64))
+        return d
 
-    def user_vectors(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
+    def user_vectors(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
         """The (unnormalised) query vector per user: history mean (unit) + weighted profile part (unit)."""
-        if self.item_vectors is None:
-            raise RuntimeError("ContentCosine must be fitted before scoring")
-        if data.n_items != self.item_vectors.shape[0]:
-            raise ValueError(
-                f"data has {data.n_items} items, the model was fitted on {self.item_vectors.shape[0]}"
-            )
-        users = np.asarray(users, dtype=np.int64)
-        history = sp.csr_matrix(data.interactions[users], dtype=np.float64)
-        history.data[:] = 1.0
-        counts = np.asarray(history.sum(axis=1)).ravel()
+        assert self.item_vectors is not None
+        counts = np.diff(history.indptr).astype(np.float64)
         mean = np.asarray(history @ self.item_vectors) / np.maximum(counts, 1.0)[:, None]
         vec = _l2_rows(mean)
-        profile = self._profile_part(users, data, self.item_vectors.shape[1])
-        if profile is not None:
-            vec = vec + self.user_weight * profile
+        if self.topic_dim and features is not None:
+            vec = vec + self.user_weight * _l2_rows(
+                np.asarray(features[:, : self.topic_dim], dtype=np.float64)
+            )
         return vec
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        vec = _l2_rows(self.user_vectors(users, data))
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        vec = _l2_rows(self.user_vectors(history, features))
         assert self.item_vectors is not None
         return np.asarray(vec @ self.item_vectors.T, dtype=np.float32)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {**super().get_state(), "topic_dim": np.asarray([self.topic_dim], dtype=np.int64)}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
+        self.topic_dim = int(state["topic_dim"][0])

@@ -15,64 +15,115 @@ constraint it stays closed-form.
 option: the Gram matrix is built from rows weighted by ``1/n_u^alpha`` so that heavy users (hundreds of
 ratings) do not dominate the item-item statistics. ``UserDLAE`` is the user-user counterpart (a linear
 autoencoder over users, columns weighted by item popularity); its prediction for a history ``x`` folds
-into an item-item matrix ``K = D X^T (X D X^T + Lambda)^-1 X``, so it scores new users too. All of
-these are cheap for catalogues up to a few tens of thousands of items (users, for ``UserDLAE``).
+into an item-item matrix ``K = D X^T (X D X^T + Lambda)^-1 X``, so it scores new users too.
+
+Scale. The exact solutions form an item-by-item inverse: fine up to a few tens of thousands of items,
+impossible at 50,000 (20 GB in float64). ``DLAE(rank=r)`` replaces ``G`` by its rank-``r`` part
+``V S^2 V^T`` from a randomised SVD of the weighted interaction matrix while keeping the exact diagonal
+penalty; by the Woodbury identity ``B = Lambda^-1 V M V^T`` with the ``r x r`` matrix
+``M = (S^-2 + V^T Lambda^-1 V)^-1``, so the model is two ``n_items x r`` factors, fitted in time linear
+in the interactions and scored without ever forming an ``n_items^2`` matrix. ``rank="auto"`` uses the
+exact form up to :data:`EXACT_MAX_ITEMS` items and rank :data:`AUTO_RANK` beyond.
+
+``device``: ``None`` solves in numpy; ``"cpu"`` or ``"cuda"`` solve the item-by-item system in torch on
+that device (the cubic part of the fit; a GPU is never required). Every model here answers an empty
+history with the training popularity it keeps.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils.extmath import randomized_svd
 
-from recommender.models.base import InteractionData, Recommender
+from recommender.models.base import InteractionData, Recommender, popularity_prior, with_prior
+
+#: ``rank="auto"``: catalogues up to this size get the exact solution.
+EXACT_MAX_ITEMS = 20_000
+#: ``rank="auto"``: the rank of the approximation beyond :data:`EXACT_MAX_ITEMS` items.
+AUTO_RANK = 256
 
 
-def _gram(interactions: sp.csr_matrix) -> np.ndarray:
-    x = sp.csr_matrix(interactions, dtype=np.float64)
+def _binary(interactions: sp.spmatrix) -> sp.csr_matrix:
+    x = sp.csr_matrix(interactions, dtype=np.float64, copy=True)
+    x.eliminate_zeros()
+    x.data[:] = 1.0
+    return x
+
+
+def _gram(x: sp.csr_matrix) -> np.ndarray:
     return np.asarray((x.T @ x).toarray(), dtype=np.float64)
 
 
-def _zero_diag_solution(gram: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+def _solve(a: np.ndarray, b: np.ndarray, device: str | None) -> np.ndarray:
+    """``a^-1 b`` in numpy, or in torch on ``device``."""
+    if device is None:
+        return np.linalg.solve(a, b)
+    import torch
+
+    from recommender.trainer import resolve_device
+
+    dev = resolve_device(device)
+    out = torch.linalg.solve(torch.as_tensor(a, device=dev), torch.as_tensor(b, device=dev))
+    return out.cpu().numpy()
+
+
+def _zero_diag_solution(gram: np.ndarray, penalty: np.ndarray, device: str | None) -> np.ndarray:
     """``B`` minimising ``||X - XB||^2 + sum_j penalty_j ||B_j||^2`` subject to ``diag(B) = 0``."""
     g = gram.copy()
     g[np.diag_indices_from(g)] += penalty
-    p = np.linalg.inv(g)
+    p = _solve(g, np.eye(g.shape[0]), device)
     b = -p / np.diag(p)[None, :]
     b[np.diag_indices_from(b)] = 0.0
     return b
 
 
-class EASE(Recommender):
-    """Closed-form EASE item-item model, ``EASE(lam=300.0)``."""
+def _check_device(device: str | None) -> str | None:
+    if device is not None and device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+    return device
+
+
+class _LinearItemModel(Recommender):
+    """Shared scoring of the item-item linear models: ``history @ weights``, popularity when empty."""
+
+    state_fields: ClassVar[tuple[str, ...]] = ("weights", "prior")
+    weights: np.ndarray | None = None
+    prior: np.ndarray | None = None
+
+    def _finish(self, data: InteractionData, weights: np.ndarray) -> None:
+        self.weights = np.asarray(weights, dtype=np.float32)
+        self.prior = popularity_prior(data.interactions)
+        self._remember(data)
+
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        assert self.weights is not None
+        return with_prior(np.asarray(history @ self.weights, dtype=np.float32), history, self.prior)
+
+
+class EASE(_LinearItemModel):
+    """Closed-form EASE item-item model, ``EASE(lam=300.0, device=None)``."""
 
     name: ClassVar[str] = "ease"
 
-    def __init__(self, lam: float = 300.0) -> None:
+    def __init__(self, lam: float = 300.0, device: str | None = None) -> None:
         if not lam > 0:
             raise ValueError(f"lam must be positive, got {lam!r}")
         self.lam = float(lam)
-        self.weights: np.ndarray | None = None
+        self.device = _check_device(device)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"lam": self.lam, "device": self.device}
 
     def _penalty(self, gram: np.ndarray) -> np.ndarray:
         return np.full(gram.shape[0], self.lam)
 
     def fit(self, data: InteractionData) -> EASE:
-        gram = _gram(data.interactions)
-        self.weights = _zero_diag_solution(gram, self._penalty(gram)).astype(np.float32)
-        self._n_items = data.n_items
+        gram = _gram(_binary(data.interactions))
+        self._finish(data, _zero_diag_solution(gram, self._penalty(gram), self.device))
         return self
-
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        if self.weights is None:
-            raise RuntimeError(f"{type(self).__name__} must be fitted before scoring")
-        if data.n_items != self.weights.shape[0]:
-            raise ValueError(
-                f"data has {data.n_items} items, the model was fitted on {self.weights.shape[0]}"
-            )
-        rows = data.interactions[np.asarray(users, dtype=np.int64)]
-        return np.asarray(rows @ self.weights, dtype=np.float32)
 
 
 class EDLAE(EASE):
@@ -80,22 +131,17 @@ class EDLAE(EASE):
 
     name: ClassVar[str] = "edlae"
 
-    def __init__(self, lam: float = 50.0, dropout: float = 0.25) -> None:
-        super().__init__(lam=lam)
+    def __init__(self, lam: float = 50.0, dropout: float = 0.25, device: str | None = None) -> None:
+        super().__init__(lam=lam, device=device)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
 
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "dropout": self.dropout}
+
     def _penalty(self, gram: np.ndarray) -> np.ndarray:
         return self.lam + self.dropout / (1.0 - self.dropout) * np.diag(gram)
-
-
-def _dlae_solution(gram: np.ndarray, lam: float, dropout: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(G + Lambda)`` factor input and the penalty: ``Lambda = lam + p/(1-p) diag(G)``."""
-    penalty = lam + dropout / (1.0 - dropout) * np.diag(gram)
-    g = gram.copy()
-    g[np.diag_indices_from(g)] += penalty
-    return g, penalty
 
 
 def _check_dlae_args(lam: float, dropout: float, alpha: float) -> None:
@@ -107,49 +153,92 @@ def _check_dlae_args(lam: float, dropout: float, alpha: float) -> None:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
 
 
-class _ItemItemModel(Recommender):
-    """Shared scoring of the linear models here: ``scores = history @ weights``."""
-
-    weights: np.ndarray | None = None
-
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        if self.weights is None:
-            raise RuntimeError(f"{type(self).__name__} must be fitted before scoring")
-        if data.n_items != self.weights.shape[0]:
-            raise ValueError(
-                f"data has {data.n_items} items, the model was fitted on {self.weights.shape[0]}"
-            )
-        rows = sp.csr_matrix(data.interactions[np.asarray(users, dtype=np.int64)], dtype=np.float32)
-        rows.data[:] = 1.0
-        return np.asarray(rows @ self.weights, dtype=np.float32)
-
-
-class DLAE(_ItemItemModel):
-    """``DLAE(lam=200.0, dropout=0.75, alpha=0.25)``: dropout-emphasised linear autoencoder, item side."""
+class DLAE(_LinearItemModel):
+    """``DLAE(lam=200.0, dropout=0.75, alpha=0.25, rank=None, device=None, seed=0)``: the item-side
+    dropout-emphasised linear autoencoder; ``rank`` an int or ``"auto"`` for the low-rank path."""
 
     name: ClassVar[str] = "dlae"
+    state_fields: ClassVar[tuple[str, ...]] = ("weights", "prior", "left", "right")
 
-    def __init__(self, lam: float = 200.0, dropout: float = 0.75, alpha: float = 0.25) -> None:
+    def __init__(
+        self,
+        lam: float = 200.0,
+        dropout: float = 0.75,
+        alpha: float = 0.25,
+        rank: int | Literal["auto"] | None = None,
+        device: str | None = None,
+        seed: int = 0,
+    ) -> None:
         _check_dlae_args(lam, dropout, alpha)
+        if rank is not None and rank != "auto" and not (isinstance(rank, int) and rank >= 1):
+            raise ValueError(f"rank must be a positive int, 'auto' or None, got {rank!r}")
         self.lam, self.dropout, self.alpha = float(lam), float(dropout), float(alpha)
-        self.weights = None
+        self.rank = rank
+        self.device = _check_device(device)
+        self.seed = int(seed)
+        self.left: np.ndarray | None = None
+        self.right: np.ndarray | None = None
 
-    def fit(self, data: InteractionData) -> DLAE:
-        x = sp.csr_matrix(data.interactions, dtype=np.float64)
-        x.data[:] = 1.0
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "lam": self.lam,
+            "dropout": self.dropout,
+            "alpha": self.alpha,
+            "rank": self.rank,
+            "device": self.device,
+            "seed": self.seed,
+        }
+
+    def _weighted(self, data: InteractionData) -> sp.csr_matrix:
+        """Rows weighted by ``1/n_u^alpha`` and rescaled so the Gram matrix keeps its overall size."""
+        x = _binary(data.interactions)
         n_u = np.asarray(x.sum(axis=1)).ravel()
-        # Row weights 1/n_u^alpha, rescaled so the Gram matrix keeps its overall size and lam its meaning.
         w = 1.0 / np.maximum(n_u, 1.0) ** self.alpha
         scale = float(np.mean(n_u ** (2 * self.alpha)))
-        xw = sp.diags(w) @ x
-        gram = np.asarray((xw.T @ xw).toarray()) * scale
-        g, _ = _dlae_solution(gram, self.lam, self.dropout)
-        self.weights = np.linalg.solve(g, gram).astype(np.float32)
+        return sp.csr_matrix(sp.diags(w * np.sqrt(scale)) @ x)
+
+    def effective_rank(self, n_items: int) -> int | None:
+        """The rank this model fits a catalogue of ``n_items`` with (``None``: exact)."""
+        if self.rank == "auto":
+            return AUTO_RANK if n_items > EXACT_MAX_ITEMS else None
+        if self.rank is None or self.rank >= n_items:
+            return None
+        return int(self.rank)
+
+    def fit(self, data: InteractionData) -> DLAE:
+        xw = self._weighted(data)
+        rank = self.effective_rank(data.n_items)
+        self.weights = self.left = self.right = None
+        if rank is None:
+            gram = _gram(xw)
+            g = gram.copy()
+            g[np.diag_indices_from(g)] += self.lam + self.dropout / (1.0 - self.dropout) * np.diag(gram)
+            self._finish(data, _solve(g, gram, self.device))
+            return self
+        diag = np.asarray(xw.multiply(xw).sum(axis=0)).ravel()
+        penalty = self.lam + self.dropout / (1.0 - self.dropout) * diag
+        _, s, vt = randomized_svd(xw, n_components=rank, n_oversamples=16, n_iter=4, random_state=self.seed)
+        v = vt.T  # (n_items, r)
+        inv_pen = 1.0 / penalty
+        inner = (v * inv_pen[:, None]).T @ v  # V^T Lambda^-1 V
+        core = np.eye(rank) + (s[:, None] * inner) * s[None, :]
+        m = s[:, None] * np.linalg.solve(core, np.diag(s))  # (S^-2 + V^T Lambda^-1 V)^-1
+        self.left = ((v * inv_pen[:, None]) @ m).astype(np.float32)
+        self.right = v.astype(np.float32)
+        self.prior = popularity_prior(data.interactions)
+        self._remember(data)
         return self
 
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        if self.weights is not None:
+            return super()._score(history, features)
+        assert self.left is not None and self.right is not None
+        scores = np.asarray(history @ self.left, dtype=np.float32) @ self.right.T
+        return with_prior(scores, history, self.prior)
 
-class UserDLAE(_ItemItemModel):
-    """``UserDLAE(lam=200.0, dropout=0.67, alpha=0.25)``: the user-user linear autoencoder.
+
+class UserDLAE(_LinearItemModel):
+    """``UserDLAE(lam=200.0, dropout=0.67, alpha=0.25, device=None)``: the user-user linear autoencoder.
 
     Fits ``W = (G + Lambda)^-1 G`` over users (``G = X D X^T``, ``D`` = item weights ``1/n_i^(2 alpha)``)
     and folds it into the item-item matrix ``K = D X^T (G + Lambda)^-1 X`` so that any history row,
@@ -158,20 +247,25 @@ class UserDLAE(_ItemItemModel):
 
     name: ClassVar[str] = "user_dlae"
 
-    def __init__(self, lam: float = 200.0, dropout: float = 0.67, alpha: float = 0.25) -> None:
+    def __init__(
+        self, lam: float = 200.0, dropout: float = 0.67, alpha: float = 0.25, device: str | None = None
+    ) -> None:
         _check_dlae_args(lam, dropout, alpha)
         self.lam, self.dropout, self.alpha = float(lam), float(dropout), float(alpha)
-        self.weights = None
+        self.device = _check_device(device)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"lam": self.lam, "dropout": self.dropout, "alpha": self.alpha, "device": self.device}
 
     def fit(self, data: InteractionData) -> UserDLAE:
-        x = sp.csr_matrix(data.interactions, dtype=np.float64)
-        x.data[:] = 1.0
+        x = _binary(data.interactions)
         n_i = np.asarray(x.sum(axis=0)).ravel()
         # Column weights 1/n_i^(2 alpha), rescaled so the Gram matrix keeps its overall size.
         d = float(np.mean(n_i ** (2 * self.alpha))) / np.maximum(n_i, 1.0) ** (2 * self.alpha)
         xd = x @ sp.diags(d)
         gram = np.asarray((xd @ x.T).toarray())  # users x users
-        g, _ = _dlae_solution(gram, self.lam, self.dropout)
-        solved = np.linalg.solve(g, x.toarray())  # (G + Lambda)^-1 X
-        self.weights = np.asarray(xd.T @ solved, dtype=np.float32)  # D X^T (G + Lambda)^-1 X
+        g = gram.copy()
+        g[np.diag_indices_from(g)] += self.lam + self.dropout / (1.0 - self.dropout) * np.diag(gram)
+        solved = _solve(g, x.toarray(), self.device)  # (G + Lambda)^-1 X
+        self._finish(data, np.asarray(xd.T @ solved))  # D X^T (G + Lambda)^-1 X
         return self

@@ -16,7 +16,7 @@ learns the feature path end to end against the ranking loss.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +32,15 @@ class EMCDR(Recommender):
     """``EMCDR(target_dim=32, source_dim=32, ridge=1.0, scale_source=True, seed=0)``."""
 
     name: ClassVar[str] = "emcdr"
+    uses_features: ClassVar[bool] = True
+    state_fields: ClassVar[tuple[str, ...]] = (
+        "item_factors",
+        "source_components",
+        "mean",
+        "std",
+        "map_coef",
+        "map_intercept",
+    )
 
     def __init__(
         self,
@@ -51,15 +60,25 @@ class EMCDR(Recommender):
         self.scale_source = scale_source
         self.seed = seed
         self.item_factors: np.ndarray | None = None
-        self._source_svd: TruncatedSVD | None = None
-        self._mean: np.ndarray | None = None
-        self._std: np.ndarray | None = None
-        self._map: Ridge | None = None
+        self.source_components: np.ndarray | None = None
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.map_coef: np.ndarray | None = None
+        self.map_intercept: np.ndarray | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "target_dim": self.target_dim,
+            "source_dim": self.source_dim,
+            "ridge": self.ridge,
+            "scale_source": self.scale_source,
+            "seed": self.seed,
+        }
 
     def _source_embedding(self, user_features: np.ndarray) -> np.ndarray:
-        assert self._mean is not None and self._std is not None and self._source_svd is not None
-        z = (np.asarray(user_features, dtype=np.float64) - self._mean) / self._std
-        return np.asarray(self._source_svd.transform(z))
+        assert self.mean is not None and self.std is not None and self.source_components is not None
+        z = (np.asarray(user_features, dtype=np.float64) - self.mean) / self.std
+        return z @ self.source_components.T
 
     def fit(self, data: InteractionData) -> EMCDR:
         if data.user_features is None:
@@ -67,7 +86,8 @@ class EMCDR(Recommender):
         uf = np.asarray(data.user_features, dtype=np.float64)
         if uf.ndim != 2 or uf.shape[0] != data.n_users:
             raise ValueError(f"user_features must have shape ({data.n_users}, e), got {uf.shape}")
-        x = sp.csr_matrix(data.interactions, dtype=np.float64)
+        x = sp.csr_matrix(data.interactions, dtype=np.float64, copy=True)
+        x.eliminate_zeros()
         x.data[:] = 1.0
         warm = np.flatnonzero(np.diff(x.indptr) > 0)
         if warm.size < 2:
@@ -77,38 +97,31 @@ class EMCDR(Recommender):
         target_svd.fit(x)
         self.item_factors = np.asarray(target_svd.components_.T, dtype=np.float64)  # (n_items, k_t)
 
-        self._mean = uf.mean(axis=0)
-        self._std = np.maximum(uf.std(axis=0), _STD_FLOOR) if self.scale_source else np.ones(uf.shape[1])
+        self.mean = uf.mean(axis=0)
+        self.std = np.maximum(uf.std(axis=0), _STD_FLOOR) if self.scale_source else np.ones(uf.shape[1])
         k_s = max(1, min(self.source_dim, uf.shape[1] - 1, uf.shape[0] - 1))
-        self._source_svd = TruncatedSVD(n_components=k_s, algorithm="randomized", random_state=self.seed)
-        self._source_svd.fit((uf - self._mean) / self._std)
+        source_svd = TruncatedSVD(n_components=k_s, algorithm="randomized", random_state=self.seed)
+        source_svd.fit((uf - self.mean) / self.std)
+        self.source_components = np.asarray(source_svd.components_, dtype=np.float64)
 
         source = self._source_embedding(uf[warm])
         target = np.asarray(x[warm] @ self.item_factors)
-        self._map = Ridge(alpha=self.ridge).fit(source, target)
+        ridge = Ridge(alpha=self.ridge).fit(source, target)
+        self.map_coef = np.asarray(ridge.coef_, dtype=np.float64)  # (k_t, k_s)
+        self.map_intercept = np.asarray(ridge.intercept_, dtype=np.float64)
+        self._remember(data)
         return self
 
-    def user_embeddings(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
+    def user_embeddings(self, history: sp.csr_matrix, features: np.ndarray) -> np.ndarray:
         """Target-space embeddings: own fold-in for users with history, mapped source embedding otherwise."""
-        if self.item_factors is None or self._map is None:
-            raise RuntimeError("EMCDR must be fitted before scoring")
-        if data.n_items != self.item_factors.shape[0]:
-            raise ValueError(
-                f"data has {data.n_items} items, the model was fitted on {self.item_factors.shape[0]}"
-            )
-        if data.user_features is None:
-            raise ValueError("EMCDR needs data.user_features to score")
-        users = np.asarray(users, dtype=np.int64)
-        hist = sp.csr_matrix(data.interactions[users], dtype=np.float64)
-        hist.data[:] = 1.0
-        emb = np.asarray(hist @ self.item_factors)
-        cold = np.diff(hist.indptr) == 0
+        assert self.item_factors is not None and self.map_coef is not None and self.map_intercept is not None
+        emb = np.asarray(history @ self.item_factors)
+        cold = np.diff(history.indptr) == 0
         if cold.any():
-            feats = np.asarray(data.user_features, dtype=np.float64)[users[cold]]
-            emb[cold] = self._map.predict(self._source_embedding(feats))
+            emb[cold] = self._source_embedding(features[cold]) @ self.map_coef.T + self.map_intercept
         return emb
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        emb = self.user_embeddings(users, data)
-        assert self.item_factors is not None
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        assert self.item_factors is not None and features is not None
+        emb = self.user_embeddings(history, features)
         return np.asarray(emb @ self.item_factors.T, dtype=np.float32)

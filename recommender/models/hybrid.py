@@ -115,7 +115,7 @@ class HybridTwoTower(Recommender):
     hyperparameters go to :class:`recommender.models.two_tower.TwoTowerConfig`.
     """
 
-    name: ClassVar[str] = "hybrid"
+    name: ClassVar[str] = "two_tower"
 
     def __init__(
         self,
@@ -296,17 +296,61 @@ class HybridTwoTower(Recommender):
         feats = None if user_features is None else np.asarray(user_features, dtype=np.float32).reshape(1, -1)
         return self.user_embeddings(feats, history_row)[0]
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        arr = self._require()
-        users = np.asarray(users, dtype=np.int64)
-        if data.n_items != arr["item_vectors"].shape[0]:
-            raise ValueError(f"data has {data.n_items} items, the model knows {arr['item_vectors'].shape[0]}")
-        feats = None
-        if "mlp_w0" in arr:
-            if data.user_features is None:
-                raise ValueError("the model reads user_features but data.user_features is None")
-            feats = np.asarray(data.user_features, dtype=np.float32)[users]
-        return scores_numpy(arr, feats, data.interactions[users])
+    @property
+    def uses_features(self) -> bool:  # type: ignore[override]
+        return self.arrays is not None and "mlp_w0" in self.arrays
+
+    @property
+    def n_items(self) -> int | None:
+        return None if self.arrays is None else int(self.arrays["item_vectors"].shape[0])
+
+    @n_items.setter
+    def n_items(self, value: int | None) -> None:
+        pass  # derived from the arrays
+
+    @property
+    def n_features(self) -> int | None:
+        return self.user_feature_dim if self.uses_features else None
+
+    @n_features.setter
+    def n_features(self, value: int | None) -> None:
+        pass  # derived from the arrays
+
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        return scores_numpy(self._require(), features, history)
+
+    def get_params(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "epochs": c.epochs,
+            "batch_size": c.batch_size,
+            "lr": c.lr,
+            "weight_decay": c.weight_decay,
+            "loss": c.loss,
+            "n_negatives": c.n_negatives,
+            "history_dropout": c.history_dropout,
+            "cold_prob": c.cold_prob,
+            "targets": c.targets,
+            "use_user_features": self.use_user_features,
+            "use_item_features": self.use_item_features,
+            "use_item_ids": self.use_item_ids,
+            "use_history": self.use_history,
+            "user_feature_scaling": self.user_feature_scaling,
+            "feature_dropout": c.feature_dropout,
+            "wide_ridge": self.wide_ridge,
+            "wide_weight": self.wide_weight,
+            "seed": self.seed,
+            "device": c.device,
+        }
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        arrays = self._require()
+        return {**arrays, "n_items": np.asarray([arrays["item_vectors"].shape[0]], dtype=np.int64)}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.arrays = {k: np.asarray(v) for k, v in state.items() if k not in ("n_items", "n_features")}
 
 
 def _fit_wide(scaled_features: np.ndarray, interactions: sp.csr_matrix, ridge: float) -> np.ndarray:

@@ -2,9 +2,8 @@
 
 ``sim(i, j) = <x_i, x_j> / (||x_i|| ||x_j|| + shrink)`` over item columns of the interaction matrix; only
 the ``k`` most similar neighbours of each item are kept, which both denoises and bounds memory. A user's
-score for item ``j`` is the sum of the similarities between ``j`` and the items in the user's history
-(weighted by the interaction values), so it needs target-domain history: cold-start users get all zeros,
-which is why it is blended with a content model.
+score for item ``j`` is the sum of the similarities between ``j`` and the items in the user's history.
+An empty history has nothing to sum, so it gets the training popularity instead (the model keeps it).
 
 The similarity matrix is computed in row blocks so memory stays ``O(block x n_items)`` rather than
 ``O(n_items^2)`` even for catalogues of tens of thousands of items.
@@ -12,12 +11,12 @@ The similarity matrix is computed in row blocks so memory stays ``O(block x n_it
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.models.base import InteractionData, Recommender
+from recommender.models.base import InteractionData, Recommender, popularity_prior, with_prior
 
 _BLOCK = 1024
 
@@ -26,6 +25,7 @@ class ItemKNN(Recommender):
     """``ItemKNN(k=100, shrink=0.0)``: cosine item-item CF keeping the top-``k`` neighbours per item."""
 
     name: ClassVar[str] = "itemknn"
+    state_fields: ClassVar[tuple[str, ...]] = ("prior",)
 
     def __init__(self, k: int = 100, shrink: float = 0.0) -> None:
         if k < 1:
@@ -35,9 +35,14 @@ class ItemKNN(Recommender):
         self.k = int(k)
         self.shrink = float(shrink)
         self.similarity: sp.csr_matrix | None = None
+        self.prior: np.ndarray | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {"k": self.k, "shrink": self.shrink}
 
     def fit(self, data: InteractionData) -> ItemKNN:
         x = sp.csc_matrix(data.interactions, dtype=np.float64)
+        x.data[:] = 1.0
         n_items = x.shape[1]
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
         xt = x.T.tocsr()
@@ -73,14 +78,29 @@ class ItemKNN(Recommender):
             shape=(n_items, n_items),
         )
         self.similarity = sp.csr_matrix(neighbours.T, dtype=np.float32)
+        self.prior = popularity_prior(data.interactions)
+        self._remember(data)
         return self
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        if self.similarity is None:
-            raise RuntimeError("ItemKNN must be fitted before scoring")
-        if data.n_items != self.similarity.shape[0]:
-            raise ValueError(
-                f"data has {data.n_items} items, the model was fitted on {self.similarity.shape[0]}"
-            )
-        history = sp.csr_matrix(data.interactions[np.asarray(users, dtype=np.int64)], dtype=np.float32)
-        return np.asarray((history @ self.similarity).toarray(), dtype=np.float32)
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        assert self.similarity is not None
+        scores = np.asarray((history @ self.similarity).toarray(), dtype=np.float32)
+        return with_prior(scores, history, self.prior)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = super().get_state()
+        assert self.similarity is not None
+        sim = sp.csr_matrix(self.similarity)
+        state.update(
+            sim_data=sim.data,
+            sim_indices=sim.indices.astype(np.int64),
+            sim_indptr=sim.indptr.astype(np.int64),
+        )
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
+        n = int(state["n_items"][0])
+        self.similarity = sp.csr_matrix(
+            (state["sim_data"], state["sim_indices"], state["sim_indptr"]), shape=(n, n), dtype=np.float32
+        )

@@ -18,6 +18,7 @@ class Popularity(Recommender):
     """Score = number of distinct training users who interacted with the item (same for all users)."""
 
     name: ClassVar[str] = "popularity"
+    state_fields: ClassVar[tuple[str, ...]] = ("counts",)
 
     def __init__(self) -> None:
         self.counts: np.ndarray | None = None
@@ -26,12 +27,9 @@ class Popularity(Recommender):
         x = sp.csr_matrix(data.interactions)
         x.eliminate_zeros()
         self.counts = np.bincount(x.indices, minlength=data.n_items).astype(np.float32)
+        self._remember(data)
         return self
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        if self.counts is None:
-            raise RuntimeError("Popularity must be fitted before scoring")
-        if data.n_items != len(self.counts):
-            raise ValueError(f"data has {data.n_items} items, the model was fitted on {len(self.counts)}")
-        n = len(np.asarray(users))
-        return np.broadcast_to(self.counts, (n, len(self.counts))).copy()
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        assert self.counts is not None
+        return np.broadcast_to(self.counts, (history.shape[0], len(self.counts))).copy()

@@ -10,7 +10,7 @@ which makes it the reference that tells how much the two-tower network adds.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,12 +49,17 @@ class RidgeMap(Recommender):
     """``RidgeMap(ridge=10.0)``: L2-normalised user features -> target items by closed-form ridge."""
 
     name: ClassVar[str] = "ridge_map"
+    uses_features: ClassVar[bool] = True
+    state_fields: ClassVar[tuple[str, ...]] = ("weights",)
 
     def __init__(self, ridge: float = 10.0) -> None:
         if not ridge > 0:
             raise ValueError(f"ridge must be positive, got {ridge!r}")
         self.ridge = float(ridge)
         self.weights: np.ndarray | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {"ridge": self.ridge}
 
     def fit(self, data: InteractionData) -> RidgeMap:
         if data.user_features is None:
@@ -63,21 +68,10 @@ class RidgeMap(Recommender):
         if uf.ndim != 2 or uf.shape[0] != data.n_users:
             raise ValueError(f"user_features must have shape ({data.n_users}, e), got {uf.shape}")
         self.weights = fit_ridge_map(l2_rows(uf), data.interactions, self.ridge).astype(np.float32)
+        self._remember(data)
         return self
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        if self.weights is None:
-            raise RuntimeError("RidgeMap must be fitted before scoring")
-        if data.n_items != self.weights.shape[1]:
-            raise ValueError(
-                f"data has {data.n_items} items, the model was fitted on {self.weights.shape[1]}"
-            )
-        if data.user_features is None:
-            raise ValueError("RidgeMap needs data.user_features to score")
-        feats = l2_rows(np.asarray(data.user_features)[np.asarray(users, dtype=np.int64)])
-        if feats.shape[1] != self.weights.shape[0] - 1:
-            raise ValueError(
-                f"user_features have {feats.shape[1]} columns, "
-                f"the model was fitted on {self.weights.shape[0] - 1}"
-            )
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        assert self.weights is not None and features is not None
+        feats = l2_rows(features)
         return np.asarray(feats @ self.weights[:-1] + self.weights[-1], dtype=np.float32)

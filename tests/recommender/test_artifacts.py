@@ -89,10 +89,14 @@ def test_nothing_to_resolve(tmp_path: Path) -> None:
     assert resolve_artifact(tmp_path) is None
     assert newest_artifact([]) is None
     save(tmp_path, "v1", "2025-01-01T00:00:00+00:00", model="ease")
-    assert resolve_artifact(tmp_path) is None
+    # without a model name the newest artifact of any model is served; a name restricts the search
+    assert resolve_artifact(tmp_path) == tmp_path / "ease" / "v1"
+    assert resolve_artifact(tmp_path, "hybrid") is None
     assert resolve_artifact(tmp_path, "ease") == tmp_path / "ease" / "v1"
     with pytest.raises(ArtifactError, match="no artifact of 'hybrid'"):
         latest_version(tmp_path, "hybrid")
+    save(tmp_path, "v2", "2025-02-01T00:00:00+00:00", model="hybrid")
+    assert resolve_artifact(tmp_path) == tmp_path / "hybrid" / "v2"
 
 
 def test_latest_version_follows_the_same_rule(tmp_path: Path) -> None:

@@ -15,18 +15,15 @@ import scipy.sparse as sp
 
 from recommender.data import movielens
 from recommender.data.caravan import PRODUCTS, caravan_products, leave_one_product_out
-from recommender.evaluator import evaluate
-from recommender.models.base import InteractionData, Recommender
+from recommender.evaluator import evaluate, evaluate_queries
+from recommender.models.base import InteractionData
 
 
-class FixedScores(Recommender):
+class FixedScores:
     """Returns a fixed score matrix: lets the evaluator be checked by hand."""
 
     def __init__(self, scores: np.ndarray) -> None:
         self.scores = np.asarray(scores, dtype=np.float32)
-
-    def fit(self, data: InteractionData) -> FixedScores:
-        return self
 
     def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
         return self.scores[np.asarray(users)]
@@ -67,6 +64,28 @@ def test_evaluator_follows_the_recommenders_protocol_by_hand() -> None:
     # user 0 now hits at rank 1: DCG = 1/ln2, IDCG = 1/ln2 + 1/ln3 -> 0.613147; user 1: 0 -> mean 0.306574
     expected_user0 = (1 / math.log(2)) / (1 / math.log(2) + 1 / math.log(3))
     assert masked["ndcg@2"] == pytest.approx(expected_user0 / 2)
+
+
+def test_queries_are_evaluated_like_rows_by_hand() -> None:
+    # the same three users as queries: a history, no features, the held-out items; scores by row order
+    history = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], [1, 0, 0, 0, 0, 0]]))
+    target = sp.csr_matrix(np.array([[0, 0, 1, 0, 1, 0], [1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]))
+    scores = np.array([[9, 8, 7, 6, 5, 4], [1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], dtype=np.float64)
+
+    def score(hist: sp.csr_matrix, feats: np.ndarray | None) -> np.ndarray:
+        # only the queries with a target item are scored: the first two
+        assert feats is None and (hist != history[:2]).nnz == 0
+        return scores[:2]
+
+    res = evaluate_queries(score, history, None, target, k=2)
+    assert res["n_users"] == 2  # the query without a target item is skipped
+    assert res["ndcg@2"] == pytest.approx((1 / math.log(3)) / (1 / math.log(2) + 1 / math.log(3)) / 2)
+    assert res["precision@2"] == pytest.approx(0.25) and res["hr@2"] == pytest.approx(0.5)
+    # hr@1: user 0's first unseen item is 1 (not relevant), user 1's is 4 (not relevant)
+    assert res["hr@1"] == 0.0
+    assert res["map"] == pytest.approx(0.125)
+    with pytest.raises(ValueError, match="same shape"):
+        evaluate_queries(score, history, None, target[:2], k=2)
 
 
 def test_evaluator_rejects_bad_inputs() -> None:
@@ -216,72 +235,71 @@ def test_ease_reproduces_the_published_ml100k_anchor(ratings: pd.DataFrame) -> N
     assert res["ndcg@10"] == pytest.approx(0.484, abs=0.002)
 
 
+def _check_protocol(res: dict[str, object], metric: str) -> dict[str, dict[str, float]]:
+    """What every protocol reports: the served artifact's entry among the models, its ablation, every
+    figure with its spread, the selection made on validation, the comparison with the best single model."""
+    models = res["models"]
+    assert isinstance(models, dict)
+    assert res["served"] == "hybrid" and "hybrid" in models and "hybrid_without_torch" in models
+    for entry in models.values():
+        assert {metric, f"{metric}_std", "train_s", "n_seeds"} <= set(entry)
+    (selection,) = res["selection"]  # type: ignore[misc]
+    assert selection["artifact_model"] == "hybrid" and selection["weights"]["warm"]
+    best = res["best_single_model"]
+    assert best not in ("hybrid", "hybrid_without_torch")
+    assert res["served_vs_best_single"] == pytest.approx(models["hybrid"][metric] - models[best][metric])
+    return models
+
+
 @pytest.mark.slow
-def test_ml100k_protocol_picks_the_best_model_on_validation(ratings: pd.DataFrame) -> None:
+def test_ml100k_protocol_scores_the_served_artifact(ratings: pd.DataFrame) -> None:
     from recommender.evaluation import movielens as protocol
 
     res = protocol.run(fast=True)
-    models = res["models"]
-    for metrics in models.values():
-        assert {"ndcg@10", "map", "precision@10", "recall@10", "train_s"} <= set(metrics)
-    assert models["popularity"]["ndcg@10"] < models["itemknn"]["ndcg@10"] < models["ease"]["ndcg@10"]
-    # the choice follows the validation scores, never the test scores
-    val = res["selection"]["validation_ndcg@10"]
-    assert set(val) == set(protocol.CANDIDATES)
-    assert res["best_model"] == max(protocol.CANDIDATES, key=lambda name: val[name])
-    best = models[res["best_model"]]["ndcg@10"]
-    assert res["best_test"]["ndcg@10"] == best
-    eases = [models[name]["ndcg@10"] for name in ("ease", "ease_lam300") if name in models]
-    assert res["goal_met"] == (best >= 0.49 and best > max(eases))
+    models = _check_protocol(res, "ndcg@10")
+    assert models["popularity"]["ndcg@10"] < models["itemknn"]["ndcg@10"] < models["dlae"]["ndcg@10"]
+    assert models["ease_lam300"]["ndcg@10_seed42"] == pytest.approx(0.484, abs=0.002)
+    assert res["goal_met"] == (models["hybrid"]["ndcg@10"] >= 0.50)
 
 
-def test_cross_domain_validation_users_come_from_the_folds_training_users(ratings: pd.DataFrame) -> None:
-    from recommender.evaluation.cross_domain import cold_user_folds, pick_cold_users
+def test_cross_domain_validation_users_come_from_the_training_users(ratings: pd.DataFrame) -> None:
+    from recommender.evaluation.cross_domain import ml_cross_domain_split, sparsify
+    from recommender.tuning import HoldoutSplitter
 
-    folds = cold_user_folds(n_folds=5)
-    cold_sets = [set(f.cold_users.tolist()) for f in folds]
-    assert all(not a & b for i, a in enumerate(cold_sets) for b in cold_sets[i + 1 :])
-    for split in folds:
-        assert split.train.user_features is not None
-        val = pick_cold_users(split.train.interactions, split.train.user_features, 0.2, 5, seed=1)
-        # the fold's own test users have no target history left, so they can never be drawn
-        assert not set(val.tolist()) & set(split.cold_users.tolist())
+    split = ml_cross_domain_split(seed=42)
+    for fold in HoldoutSplitter(users=0.2, cold_share=1.0, min_items=5, n_folds=3, seed=1).folds(split.train):
+        # the split's own cold users have no target history left, so they are never validation users:
+        # every validation query has hidden target items, and the fit set keeps every test user
+        assert (np.diff(fold.target.indptr) >= 5).all()
+        assert fold.fit.n_users == split.train.n_users - fold.target.shape[0]
+    sparse = sparsify(split)
+    assert np.diff(sparse.train.interactions.indptr).max() == 3
+    assert (np.diff(sparse.test[sparse.cold_users].indptr) == 3).all()
 
 
 @pytest.mark.slow
-def test_cross_domain_nested_protocol(ratings: pd.DataFrame) -> None:
+def test_cross_domain_protocol_scores_the_served_artifact(ratings: pd.DataFrame) -> None:
     from recommender.evaluation import cross_domain
 
     res = cross_domain.run(fast=True)
-    assert len(res["tuning"]) == res["cv"]["n_folds"] == 2
-    ndcg = {name: m["ndcg@10"] for name, m in res["models"].items()}
-    assert set(ndcg) == set(cross_domain.MODELS)
-    # the mean is the mean of the per-fold figures
-    for name, folds in res["cv"]["ndcg@10_per_fold"].items():
-        assert ndcg[name] == pytest.approx(float(np.mean(folds)))
-    assert ndcg["emcdr"] > 1.2 * ndcg["popularity"]
-    assert ndcg["ridge_map"] > ndcg["popularity"]
+    models = _check_protocol(res, "ndcg@10")
+    assert models["emcdr"]["ndcg@10"] > 1.2 * models["popularity"]["ndcg@10"]
+    assert models["ridge_map"]["ndcg@10"] > models["popularity"]["ndcg@10"]
+    assert models["hybrid"]["ndcg@10"] > models["popularity"]["ndcg@10"]
 
 
 @pytest.mark.slow
-def test_caravan_protocol_reports_cold_and_warm_customers() -> None:
+def test_caravan_protocol_next_product_and_propensity() -> None:
     from recommender.evaluation import caravan
 
     res = caravan.run(fast=True)
-    assert res["n_cold"] + res["n_warm"] == res["n_evaluated"]
-    cold = res["segments"]["cold"]["models"]
-    # customers without a remaining product are handed to popularity by the fallback
-    for name in ("itemknn", "ease"):
-        assert cold[name] == pytest.approx(cold["popularity"])
-    warm = res["segments"]["warm"]["models"]
-    # customers with a product left are ranked by the CF models themselves
-    assert warm["ease"] != pytest.approx(warm["popularity"])
-    # the overall figure is the user-weighted mean of the two segments
-    for name, metrics in res["models"].items():
-        mixed = (res["n_cold"] * cold[name]["ndcg@10"] + res["n_warm"] * warm[name]["ndcg@10"]) / res[
-            "n_evaluated"
-        ]
-        assert metrics["ndcg@10"] == pytest.approx(mixed)
+    models = _check_protocol(res, "hr@1")
+    assert models["hybrid"]["hr@1"] > models["popularity"]["hr@1"]
+    # every held-out customer with two or more products contributes one query per product
+    assert models["hybrid"]["n_users"] > 1500
+    prop = res["propensity"]
+    assert prop["models"]["propensity_model"]["auc"] > 0.7
+    assert res["islp_lab"]["matches_anchor"] is True
 
 
 @pytest.mark.slow
@@ -289,8 +307,8 @@ def test_demo_protocol_cold_start_and_truth_recovery() -> None:
     from recommender.evaluation import demo
 
     res = demo.run(fast=True)
-    models = res["models"]
+    models = _check_protocol(res, "ndcg@10")
     assert models["hybrid"]["ndcg@10"] > models["popularity"]["ndcg@10"]
-    # the hybrid's scores track the generator's true affinities better than popularity does
+    # the served model's scores track the generator's true affinities better than popularity does
     assert models["hybrid"]["truth_spearman"] > models["popularity"]["truth_spearman"]
     assert res["cold_users"] > 100

@@ -1,10 +1,12 @@
-"""One behavioural suite for every recommender model.
+"""One behavioural suite for every recommender model, the served blend included.
 
 Each model is fitted on a small world with planted structure: two groups of users who prefer two
 groups of items, item features that reveal an item's group, and user features whose leading columns
 (the topic part, as in KnowLedger profiles) reveal the user's group. Some users are cold: empty history,
-features only. Every model must honour the :class:`Recommender` contract; models that use history must
-personalise for warm users, and models that use user features must also personalise for cold users.
+features only. Every model must honour the :class:`Recommender` contract: it scores any history (also
+one that is no row of the training data, and an empty one) the same way, it survives being saved and
+served from an artifact, models that use history personalise warm users, and models that use user
+features also personalise cold users.
 """
 
 from __future__ import annotations
@@ -19,59 +21,19 @@ import scipy.sparse as sp
 from recommender.models.base import InteractionData, Recommender
 from recommender.models.blend import Blend
 from recommender.models.content import ContentCosine
+from recommender.models.denoising import DenoisingNet
 from recommender.models.ease import DLAE, EASE, EDLAE, UserDLAE
 from recommender.models.emcdr import EMCDR
-from recommender.models.ensemble import Ensemble, two_sided_lae
+from recommender.models.ensemble import Ensemble, RoutedBlend, two_sided_lae
 from recommender.models.fallback import ColdStartFallback
 from recommender.models.hybrid import HybridTwoTower
 from recommender.models.itemknn import ItemKNN
+from recommender.models.logistic import ItemLogistic
 from recommender.models.popularity import Popularity
+from recommender.models.registry import MODEL_CLASSES, describe, restore, state_arrays
 from recommender.models.ridge_map import RidgeMap
-
-N_ITEMS = 30
-N_WARM = 120
-N_COLD = 30
-TOPIC_DIM = 4
-
-
-@dataclass(frozen=True)
-class Toy:
-    data: InteractionData
-    user_group: np.ndarray
-    item_group: np.ndarray
-    warm: np.ndarray
-    cold: np.ndarray
-
-
-def make_toy(seed: int = 0) -> Toy:
-    rng = np.random.default_rng(seed)
-    n_users = N_WARM + N_COLD
-    user_group = np.arange(n_users) % 2
-    item_group = (np.arange(N_ITEMS) >= N_ITEMS // 2).astype(int)
-    popularity = rng.permutation(np.linspace(1.0, 3.0, N_ITEMS))
-    rows, cols = [], []
-    for u in range(N_WARM):
-        weights = np.where(item_group == user_group[u], 1.0, 0.08) * popularity
-        items = rng.choice(N_ITEMS, size=6, replace=False, p=weights / weights.sum())
-        rows += [u] * len(items)
-        cols += items.tolist()
-    x = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_users, N_ITEMS))
-    item_features = np.zeros((N_ITEMS, TOPIC_DIM), dtype=np.float32)
-    item_features[:, 0] = item_group == 0
-    item_features[:, 1] = item_group == 1
-    item_features += rng.normal(scale=0.1, size=item_features.shape).astype(np.float32)
-    topics = np.zeros((n_users, TOPIC_DIM), dtype=np.float32)
-    topics[:, 0] = user_group == 0
-    topics[:, 1] = user_group == 1
-    topics += rng.normal(scale=0.15, size=topics.shape).astype(np.float32)
-    behaviour = rng.normal(size=(n_users, 2)).astype(np.float32)
-    data = InteractionData(
-        interactions=x,
-        item_features=item_features,
-        user_features=np.hstack([topics, behaviour]),
-        meta={"user_topic_dim": TOPIC_DIM},
-    )
-    return Toy(data, user_group, item_group, np.arange(N_WARM), np.arange(N_WARM, n_users))
+from recommender.serving import ProductRanker, save_model_artifact
+from tests.recommender.toy_world import N_ITEMS, N_WARM, TOPIC_DIM, Toy, make_toy
 
 
 @dataclass(frozen=True)
@@ -89,6 +51,8 @@ MODELS: dict[str, Spec] = {
     "ease": Spec(lambda: EASE(lam=10.0), warm=True, cold=False),
     "edlae": Spec(lambda: EDLAE(lam=5.0, dropout=0.3), warm=True, cold=False),
     "dlae": Spec(lambda: DLAE(lam=5.0, dropout=0.5, alpha=0.25), warm=True, cold=False),
+    "dlae_low_rank": Spec(lambda: DLAE(lam=5.0, dropout=0.5, alpha=0.25, rank=6), warm=True, cold=False),
+    "dlae_torch": Spec(lambda: DLAE(lam=5.0, dropout=0.5, alpha=0.25, device="cpu"), warm=True, cold=False),
     "user_dlae": Spec(lambda: UserDLAE(lam=5.0, dropout=0.5, alpha=0.25), warm=True, cold=False),
     "two_sided_lae": Spec(
         lambda: two_sided_lae((5.0, 0.5, 0.25), (5.0, 0.5, 0.25), 0.5), warm=True, cold=False
@@ -100,12 +64,45 @@ MODELS: dict[str, Spec] = {
     "ensemble": Spec(lambda: Ensemble([(EASE(lam=10.0), 0.7), (Popularity(), 0.3)]), warm=True, cold=False),
     "ridge_map": Spec(lambda: RidgeMap(ridge=1.0), warm=True, cold=True),
     "emcdr": Spec(lambda: EMCDR(target_dim=4, source_dim=4, ridge=1.0), warm=True, cold=True),
-    "hybrid": Spec(
+    "item_logistic": Spec(lambda: ItemLogistic(l2=1e-3), warm=True, cold=False),
+    "item_logistic+features": Spec(lambda: ItemLogistic(l2=1e-3, use_features=True), warm=True, cold=True),
+    "denoising_net": Spec(
+        lambda: DenoisingNet(hidden=16, epochs=60, lr=1e-2, batch_size=32, cold_prob=0.5, targets="held_out"),
+        warm=True,
+        cold=True,
+    ),
+    "denoising_net_hide_one": Spec(
+        lambda: DenoisingNet(
+            hidden=16,
+            epochs=40,
+            lr=1e-2,
+            batch_size=32,
+            objective="hide_one",
+            linear_skip=True,
+            cold_prob=0.3,
+        ),
+        warm=True,
+        cold=True,
+    ),
+    "hybrid (the served blend)": Spec(
+        lambda: RoutedBlend(
+            {
+                "dlae": DLAE(lam=5.0, dropout=0.5, alpha=0.25),
+                "ridge_map": RidgeMap(ridge=1.0),
+                "pop": Popularity(),
+            },
+            warm_weights={"dlae": 0.7, "ridge_map": 0.3},
+            cold_weights={"ridge_map": 0.8, "pop": 0.2},
+        ),
+        warm=True,
+        cold=True,
+    ),
+    "two_tower": Spec(
         lambda: HybridTwoTower(dim=16, hidden=16, epochs=40, batch_size=32, lr=5e-3, cold_prob=0.5, seed=0),
         warm=True,
         cold=True,
     ),
-    "hybrid_wide": Spec(
+    "two_tower_wide": Spec(
         lambda: HybridTwoTower(
             dim=16,
             hidden=16,
@@ -228,12 +225,109 @@ def test_cold_start_fallback_uses_the_fallback_exactly_for_users_without_history
     toy: Toy, fitted: dict[str, Recommender]
 ) -> None:
     users = np.array([0, N_WARM, 5, N_WARM + 3])  # warm, cold, warm, cold
-    wrapped = fitted["ease+fallback"].score(users, toy.data)
-    ease = fitted["ease"].score(users, toy.data)
-    popularity = fitted["popularity"].score(users, toy.data)
-    np.testing.assert_array_equal(wrapped[[0, 2]], ease[[0, 2]])
-    np.testing.assert_array_equal(wrapped[[1, 3]], popularity[[1, 3]])
-    # without the fallback an item-item model gives a cold user all zeros (the ranking is column order)
-    assert not ease[[1, 3]].any()
+    wrapped = fitted["itemknn+content_fallback"].score(users, toy.data)
+    knn = fitted["itemknn"].score(users, toy.data)
+    content = fitted["content"].score(users, toy.data)
+    np.testing.assert_array_equal(wrapped[[0, 2]], knn[[0, 2]])
+    np.testing.assert_array_equal(wrapped[[1, 3]], content[[1, 3]])
     with pytest.raises(TypeError, match="Recommender"):
         ColdStartFallback(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["itemknn", "ease", "edlae", "dlae", "dlae_low_rank", "user_dlae"])
+def test_item_item_models_answer_an_empty_history_with_the_training_popularity(
+    name: str, toy: Toy, fitted: dict[str, Recommender]
+) -> None:
+    shares = np.asarray(toy.data.interactions.sum(axis=0)).ravel() / toy.data.n_users
+    np.testing.assert_allclose(fitted[name].score_history([[]])[0], shares, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_an_empty_history_is_never_answered_by_column_order(
+    name: str, toy: Toy, fitted: dict[str, Recommender]
+) -> None:
+    user = toy.cold[:1]
+    scores = fitted[name].score_history(sp.csr_matrix((1, N_ITEMS)), toy.data.user_features[user])
+    assert np.ptp(scores) > 0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_any_history_is_scored_like_a_row_of_the_data(
+    name: str, toy: Toy, fitted: dict[str, Recommender]
+) -> None:
+    model = fitted[name]
+    users = np.array([3, N_WARM + 1, 8])
+    expected = model.score(users, toy.data)
+    feats = toy.data.user_features[users]
+    as_lists = [toy.data.interactions[u].indices.tolist() for u in users]
+    np.testing.assert_allclose(model.score_history(as_lists, feats), expected, rtol=1e-5, atol=1e-6)
+    # a history no training user had: the first two items of each group
+    new = [[0, 1, N_ITEMS // 2, N_ITEMS // 2 + 1]]
+    dense = np.zeros((1, N_ITEMS), dtype=np.float32)
+    dense[0, new[0]] = 1.0
+    np.testing.assert_allclose(
+        model.score_history(new, feats[:1]), model.score_history(dense, feats[:1]), rtol=1e-6, atol=1e-7
+    )
+    with pytest.raises(ValueError, match="item"):
+        model.score_history([[N_ITEMS]], feats[:1])
+    if model.uses_features:
+        with pytest.raises(ValueError, match="user_features"):
+            model.score_history(as_lists, None)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_saved_and_served_scores_equal_the_models(
+    name: str, toy: Toy, fitted: dict[str, Recommender], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    model = fitted[name]
+    users = np.arange(0, toy.data.n_users, 7)
+    expected = model.score(users, toy.data)
+    spec = describe(model)
+    assert spec["name"] in MODEL_CLASSES
+    restored = restore(spec, state_arrays(model))
+    np.testing.assert_allclose(restored.score(users, toy.data), expected, rtol=1e-6, atol=1e-6)
+    ranker = ProductRanker.load(save_model_artifact(model, toy.data, tmp_path_factory.mktemp("artifact")))
+    served = ranker.score_batch(toy.data.interactions[users], toy.data.user_features[users])
+    np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_low_rank_dlae_is_exact_when_the_gram_matrix_has_that_rank() -> None:
+    # ten distinct item columns, each repeated three times: the Gram matrix has rank <= 10
+    rng = np.random.default_rng(3)
+    base = (rng.random((200, 10)) < 0.3).astype(np.float32)
+    data = InteractionData(sp.csr_matrix(np.repeat(base, 3, axis=1)))
+    exact = DLAE(lam=2.0, dropout=0.4, alpha=0.25).fit(data)
+    low = DLAE(lam=2.0, dropout=0.4, alpha=0.25, rank=12).fit(data)
+    assert exact.weights is not None and low.weights is None and low.left is not None
+    users = np.arange(200)
+    np.testing.assert_allclose(low.score(users, data), exact.score(users, data), rtol=1e-4, atol=1e-5)
+    assert DLAE(rank="auto").effective_rank(1_000) is None
+    assert DLAE(rank="auto").effective_rank(50_000) == 256
+    with pytest.raises(ValueError, match="rank"):
+        DLAE(rank=0)
+
+
+def test_a_routed_blend_uses_the_cold_weights_exactly_for_empty_histories(
+    toy: Toy, fitted: dict[str, Recommender]
+) -> None:
+    blend = fitted["hybrid (the served blend)"]
+    assert isinstance(blend, RoutedBlend)
+    cold = toy.cold[:5]
+    only_ridge = RoutedBlend.from_fitted(blend.members, {"ridge_map": 1.0})
+    # cold route: 0.8 ridge + 0.2 popularity; popularity is the same for everyone, so the ranking of a
+    # cold user follows the ridge map's z-scores shifted by a constant share of popularity
+    ranked = blend.recommend(cold, toy.data, k=N_ITEMS)
+    assert ranked.shape == (5, N_ITEMS)
+    warm = toy.warm[:5]
+    np.testing.assert_allclose(
+        blend.score(warm, toy.data),
+        RoutedBlend.from_fitted(blend.members, {"dlae": 0.7, "ridge_map": 0.3}).score(warm, toy.data),
+        rtol=1e-6,
+    )
+    assert only_ridge.n_items == N_ITEMS and set(only_ridge.members) == {"ridge_map"}
+    with pytest.raises(ValueError, match="not members"):
+        RoutedBlend(blend.members, {"nope": 1.0})
+    with pytest.raises(ValueError, match="all be zero"):
+        RoutedBlend(blend.members, {"dlae": 0.0})
+    with pytest.raises(ValueError, match="fitted"):
+        RoutedBlend.from_fitted({"dlae": DLAE()}, {"dlae": 1.0})

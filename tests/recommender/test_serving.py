@@ -1,4 +1,4 @@
-"""Versioned artifacts and the numpy ProductRanker."""
+"""Versioned artifacts and the numpy ProductRanker over the served blend."""
 
 from __future__ import annotations
 
@@ -19,13 +19,16 @@ from recommender.artifacts import (
 )
 from recommender.data.demo import DemoSplit, DemoWorld, demo_interaction_data
 from recommender.models.base import InteractionData
-from recommender.models.hybrid import HybridTwoTower
+from recommender.models.ease import DLAE
+from recommender.models.ensemble import RoutedBlend
+from recommender.models.ridge_map import RidgeMap
 from recommender.serving import (
+    BASELINE,
     ProductRanker,
     RankedProduct,
     knowledge_arrays,
     knowledge_from_arrays,
-    save_hybrid_artifact,
+    save_model_artifact,
 )
 
 
@@ -35,21 +38,20 @@ def split(small_world: DemoWorld) -> DemoSplit:
 
 
 @pytest.fixture(scope="module")
-def model(split: DemoSplit) -> HybridTwoTower:
-    return HybridTwoTower(
-        dim=8, hidden=16, epochs=5, batch_size=32, cold_prob=0.5, wide_ridge=1.0, seed=0
-    ).fit(split.train)
+def model(split: DemoSplit) -> RoutedBlend:
+    members = {"dlae": DLAE(lam=10.0, dropout=0.5, alpha=0.0), "ridge_map": RidgeMap(ridge=3.0)}
+    return RoutedBlend(members, {"dlae": 0.6, "ridge_map": 0.4}, {"ridge_map": 1.0}).fit(split.train)
 
 
 @pytest.fixture(scope="module")
-def artifact(split: DemoSplit, model: HybridTwoTower, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def artifact(split: DemoSplit, model: RoutedBlend, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("artifacts")
-    return save_hybrid_artifact(
+    return save_model_artifact(
         model, split.train, root, knowledge=split.knowledge, version="v1", metrics={"ndcg@10": 0.25}
     )
 
 
-def test_artifact_directory_and_metadata(artifact: Path, split: DemoSplit, model: HybridTwoTower) -> None:
+def test_artifact_directory_and_metadata(artifact: Path, split: DemoSplit, model: RoutedBlend) -> None:
     assert artifact.name == "v1" and artifact.parent.name == "hybrid"
     assert sorted(p.name for p in artifact.iterdir()) == ["arrays.npz", "metadata.json"]
     meta = json.loads((artifact / "metadata.json").read_text())
@@ -58,19 +60,18 @@ def test_artifact_directory_and_metadata(artifact: Path, split: DemoSplit, model
     assert dt.datetime.fromisoformat(meta["created_at"]).tzinfo is not None
     assert meta["data_fingerprint"] == data_fingerprint(split.train)
     assert meta["metrics"] == {"ndcg@10": 0.25}
-    assert meta["seed"] == 0
     assert meta["format_version"] == 1
+    spec = meta["params"]["spec"]
+    assert spec["name"] == "hybrid" and set(spec["children"]) == {"dlae", "ridge_map"}
+    assert spec["params"]["cold_weights"] == {"dlae": 0.0, "ridge_map": 1.0}
     assert meta["item_ids"] == split.product_ids
     dims = meta["feature_dims"]
     assert dims["user_features"] == split.train.user_features.shape[1]
     assert dims["n_items"] == split.train.n_items
-    assert dims["embedding_dim"] == model.item_embeddings.shape[1]
     assert dims["topic_dim"] == split.knowledge.n_topics
 
 
-def test_ranker_scores_exactly_like_the_model(
-    artifact: Path, split: DemoSplit, model: HybridTwoTower
-) -> None:
+def test_ranker_scores_exactly_like_the_model(artifact: Path, split: DemoSplit, model: RoutedBlend) -> None:
     ranker = ProductRanker.load(artifact)
     assert ranker.n_products == split.train.n_items
     assert ranker.feature_dim == split.train.user_features.shape[1]
@@ -83,6 +84,17 @@ def test_ranker_scores_exactly_like_the_model(
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     batch = ranker.score(split.train.user_features[cold])
     assert batch.shape == (len(cold), ranker.n_products)
+    # the batch path scores any histories, here those of warm and cold users at once
+    users = np.concatenate([warm, cold])
+    np.testing.assert_allclose(
+        ranker.score_batch(split.train.interactions[users], split.train.user_features[users]),
+        model.score(users, split.train),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    # the baseline is the training popularity
+    counts = np.asarray(split.train.interactions.sum(axis=0)).ravel() / split.train.n_users
+    np.testing.assert_allclose(ranker.arrays[BASELINE], counts, rtol=1e-6)
 
 
 def test_rank_returns_explained_products_best_first_without_held_products(
@@ -126,17 +138,19 @@ def test_bad_requests_are_rejected(artifact: Path, split: DemoSplit) -> None:
 
 
 def test_versions_are_not_overwritten_by_accident(
-    split: DemoSplit, model: HybridTwoTower, tmp_path: Path
+    split: DemoSplit, model: RoutedBlend, tmp_path: Path
 ) -> None:
-    first = save_hybrid_artifact(model, split.train, tmp_path, version="2024.1")
+    first = save_model_artifact(model, split.train, tmp_path, version="2024.1")
     with pytest.raises(ArtifactError, match="already exists"):
-        save_hybrid_artifact(model, split.train, tmp_path, version="2024.1")
-    again = save_hybrid_artifact(model, split.train, tmp_path, version="2024.1", overwrite=True)
+        save_model_artifact(model, split.train, tmp_path, version="2024.1")
+    again = save_model_artifact(model, split.train, tmp_path, version="2024.1", overwrite=True)
     assert again == first
-    auto = save_hybrid_artifact(model, split.train, tmp_path)  # timestamped default version
+    auto = save_model_artifact(model, split.train, tmp_path)  # timestamped default version
     assert auto.name.endswith(data_fingerprint(split.train).split(":")[1][:8])
     with pytest.raises(ArtifactError, match="version"):
-        save_hybrid_artifact(model, split.train, tmp_path, version="../escape")
+        save_model_artifact(model, split.train, tmp_path, version="../escape")
+    with pytest.raises(ArtifactError, match="not fitted"):
+        save_model_artifact(DLAE(), split.train, tmp_path)
     # without the topic space the ranker still ranks, just without explanations
     ranked = ProductRanker.load(first).rank(split.train.user_features[1], k=3)
     assert len(ranked) == 3 and all(r.explanation is None for r in ranked)
@@ -163,7 +177,7 @@ def test_broken_artifacts_fail_clearly(artifact: Path, tmp_path: Path) -> None:
     other = save_artifact(
         tmp_path / "other", {"x": np.zeros(2)}, ArtifactMetadata("ease", "v1", "now", "sha256:0", {})
     )
-    with pytest.raises(ArtifactError, match="'hybrid'"):
+    with pytest.raises(ArtifactError, match="spec"):
         ProductRanker.load(other)
 
 

@@ -68,10 +68,12 @@ def test_itemknn_shrink_damps_similarity() -> None:
     assert scores[0, 0] == pytest.approx(0.5)
 
 
-def test_itemknn_gives_cold_users_nothing() -> None:
+def test_itemknn_answers_an_empty_history_with_the_training_popularity() -> None:
     data = InteractionData(KNN)
     model = ItemKNN().fit(data)
-    assert np.all(model.score(np.array([0]), InteractionData(matrix([[]], 4))) == 0)
+    shares = np.asarray(KNN.sum(axis=0)).ravel() / KNN.shape[0]
+    np.testing.assert_allclose(model.score(np.array([0]), InteractionData(matrix([[]], 4)))[0], shares)
+    np.testing.assert_allclose(model.score_history([[]])[0], shares)
 
 
 # item features: i0 = (1, 0), i1 = (0, 1), i2 = (1, 1)/sqrt(2)
@@ -102,8 +104,9 @@ def test_content_cold_user_uses_profile_topics() -> None:
     np.testing.assert_array_equal(model.recommend(np.array([0]), data, k=3), [[1, 2, 0]])
     # without user features the same cold user has no signal at all
     assert np.all(ContentCosine(use_user_features=False).fit(data).score(np.array([0]), data) == 0)
-    # a declared topic dimension of 0 means "user features are not in the item space"
-    assert np.all(model.score(np.array([0]), content_data([[]], profile, meta={"user_topic_dim": 0})) == 0)
+    # a declared topic dimension of 0 means "user features are not in the item space" (read at fit time)
+    undeclared = content_data([[]], profile, meta={"user_topic_dim": 0})
+    assert np.all(ContentCosine().fit(undeclared).score(np.array([0]), undeclared) == 0)
 
 
 def test_content_history_plus_profile() -> None:
@@ -115,17 +118,17 @@ def test_content_history_plus_profile() -> None:
 
 def test_content_rejects_mismatched_declaration() -> None:
     data = content_data([[0]], np.array([[0.0, 1.0, 0.0]]), meta={"user_topic_dim": 3})
-    model = ContentCosine().fit(data)
     with pytest.raises(ValueError, match="user_topic_dim"):
-        model.score(np.array([0]), data)
+        ContentCosine().fit(data)
     with pytest.raises(ValueError, match="item_features"):
         ContentCosine().fit(InteractionData(matrix([[0]], 3)))
 
 
 class Fixed(Recommender):
-    """Returns fixed scores per user row, to check the blend arithmetic."""
+    """Returns fixed scores per user, to check the blend arithmetic (the user's index is its feature)."""
 
     name: ClassVar[str] = "fixed"
+    uses_features: ClassVar[bool] = True
 
     def __init__(self, scores: np.ndarray | list[list[float]]) -> None:
         self.scores = np.asarray(scores, dtype=np.float64)
@@ -133,16 +136,18 @@ class Fixed(Recommender):
 
     def fit(self, data: InteractionData) -> Fixed:
         self.fitted = True
+        self._remember(data)
         return self
 
-    def score(self, users: np.ndarray, data: InteractionData) -> np.ndarray:
-        return self.scores[users]
+    def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
+        assert features is not None
+        return self.scores[features[:, 0].astype(int)]
 
 
 def test_blend_minmax_by_hand() -> None:
     cf = Fixed([[0.0, 2.0, 4.0], [0.0, 0.0, 0.0]])  # user 1 is cold for CF
     content = Fixed([[3.0, 1.0, 2.0], [0.2, 0.9, 0.5]])
-    data = InteractionData(matrix([[], []], 3))
+    data = InteractionData(matrix([[], []], 3), user_features=np.array([[0.0], [1.0]]))
     blend = Blend(cf, content, alpha=0.5).fit(data)
     assert cf.fitted and content.fitted
     # user 0: cf -> (0, .5, 1), content -> (1, 0, .5); 0.5 * each -> (.5, .25, .75)
@@ -151,7 +156,7 @@ def test_blend_minmax_by_hand() -> None:
         blend.score(np.array([0, 1]), data), [[0.5, 0.25, 0.75], [0.0, 0.5, 3 / 14]], atol=1e-6
     )
     np.testing.assert_array_equal(blend.recommend(np.array([0, 1]), data, k=3), [[2, 0, 1], [1, 2, 0]])
-    only_cf = Blend(cf, content, alpha=1.0).score(np.array([0]), data)
+    only_cf = Blend(cf, content, alpha=1.0).fit(data).score(np.array([0]), data)
     np.testing.assert_allclose(only_cf, [[0.0, 0.5, 1.0]], atol=1e-6)
 
 

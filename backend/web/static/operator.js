@@ -3,6 +3,7 @@
 import { $, alertIn, api, ApiError, describe, el, percent, show, store, svgChart, wireSignIn } from "./common.js";
 
 const METRICS = ["ndcg@10", "map", "precision@10", "recall@10"];
+const EXTRA_METRICS = ["hr@1"];
 const auth = () => ({ key: store.get("operatorKey") });
 let plotUrl = null;
 
@@ -124,11 +125,18 @@ function renderSrm(s) {
   );
 }
 
-function metricsTable(label, rows) {
-  // rows: {model: {metric: value}}
+function metricsTable(label, rows, served) {
+  // rows: {model: {metric: value, "<metric>_std": spread over seeds}}; served: the served model's name
   const models = Object.keys(rows);
+  const columns = [...METRICS, ...EXTRA_METRICS.filter((m) => models.some((k) => typeof rows[k][m] === "number"))];
   const best = {};
-  for (const m of METRICS) best[m] = Math.max(...models.map((k) => (typeof rows[k][m] === "number" ? rows[k][m] : -Infinity)));
+  for (const m of columns) best[m] = Math.max(...models.map((k) => (typeof rows[k][m] === "number" ? rows[k][m] : -Infinity)));
+  const cell = (k, m) => {
+    const v = rows[k][m];
+    const std = rows[k][`${m}_std`];
+    const text = typeof std === "number" ? `${fixed(v)} ± ${fixed(std)}` : fixed(v);
+    return typeof v === "number" && v === best[m] ? el("strong", {}, text) : text;
+  };
   return el(
     "div",
     { class: "table-wrap", tabindex: 0, role: "region", "aria-label": label },
@@ -136,20 +144,16 @@ function metricsTable(label, rows) {
       "table",
       {},
       el("caption", { class: "visually-hidden" }, label),
-      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Model"), METRICS.map((m) => el("th", { scope: "col", class: "num" }, m)))),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Model"), columns.map((m) => el("th", { scope: "col", class: "num" }, m)))),
       el(
         "tbody",
         {},
         models.map((k) =>
           el(
             "tr",
-            { dataset: { model: k } },
-            el("th", { scope: "row" }, k),
-            METRICS.map((m) => {
-              const v = rows[k][m];
-              const top = typeof v === "number" && v === best[m];
-              return el("td", { class: "num" }, top ? el("strong", {}, fixed(v)) : fixed(v));
-            }),
+            k === served ? { dataset: { model: k, served: "true" } } : { dataset: { model: k } },
+            el("th", { scope: "row" }, k === served ? `${k} (served)` : k),
+            columns.map((m) => el("td", { class: "num" }, cell(k, m))),
           ),
         ),
       ),
@@ -188,14 +192,14 @@ function renderModel(m) {
   const serving = b.serving
     ? ` Serving: ${fixed(b.serving.ms_per_user, 3)} ms to score one learner over ${b.serving.n_products} products, ${fixed(b.serving.ms_per_request_full, 3)} ms per full request.`
     : "";
-  $("#bench-note").textContent = `Run at ${b.generated_at} in ${b.seconds} s.${serving} Best value per metric in bold.`;
+  $("#bench-note").textContent = `Run at ${b.generated_at} in ${b.seconds} s.${serving} Best value per metric in bold; mean ± spread over seeds where the protocol repeats.`;
   bench.replaceChildren(
     ...Object.entries(b.datasets).map(([name, d]) =>
       el(
         "section",
         { "aria-label": `Data set ${name}` },
         el("h3", {}, name),
-        d.error ? el("p", { class: "alert error" }, d.error) : metricsTable(`Benchmark on ${name}`, d.models || {}),
+        d.error ? el("p", { class: "alert error" }, d.error) : metricsTable(`Benchmark on ${name}`, d.models || {}, d.served),
       ),
     ),
   );
