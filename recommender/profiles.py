@@ -21,6 +21,11 @@ course counts little.
 
 On top, k-means segments with readable names and one propensity per product kind
 (:class:`~recommender.models.propensity.PropensityModel`, reusable on any feature table).
+
+What the ranking models take (``UserProfiles.model_features`` and ``Profile.features()``) is that layout
+followed by the segment and the propensities, so both feed the ranking: one propensity per product kind
+(kinds in sorted order), then the segment one-hot (``n_segments`` columns). The segment and the
+propensities are non-linear functions of the columns before them, which a linear ranker cannot form.
 """
 
 from __future__ import annotations
@@ -78,11 +83,18 @@ class Profile:
     segment: int | None = None
     segment_name: str | None = None
     propensities: dict[str, float] = field(default_factory=dict)
+    #: How many segments the builder has (the width of the segment one-hot); None: no segment columns.
+    n_segments: int | None = None
 
     def features(self) -> np.ndarray:
-        """The model feature row: topics first, then behaviour in :data:`BEHAVIOUR_FEATURES` order."""
+        """The ranking models' feature row: topics, behaviour in :data:`BEHAVIOUR_FEATURES` order, the
+        propensities (kinds sorted), the segment one-hot."""
         beh = np.array([self.behaviour[name] for name in BEHAVIOUR_FEATURES], dtype=np.float64)
-        return np.concatenate([np.asarray(self.topics, dtype=np.float64), beh])
+        props = np.array([self.propensities[k] for k in sorted(self.propensities)], dtype=np.float64)
+        onehot = np.zeros(self.n_segments or 0, dtype=np.float64)
+        if self.segment is not None and 0 <= self.segment < len(onehot):
+            onehot[self.segment] = 1.0
+        return np.concatenate([np.asarray(self.topics, dtype=np.float64), beh, props, onehot])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for storage (floats and lists only)."""
@@ -94,6 +106,7 @@ class Profile:
             "segment": None if self.segment is None else int(self.segment),
             "segment_name": self.segment_name,
             "propensities": {k: float(v) for k, v in self.propensities.items()},
+            "n_segments": self.n_segments,
         }
 
     @classmethod
@@ -131,6 +144,11 @@ class Profile:
         props = data.get("propensities") or {}
         if not isinstance(props, Mapping):
             raise ValueError("profile field 'propensities' must be a mapping")
+        n_segments = data.get("n_segments")
+        if n_segments is not None and (not isinstance(n_segments, int) or n_segments < 1):
+            raise ValueError("profile field 'n_segments' must be a positive integer")
+        if segment is not None and n_segments is not None and not 0 <= int(segment) < n_segments:
+            raise ValueError(f"profile field 'segment': {segment} is not below n_segments ({n_segments})")
         return cls(
             user_id=user_id,
             topics=topics,
@@ -138,6 +156,7 @@ class Profile:
             segment=None if segment is None else int(segment),
             segment_name=data.get("segment_name"),
             propensities={str(k): float(v) for k, v in props.items()},
+            n_segments=n_segments,
         )
 
 
@@ -161,6 +180,22 @@ class UserProfiles:
     @property
     def topics(self) -> np.ndarray:
         return self.features[:, : self.topic_dim]
+
+    @cached_property
+    def model_features(self) -> np.ndarray:
+        """What the ranking models take: ``features``, the propensities (kinds sorted), the segment
+        one-hot (see the module's docstring)."""
+        kinds = sorted(self.propensities.columns)
+        props = self.propensities[kinds].to_numpy(dtype=np.float64)
+        onehot = np.zeros((len(self.user_ids), len(self.segment_names)), dtype=np.float64)
+        onehot[np.arange(len(self.user_ids)), self.segments] = 1.0
+        return np.hstack([self.features, props, onehot])
+
+    @property
+    def model_feature_names(self) -> list[str]:
+        kinds = sorted(self.propensities.columns)
+        segments = [f"segment_{i}" for i in range(len(self.segment_names))]
+        return list(self.feature_names) + [f"propensity_{k}" for k in kinds] + segments
 
     @property
     def behaviour(self) -> np.ndarray:
@@ -186,6 +221,7 @@ class UserProfiles:
             segment=seg,
             segment_name=self.segment_names[seg],
             propensities={str(k): float(v) for k, v in self.propensities.iloc[i].items()},
+            n_segments=len(self.segment_names),
         )
 
     def segment_of(self, user_id: str) -> str:
@@ -541,4 +577,5 @@ class ProfileBuilder:
             segment=segment,
             segment_name=self._segment_names[segment],
             propensities={str(kk): float(v) for kk, v in props.items()},
+            n_segments=len(self._segment_names),
         )

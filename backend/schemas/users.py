@@ -31,6 +31,8 @@ class ProfileData(BaseModel):
     segment: int | None = Field(default=None, ge=0, le=10_000)
     segment_name: str | None = Field(default=None, max_length=120)
     propensities: dict[str, FiniteFloat] = Field(default_factory=dict, max_length=100)
+    #: How many segments the model's profile builder has (the width of the segment columns it ranks on).
+    n_segments: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class Me(BaseModel):

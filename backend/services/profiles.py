@@ -186,6 +186,7 @@ class ProfileRefresher:
                 segment=int(segments[i]),
                 segment_name=names[int(segments[i])],
                 propensities={str(c): float(v) for c, v in propensities.iloc[i].items()},
+                n_segments=len(names),
             )
             row = existing.get(uid) or Profile(user_id=uid, data={}, product_indices=[])
             owned = set(self._carried(row, served)) | held.get(uid, set())

@@ -1164,7 +1164,7 @@ def test_a_platform_user_id_or_wallet_already_taken_is_409(service: Service) -> 
         ({"profile": {"behaviour": None}}, "profile.behaviour: Input should be a valid dictionary"),
         ({"profile": {"drop_behaviour": "spend"}}, "profile.behaviour.spend: Field required"),
         ({"profile": {"version": 99}}, "profile.version: Input should be 1"),
-        ({"profile": {"topics": [0.5]}}, "profile: 6 features, the model takes"),
+        ({"profile": {"topics": [0.5]}}, "profile: 18 features, the model takes"),
         ({"product_ids": ["NO-SUCH-PRODUCT"]}, "product_ids: unknown products ['NO-SUCH-PRODUCT']"),
         ({"course_ids": ["NO-SUCH-COURSE"]}, "course_ids: unknown courses ['NO-SUCH-COURSE']"),
     ],

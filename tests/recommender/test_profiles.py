@@ -181,6 +181,7 @@ def test_profile_round_trips_and_holds_no_raw_events(fitted: tuple[ProfileBuilde
         "segment",
         "segment_name",
         "propensities",
+        "n_segments",
     }
     assert data["user_id"] == profiles.user_ids[3]
     text = json.dumps(data)
@@ -190,6 +191,38 @@ def test_profile_round_trips_and_holds_no_raw_events(fitted: tuple[ProfileBuilde
     np.testing.assert_allclose(back.features(), profile.features())
     assert back.segment_name == profile.segment_name
     assert back.propensities == pytest.approx(profile.propensities)
+
+
+def test_segments_and_propensities_are_ranking_features(fitted: tuple[ProfileBuilder, UserProfiles]) -> None:
+    _, profiles = fitted
+    kinds = sorted(profiles.propensities.columns)
+    n_seg = len(profiles.segment_names)
+    width = profiles.features.shape[1]
+    assert profiles.model_features.shape == (len(profiles.user_ids), width + len(kinds) + n_seg)
+    assert profiles.model_feature_names[width:] == [f"propensity_{k}" for k in kinds] + [
+        f"segment_{i}" for i in range(n_seg)
+    ]
+    for row in (0, 5, 17):
+        profile = profiles.profile(profiles.user_ids[row])
+        # the single profile's row is the table's row: what serving ranks on is what training saw
+        np.testing.assert_allclose(profile.features(), profiles.model_features[row])
+        props = profile.features()[width : width + len(kinds)]
+        assert props.tolist() == pytest.approx([profile.propensities[k] for k in kinds])
+        onehot = profile.features()[width + len(kinds) :]
+        assert onehot.sum() == 1.0 and int(np.argmax(onehot)) == profile.segment
+
+
+def test_a_profile_without_segment_count_ranks_without_segment_columns(
+    fitted: tuple[ProfileBuilder, UserProfiles],
+) -> None:
+    _, profiles = fitted
+    data = profiles.profile(profiles.user_ids[0]).to_dict()
+    data["n_segments"] = None
+    short = Profile.from_dict(data).features()
+    assert len(short) == profiles.model_features.shape[1] - len(profiles.segment_names)
+    data["n_segments"] = 0
+    with pytest.raises(ValueError, match="n_segments"):
+        Profile.from_dict(data)
 
 
 @pytest.mark.parametrize(
