@@ -2,8 +2,9 @@
 
 ``Container.start(settings)`` runs the start-up steps (:mod:`backend.bootstrap`): the database, the chain
 and its signing roles, the deployment, the model, the operator key. Then it builds the consent gateway, the
-directory of partners and products, each service, and the two workers (settler, indexer). No service
-reaches into another's pieces or into this container: each is given what it uses, here.
+directory of partners and products, each service, and the three workers (settler, indexer, webhook
+deliverer). No service reaches into another's pieces or into this container: each is given what it uses,
+here.
 
 The FastAPI app (:func:`backend.main.create_app`) serves one container; its lifespan starts and stops the
 workers. Tests build a container with their own settings (and chain) and drive the workers by hand.
@@ -24,10 +25,12 @@ from backend.core.statelock import StateDirInUse, StateLock
 from backend.observability import Metrics
 from backend.services.accounts import Roles
 from backend.services.agreements import AgreementService
+from backend.services.audiences import AudienceService
 from backend.services.consent import ConsentService
 from backend.services.conversions import ConversionService
 from backend.services.directory import Directory
 from backend.services.experiment import ExperimentService
+from backend.services.funnel import FunnelSeries, FunnelService
 from backend.services.gateway import ChainGateway
 from backend.services.health import HealthService
 from backend.services.indexer import Indexer
@@ -39,7 +42,10 @@ from backend.services.recommend import RecommendationService
 from backend.services.rounds import Rounds
 from backend.services.seed import SeedResult, seed, seed_if_empty
 from backend.services.settlement import Settler
+from backend.services.sharing import DataSharingService
 from backend.services.users import ProfileService, UserService
+from backend.services.webhook_delivery import WebhookBacklog, WebhookDeliverer
+from backend.services.webhooks import WebhookService
 from recommender.data.demo import DemoSplit
 
 log = logging.getLogger("knowledger")
@@ -70,6 +76,11 @@ class Container:
     indexer: Indexer
     rounds: Rounds
     health: HealthService
+    sharing: DataSharingService
+    audiences: AudienceService
+    webhooks: WebhookService
+    deliverer: WebhookDeliverer
+    funnel: FunnelService
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
     _lock: StateLock | None = field(default=None, repr=False)
@@ -137,6 +148,15 @@ class Container:
         )
         settler = Settler(engine, gateway, deployment.ledger, roles.reporter, settings.settle_batch_size)
         indexer = Indexer(engine, gateway, deployment, confirmations)
+        deliverer = WebhookDeliverer(
+            engine,
+            metrics,
+            timeout_s=settings.webhook_timeout_s,
+            retry_base_s=settings.webhook_retry_base_s,
+            max_attempts=settings.webhook_max_attempts,
+        )
+        metrics.add_collector("funnel", FunnelSeries(engine, metrics))
+        metrics.add_collector("webhook_queue", WebhookBacklog(engine, metrics))
         return cls(
             settings=settings,
             engine=engine,
@@ -175,6 +195,11 @@ class Container:
             indexer=indexer,
             rounds=Rounds(engine, settler, indexer),
             health=HealthService(engine, gateway, model, deployment, indexer, settler, metrics),
+            sharing=DataSharingService(engine, gateway),
+            audiences=AudienceService(engine, gateway),
+            webhooks=WebhookService(allow_http=settings.webhook_allow_http),
+            deliverer=deliverer,
+            funnel=FunnelService(engine),
         )
 
     def _seed_pieces(self) -> tuple[Any, ...]:
@@ -204,7 +229,8 @@ class Container:
 
     # ------------------------------------------------------------------ lifecycle
     def start_workers(self) -> None:
-        """Start the settler and the indexer threads (unless ``KNOWLEDGER_BACKGROUND_WORKERS`` is off)."""
+        """Start the settler, the indexer and the webhook deliverer threads (unless
+        ``KNOWLEDGER_BACKGROUND_WORKERS`` is off)."""
         s = self.settings
         if self._workers_started or not s.background_workers:
             return
@@ -212,15 +238,19 @@ class Container:
             self.settler.start(s.settle_interval_s)
         if s.index_interval_s > 0:
             self.indexer.start(s.index_interval_s)
+        if s.webhook_interval_s > 0:
+            self.deliverer.start(s.webhook_interval_s)
         self._workers_started = True
 
     def stop_workers(self) -> None:
         self.settler.stop()
         self.indexer.stop()
+        self.deliverer.stop()
         self._workers_started = False
 
     def close(self) -> None:
         self.stop_workers()
+        self.deliverer.close()
         self.engine.dispose()
         self.chain.close()
         if self._lock is not None:
