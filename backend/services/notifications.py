@@ -17,7 +17,8 @@ its transaction: the notification waits for it, so it always names the transacti
 ``final`` or ``reversed``; or ``rejected`` (with the reason). A reversal the chain refused
 (``reversal_pending`` back to ``settled``) is ``reversal_refused``. Internal steps (``submitting``, a retry
 back to ``pending``) are not announced. The state machine only moves forward, so each of these is announced
-at most once per conversion (``reversal_refused`` once per refused request).
+at most once per conversion (``reversal_refused`` once per refused request), even when two workers apply the
+same fact from stale copies of a row (:func:`_not_yet_announced`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import secrets
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from backend.disclosures import ConversionEvent, ConversionEventKind, WebhookDelivery, WebhookEndpoint
 from backend.models import Conversion, ConversionPublic, ConversionState, iso, utcnow
@@ -83,6 +84,10 @@ def _record(
     previous: ConversionState | None,
 ) -> None:
     assert row.id is not None
+    if previous is not None:
+        kinds = _not_yet_announced(s, row, kinds)
+        if not kinds:
+            return
     now = utcnow()
     deliver = _endpoint(s, row.partner_id)
     snapshot = ConversionPublic.model_validate(row, from_attributes=True).model_dump(mode="json")
@@ -91,6 +96,18 @@ def _record(
         if deliver:
             data = {"previous_state": None if previous is None else str(previous), "conversion": snapshot}
             s.add(webhook_delivery(row.partner_id, f"conversion.{kind}", data, row.id, now))
+
+
+def _not_yet_announced(
+    s: Session, row: Conversion, kinds: list[ConversionEventKind] | tuple[ConversionEventKind, ...]
+) -> list[ConversionEventKind]:
+    """``kinds`` less those already recorded for ``row``: two workers may apply the same fact from stale
+    copies of the row (the settler that sent a batch and the indexer that read it on chain). The row's own
+    update is written first, so the second transaction waits for the first (PostgreSQL's row lock, SQLite's
+    single writer) and then sees its events."""
+    s.flush()
+    done = set(s.exec(select(ConversionEvent.event).where(ConversionEvent.conversion_id == row.id)).all())
+    return [k for k in kinds if k == K.REVERSAL_REFUSED or k.value not in done]
 
 
 def webhook_delivery(
