@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlmodel import col
+from sqlmodel import Session, col, select
 
 from backend.chain import PURPOSE_NAMES, Purpose
-from backend.disclosures import DataExport
+from backend.disclosures import Audience, AudienceMember, DataExport
 from backend.errors import NotFound
 from backend.models import Profile, User, iso, utcnow
 from backend.schemas.recommendations import ConsentVerified
 from backend.schemas.sharing import DataExportPublic, SharedFeatures
+from backend.schemas.users import ExportDisclosure
 from backend.services.directory import PartnerAuth
 from backend.services.gateway import ChainGateway
 from recommender.profiles import BEHAVIOUR_FEATURES
@@ -30,10 +32,10 @@ from recommender.profiles import Profile as LearnerProfile
 #: What a data export relies on.
 DATA_SHARING_PURPOSES = frozenset({Purpose.DATA_SHARING})
 
-_USER_BY_PSEUDONYM = select(col(User.id)).where(
+_USER_BY_PSEUDONYM = sa_select(col(User.id)).where(
     col(User.pseudonym) == bindparam("pseudonym"), col(User.erased_at).is_(None)
 )
-_PROFILE_OF = select(col(Profile.data), col(Profile.updated_at)).where(
+_PROFILE_OF = sa_select(col(Profile.data), col(Profile.updated_at)).where(
     col(Profile.user_id) == bindparam("user_id")
 )
 
@@ -98,3 +100,27 @@ class DataSharingService:
                 updated_at=iso(updated_at),
             ),
         )
+
+
+def disclosures_of(session: Session, pseudonym: str) -> list[ExportDisclosure]:
+    """The data exports and marketing audiences that named ``pseudonym``, oldest first."""
+    exports = session.exec(select(DataExport).where(DataExport.pseudonym == pseudonym)).all()
+    audiences = session.exec(
+        select(Audience)
+        .join(AudienceMember, col(AudienceMember.audience_id) == col(Audience.id))
+        .where(AudienceMember.pseudonym == pseudonym)
+    ).all()
+    out = [
+        ExportDisclosure(
+            kind="data_export", id=e.id, partner_id=e.partner_id, campaign=None,
+            consent_block=e.consent_block, at=iso(e.created_at),
+        )
+        for e in exports
+    ] + [
+        ExportDisclosure(
+            kind="audience", id=a.id, partner_id=a.partner_id, campaign=a.campaign,
+            consent_block=a.consent_block, at=iso(a.created_at),
+        )
+        for a in audiences
+    ]  # fmt: skip
+    return sorted(out, key=lambda d: d.at)

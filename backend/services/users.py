@@ -40,6 +40,7 @@ from backend.schemas.users import (
 from backend.services.directory import Directory
 from backend.services.gateway import ChainGateway
 from backend.services.model import ModelSlot
+from backend.services.sharing import disclosures_of
 from recommender.profiles import Profile as LearnerProfile
 
 
@@ -162,6 +163,7 @@ class UserService:
                 )
                 for c in convs
             ],
+            disclosures=disclosures_of(session, user.pseudonym),
         )
 
     def erase(self, session: Session, user: User) -> Erased:

@@ -74,6 +74,11 @@ def test_features_are_shared_only_with_data_sharing_consent_checked_on_chain(ser
             {"id": body["export_id"]},
         ).one()
     assert tuple(logged) == ("bank", user["pseudonym"], head.number)
+    # and the learner's own export says who received what, at which block
+    disclosed = service.api.get("/api/v1/me/export", headers=user["headers"]).json()["disclosures"]
+    assert [(d["kind"], d["id"], d["partner_id"], d["consent_block"]) for d in disclosed] == [
+        ("data_export", body["export_id"], "bank", head.number)
+    ]
 
     # consent is per partner: the insurer has none
     other = _export(service, user["pseudonym"], "insurer")
@@ -130,6 +135,10 @@ def test_an_audience_holds_exactly_the_named_learners_with_marketing_consent(ser
             )
         }
     assert logged == set(a["members"])
+    disclosed = service.api.get("/api/v1/me/export", headers=yes[0]["headers"]).json()["disclosures"]
+    assert [(d["kind"], d["id"], d["campaign"]) for d in disclosed] == [
+        ("audience", a["audience_id"], "spring")
+    ]
 
 
 def test_a_segment_audience_pages_through_the_segment(service: Service) -> None:
