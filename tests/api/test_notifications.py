@@ -5,14 +5,18 @@ the partner has an endpoint, none when it has not)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from alembic import command
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from backend.core.db import alembic_config, make_engine
 from backend.disclosures import ConversionEvent, WebhookDelivery, WebhookEndpoint
-from backend.models import Conversion, ConversionState
+from backend.models import Conversion, ConversionState, utcnow
 from backend.services.notifications import conversion_accepted
 from backend.services.outbox import ALLOWED, transition
 
@@ -74,3 +78,85 @@ def test_each_visible_change_is_announced_once_in_order(engine: object, path: li
     assert ("rejected" in visible) == (final == S.REJECTED)
     # a webhook per event for the partner with an endpoint, none for the other
     assert hooks == ([f"conversion.{e}" for e in events] if partner == "bank" else [])
+
+
+# ------------------------------------------------------------------------------------------ migration 0003
+def _upgrade(engine: Any, revision: str) -> None:
+    cfg = alembic_config(str(engine.url.render_as_string(hide_password=False)))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def _backfill(engine: Any) -> None:
+    """A database of the previous revision with conversions in every state gets their history."""
+    _upgrade(engine, "0002")
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO partner (id, name, kind, address, notice_text, notice_version, api_key_hash, "
+                "created_at) VALUES ('bank', 'Bank', 'bank', :a, 'n', 1, 'h', :t)"
+            ),
+            {"a": "0x" + "11" * 20, "t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO agreement (id, partner_id, terms, terms_hash, status, updated_at) "
+                "VALUES (1, 'bank', '{}', '0x', 'active', :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO recommendation (id, pseudonym, partner_id, products, model_version, "
+                "consent_block, served_at, created_at) VALUES ('rec_1', '0x', 'bank', '[]', 'v', 1, 1, :t)"
+            ),
+            {"t": now},
+        )
+        rows = [
+            ("pending", None),
+            ("settled", "0xa"),
+            ("settled", None),  # recovered, its transaction not yet known
+            ("final", "0xb"),
+            ("reversed", "0xc"),
+            ("rejected", None),
+        ]
+        for i, (state, tx) in enumerate(rows, 1):
+            conn.execute(
+                text(
+                    "INSERT INTO conversion (id, partner_id, order_id, recommendation_id, agreement_id, "
+                    "pseudonym, value, occurred_at, recommended_at, state, commission, amounts, tx_hash, "
+                    "attempts, created_at, updated_at) VALUES (:id, 'bank', :o, 'rec_1', 1, '0x', 1, 1, 1, "
+                    ":s, 0, '[]', :tx, 0, :t, :t)"
+                ),
+                {"id": i, "o": f"o{i}", "s": state, "tx": tx, "t": now},
+            )
+    _upgrade(engine, "head")
+    with engine.connect() as conn:
+        got = conn.execute(
+            text("SELECT conversion_id, event FROM conversion_event ORDER BY conversion_id, id")
+        ).all()
+    history: dict[int, list[str]] = {}
+    for cid, event in got:
+        history.setdefault(int(cid), []).append(str(event))
+    assert history == {
+        1: ["accepted"],
+        2: ["accepted", "settled"],
+        3: ["accepted"],
+        4: ["accepted", "settled", "final"],
+        5: ["accepted", "settled", "reversed"],
+        6: ["accepted", "rejected"],
+    }
+
+
+def test_migration_0003_gives_existing_conversions_their_history(tmp_path: Any) -> None:
+    _backfill(make_engine(f"sqlite:///{tmp_path / 'old.db'}"))
+
+
+def test_migration_0003_on_postgresql(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    try:
+        _backfill(engine)
+    finally:
+        engine.dispose()
