@@ -301,6 +301,11 @@ class FunnelSeries(Collector):
         self._engine = engine
         self._metrics = metrics
 
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        """The series' names, for the registry (so registering reads nothing)."""
+        yield CounterMetricFamily("knowledger_funnel_recommendations", "", labels=["partner"])
+        yield CounterMetricFamily("knowledger_funnel_conversions", "", labels=["partner", "stage"])
+
     def collect(self) -> Iterator[CounterMetricFamily]:
         try:
             with Session(self._engine) as s:

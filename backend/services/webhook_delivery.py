@@ -227,6 +227,10 @@ class WebhookBacklog(Collector):
         self._engine = engine
         self._metrics = metrics
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The series' name, for the registry (so registering reads nothing)."""
+        yield GaugeMetricFamily("knowledger_webhook_queue", "", labels=["partner", "state"])
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "knowledger_webhook_queue",
