@@ -6,7 +6,8 @@ One round (:meth:`WebhookDeliverer.run_once`):
    ahead, conditioned on the value read, so two deliverers (two processes on one PostgreSQL) never send the
    same attempt, and a process that dies mid-attempt leaves a row that is due again when its lease ends;
 2. **send** each, signed with the partner's current secret and a fresh timestamp, a few at a time (a slow
-   endpoint does not hold the others back);
+   endpoint does not hold the others back), one conversion's notifications in order (a retry can still
+   overtake: receivers go by the conversion's state, not by arrival);
 3. **record** the outcome: a 2xx is ``delivered``; anything else (another status, a timeout, a refused
    connection) is retried after ``base × 2^(attempt−1)`` seconds, capped at :data:`MAX_BACKOFF_S`, with
    full jitter in its upper half (so endpoints coming back are not hit by every retry at once), and
@@ -60,6 +61,7 @@ def backoff_s(attempt: int, base_s: float, rng: random.Random | None = None) -> 
 class _Claimed:
     id: int
     partner_id: str
+    conversion_id: int | None
     body: str
     event_id: str
     event: str
@@ -117,10 +119,20 @@ class WebhookDeliverer(PeriodicWorker):
             if not claimed:
                 self.last_error = None
                 return stats
-            secrets_ = self._endpoints({c.partner_id for c in claimed})
-            outcomes = list(self._pool.map(lambda c: self._send(c, secrets_.get(c.partner_id)), claimed))
-            for c, outcome in zip(claimed, outcomes, strict=True):
-                stats[self._record(c, outcome)] += 1
+            endpoints = self._endpoints({c.partner_id for c in claimed})
+            # one conversion's notifications in order, one after the other; different ones side by side
+            groups: dict[object, list[_Claimed]] = {}
+            for c in claimed:
+                groups.setdefault(
+                    c.conversion_id if c.conversion_id is not None else ("ping", c.id), []
+                ).append(c)
+
+            def send_in_order(group: list[_Claimed]) -> list[tuple[_Claimed, _Outcome]]:
+                return [(c, self._send(c, endpoints.get(c.partner_id))) for c in group]
+
+            for results in self._pool.map(send_in_order, groups.values()):
+                for c, outcome in results:
+                    stats[self._record(c, outcome)] += 1
             self.last_error = None
             return stats
 
@@ -154,7 +166,16 @@ class WebhookDeliverer(PeriodicWorker):
                 if taken == 1:
                     created_ms = int(d.created_at.timestamp() * 1000)
                     claimed.append(
-                        _Claimed(d.id, d.partner_id, d.body, d.event_id, d.event, d.attempts, created_ms)
+                        _Claimed(
+                            d.id,
+                            d.partner_id,
+                            d.conversion_id,
+                            d.body,
+                            d.event_id,
+                            d.event,
+                            d.attempts,
+                            created_ms,
+                        )
                     )
             s.commit()
         return claimed

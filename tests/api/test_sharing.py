@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from backend.audit import answers_from_database, header_from_database, replay
+from backend.audit import answers_from_database, export_log, header_from_database, read_log, replay
 from recommender.profiles import BEHAVIOUR_FEATURES
 
 from .conftest import Service
@@ -244,7 +245,7 @@ def test_an_audience_of_a_segment_on_postgresql(make_service: Callable[..., Serv
 
 # ---------------------------------------------------------------------------------------------- the audit
 def test_the_audit_covers_exports_and_audiences_and_catches_a_planted_violation_of_each(
-    make_service: Callable[..., Service],
+    make_service: Callable[..., Service], tmp_path: Path
 ) -> None:
     svc = make_service()
     sharer, contact, never = svc.new_user(), svc.new_user(), svc.new_user()
@@ -287,6 +288,14 @@ def test_the_audit_covers_exports_and_audiences_and_catches_a_planted_violation_
         ("audience", audience["audience_id"], never["pseudonym"]),
     }
     assert summary["violations"] == 2 and summary["ok"] is False
+    # the same from an exported log, as an auditor without the database runs it
+    log = tmp_path / "serving-log.jsonl"
+    with log.open("w", encoding="utf-8") as out:
+        assert export_log(engine, out) == 4
+    logged_header, logged = read_log(log)
+    assert {a.kind for a in logged} == {"recommendation", "data_export", "audience"}
+    again, _ = replay(svc.container.chain, logged_header, logged)
+    assert {(v.answer.kind, v.answer.id, v.answer.subject) for v in again} == caught
     lines = {v.line() for v in violations}
     assert any("relied on data_sharing" in line for line in lines)
     assert any("relied on marketing_contact" in line for line in lines)

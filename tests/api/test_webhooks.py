@@ -176,7 +176,9 @@ def test_every_change_of_a_conversion_is_pushed_signed_once_with_its_facts(
     rejected = next(e for e in by_conversion[refused["id"]] if e["type"] == "conversion.rejected")["data"]
     assert rejected["conversion"]["error"].startswith("SettlementLedgerNoConsent")
     assert rejected["conversion"]["error"] == now[refused["id"]]["error"]
-    cancelled_event = by_conversion[cancelled["id"]][-1]["data"]["conversion"]
+    cancelled_event = next(e for e in by_conversion[cancelled["id"]] if e["type"] == "conversion.rejected")[
+        "data"
+    ]["conversion"]
     assert cancelled_event["error"] == "reversed by the partner before settlement"
 
     # the partner's delivery log says the same
@@ -526,7 +528,7 @@ def _stale_writer_announces_nothing_twice(svc: Service, receiver: Receiver) -> N
         assert list(events) == ["accepted", "settled"]
     _pump(svc, lambda: len(receiver.accepted()) == 2)
     svc.container.deliverer.run_once()
-    assert [e["type"] for e in receiver.events()] == ["conversion.accepted", "conversion.settled"]
+    assert sorted(e["type"] for e in receiver.events()) == ["conversion.accepted", "conversion.settled"]
 
 
 def test_a_fact_applied_twice_from_a_stale_row_is_announced_once(svc: Service, receiver: Receiver) -> None:
