@@ -1,9 +1,15 @@
 """The auditor's replay: every consent-gated answer the service gave, checked against the chain.
 
-The serving log holds, for each answer that used a learner's profile, who it was for (the pseudonym), which
-partner asked, the block at which consent was verified and the purposes the answer relied on. The replay
-reads the registry's ``consentMask`` pinned at that block (the chain's own record, which never changes for a
-block) and reports every answer whose purposes the chain did not hold there.
+The serving log holds, for each answer that relied on a learner's consent, who it was for (the pseudonym),
+which partner asked, the block at which consent was verified and the purposes the answer relied on:
+
+- a ``recommendation`` (profiling and product recommendation: the profile was scored for the partner);
+- a ``data_export`` (data sharing: the learner's features went to the partner);
+- an ``audience`` member, one answer per pseudonym in the audience (marketing contact: the partner may
+  contact them), all at the audience's block.
+
+The replay reads the registry's ``consentMask`` pinned at each block (the chain's own record, which never
+changes for a block) and reports every answer whose purposes the chain did not hold there.
 
 It needs only the log, from the service's database or from an export of it (:func:`export_log`, JSON
 lines), and a JSON-RPC node of the chain (any archive-capable node: anvil, or a public RPC). It trusts
@@ -26,6 +32,10 @@ from backend.chain import ChainClient, ConsentRegistryClient, Purpose, purposes_
 
 #: What a recommendation relies on: a profile (profiling) used to suggest the partner's products.
 RECOMMENDATION_PURPOSES = (Purpose.PROFILING, Purpose.PRODUCT_RECOMMENDATION)
+#: What a data export relies on: the learner's features handed to the partner.
+DATA_EXPORT_PURPOSES = (Purpose.DATA_SHARING,)
+#: What an audience relies on, for each member: the partner may contact them.
+AUDIENCE_PURPOSES = (Purpose.MARKETING_CONTACT,)
 LOG_VERSION = 1
 
 
@@ -33,7 +43,7 @@ LOG_VERSION = 1
 class ServedAnswer:
     """One consent-gated answer from the serving log."""
 
-    kind: str  # "recommendation"
+    kind: str  # "recommendation", "data_export" or "audience"
     id: str
     subject: str  # 0x + 64 hex digits
     partner: str  # the partner's address
@@ -78,16 +88,38 @@ def header_from_database(engine: Engine) -> LogHeader:
     return LogHeader(int(chain_id), registry)
 
 
-def answers_from_database(engine: Engine) -> Iterator[ServedAnswer]:
-    """Every recommendation served, oldest first."""
-    names = tuple(p.api_name for p in RECOMMENDATION_PURPOSES)
-    query = text(
+#: Each kind of answer: its purposes and the query of its log (id, pseudonym, partner address, block).
+_LOGS = (
+    (
+        "recommendation",
+        RECOMMENDATION_PURPOSES,
         "SELECT r.id, r.pseudonym, p.address, r.consent_block FROM recommendation r "
-        "JOIN partner p ON p.id = r.partner_id ORDER BY r.created_at, r.id"
-    )
+        "JOIN partner p ON p.id = r.partner_id ORDER BY r.created_at, r.id",
+    ),
+    (
+        "data_export",
+        DATA_EXPORT_PURPOSES,
+        "SELECT e.id, e.pseudonym, p.address, e.consent_block FROM data_export e "
+        "JOIN partner p ON p.id = e.partner_id ORDER BY e.created_at, e.id",
+    ),
+    (
+        "audience",
+        AUDIENCE_PURPOSES,
+        "SELECT a.id, m.pseudonym, p.address, a.consent_block FROM audience_member m "
+        "JOIN audience a ON a.id = m.audience_id JOIN partner p ON p.id = a.partner_id "
+        "ORDER BY a.created_at, a.id, m.pseudonym",
+    ),
+)
+
+
+def answers_from_database(engine: Engine) -> Iterator[ServedAnswer]:
+    """Every consent-gated answer: recommendations, then data exports, then audience members, each oldest
+    first."""
     with engine.connect() as conn:
-        for rec_id, pseudonym, address, block in conn.execute(query):
-            yield ServedAnswer("recommendation", str(rec_id), str(pseudonym), str(address), int(block), names)
+        for kind, purposes, query in _LOGS:
+            names = tuple(p.api_name for p in purposes)
+            for answer_id, pseudonym, address, block in conn.execute(text(query)):
+                yield ServedAnswer(kind, str(answer_id), str(pseudonym), str(address), int(block), names)
 
 
 def export_log(engine: Engine, out: TextIO) -> int:
@@ -182,6 +214,9 @@ def replay(
         "chain_id": header.chain_id,
         "registry": header.registry,
         "answers": len(answers),
+        "kinds": {
+            kind: sum(1 for a in answers if a.kind == kind) for kind in sorted({a.kind for a in answers})
+        },
         "distinct_checks": len(keys),
         "first_block": min((a.block for a in answers), default=None),
         "last_block": max((a.block for a in answers), default=None),

@@ -2,8 +2,9 @@
 
 ``Container.start(settings)`` runs the start-up steps (:mod:`backend.bootstrap`): the database, the chain
 and its signing roles, the deployment, the model, the operator key. Then it builds the consent gateway, the
-directory of partners and products, each service, and the two workers (settler, indexer). No service
-reaches into another's pieces or into this container: each is given what it uses, here.
+directory of partners and products, each service, and the three workers (settler, indexer, webhook
+deliverer). No service reaches into another's pieces or into this container: each is given what it uses,
+here.
 
 The FastAPI app (:func:`backend.main.create_app`) serves one container; its lifespan starts and stops the
 workers. Tests build a container with their own settings (and chain) and drive the workers by hand.
@@ -24,11 +25,13 @@ from backend.core.statelock import StateDirInUse, StateLock
 from backend.observability import Metrics
 from backend.services.accounts import Roles
 from backend.services.agreements import AgreementService
+from backend.services.audiences import AudienceService
 from backend.services.consent import ConsentService
 from backend.services.conversions import ConversionService
 from backend.services.directory import Directory
 from backend.services.erasure import ErasureRegister
 from backend.services.experiment import ExperimentService
+from backend.services.funnel import FunnelSeries, FunnelService
 from backend.services.gateway import ChainGateway
 from backend.services.health import HealthService
 from backend.services.indexer import Indexer
@@ -45,7 +48,10 @@ from backend.services.registry import ModelRegistry
 from backend.services.rounds import Rounds
 from backend.services.seed import SeedResult, seed, seed_if_empty
 from backend.services.settlement import Settler
+from backend.services.sharing import DataSharingService
 from backend.services.users import ProfileService, UserService
+from backend.services.webhook_delivery import WebhookBacklog, WebhookDeliverer
+from backend.services.webhooks import WebhookService
 from recommender.data.demo import DemoSplit
 
 log = logging.getLogger("knowledger")
@@ -82,6 +88,11 @@ class Container:
     learner_view: LearnerView
     models: ModelLifecycle
     model_follower: ModelFollower
+    sharing: DataSharingService
+    audiences: AudienceService
+    webhooks: WebhookService
+    deliverer: WebhookDeliverer
+    funnel: FunnelService
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
     _lock: StateLock | None = field(default=None, repr=False)
@@ -165,6 +176,15 @@ class Container:
             metric=settings.promotion_metric,
             tolerance=settings.promotion_tolerance,
         )
+        deliverer = WebhookDeliverer(
+            engine,
+            metrics,
+            timeout_s=settings.webhook_timeout_s,
+            retry_base_s=settings.webhook_retry_base_s,
+            max_attempts=settings.webhook_max_attempts,
+        )
+        metrics.add_collector("funnel", FunnelSeries(engine, metrics))
+        metrics.add_collector("webhook_queue", WebhookBacklog(engine, metrics))
         return cls(
             settings=settings,
             engine=engine,
@@ -209,6 +229,11 @@ class Container:
             learner_view=LearnerView(gateway, directory, model, refresher),
             models=lifecycle,
             model_follower=ModelFollower(lifecycle),
+            sharing=DataSharingService(engine, gateway),
+            audiences=AudienceService(engine, gateway),
+            webhooks=WebhookService(allow_http=settings.webhook_allow_http),
+            deliverer=deliverer,
+            funnel=FunnelService(engine),
         )
 
     def _seed_pieces(self) -> tuple[Any, ...]:
@@ -248,7 +273,8 @@ class Container:
 
     # ------------------------------------------------------------------ lifecycle
     def start_workers(self) -> None:
-        """Start the settler and the indexer threads (unless ``KNOWLEDGER_BACKGROUND_WORKERS`` is off)."""
+        """Start the settler, the indexer and the webhook deliverer threads (unless
+        ``KNOWLEDGER_BACKGROUND_WORKERS`` is off)."""
         s = self.settings
         if self._workers_started or not s.background_workers:
             return
@@ -258,17 +284,21 @@ class Container:
             self.indexer.start(s.index_interval_s)
         if s.model_follow_interval_s > 0:
             self.model_follower.start(s.model_follow_interval_s)
+        if s.webhook_interval_s > 0:
+            self.deliverer.start(s.webhook_interval_s)
         self._workers_started = True
 
     def stop_workers(self) -> None:
         self.settler.stop()
         self.indexer.stop()
         self.model_follower.stop()
+        self.deliverer.stop()
         self._workers_started = False
 
     def close(self) -> None:
         self.stop_workers()
         self.ingest.stop()
+        self.deliverer.close()
         self.engine.dispose()
         self.chain.close()
         if self._lock is not None:

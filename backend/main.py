@@ -17,7 +17,19 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.api.routes import agreements, ingest, insights, me, operator, partner, public, web
+from backend.api.routes import (
+    agreements,
+    funnel,
+    ingest,
+    insights,
+    me,
+    operator,
+    partner,
+    public,
+    sharing,
+    web,
+    webhooks,
+)
 from backend.container import Container
 from backend.core.config import Settings, get_settings
 from backend.errors import AppError, DatabaseUnavailable, PayloadTooLarge
@@ -223,7 +235,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if container is not None:
         app.state.container = container
     install_error_handlers(app)
-    for module in (public, me, partner, operator, insights, agreements, ingest, web):
+    for module in (
+        public, me, partner, sharing, webhooks, funnel, operator, insights, agreements, ingest, web
+    ):  # fmt: skip
         app.include_router(module.router)
     app.mount("/app/static", StaticFiles(directory=web.STATIC_ROOT), name="static")
     app.add_middleware(

@@ -333,7 +333,7 @@ class Recommendation(SQLModel, table=True):
     model_version: str
     consent_block: int = Field(sa_column=Column(BigInteger, nullable=False))
     served_at: int = Field(sa_column=Column(BigInteger, nullable=False))  # chain time
-    created_at: dt.datetime = Field(default_factory=utcnow)
+    created_at: dt.datetime = Field(default_factory=utcnow, index=True)  # the funnel's time axis
     arm: str | None = Field(default=None, max_length=32)
 
 

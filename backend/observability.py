@@ -1,8 +1,14 @@
 """Prometheus metrics: request counts and latencies per route, consent decisions, the outbox and the
-indexer. Each app gets its own registry (so tests can build many apps in one process)."""
+indexer, webhook deliveries and the marketing funnel per partner. Each app gets its own registry (so tests
+can build many apps in one process).
+
+Series labelled by partner stay bounded: partners are registered by the operator (a handful, not one per
+request), and :meth:`Metrics.partner_label` caps the distinct values at :data:`MAX_PARTNER_LABELS` anyway,
+folding any beyond into ``_other``."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -13,6 +19,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.registry import Collector
+
+#: The most distinct ``partner`` label values a series takes; further partners share ``OTHER_PARTNER``.
+MAX_PARTNER_LABELS = 200
+OTHER_PARTNER = "_other"
 
 
 class Metrics:
@@ -38,6 +49,40 @@ class Metrics:
             "knowledger_chain_up", "1 if the chain answered the last request", registry=self.registry
         )
         self.model_loaded = Gauge("knowledger_model_loaded", "1 if a model is loaded", registry=self.registry)
+        self.webhook_deliveries = Counter(
+            "knowledger_webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, failed, dead)",
+            ["partner", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "knowledger_webhook_delivery_seconds",
+            "From a conversion's state change to its webhook's delivery",
+            ["partner"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+            registry=self.registry,
+        )
+        self._partners: set[str] = set()
+        self._partners_lock = threading.Lock()
+        self._collectors: dict[str, Collector] = {}
+
+    def partner_label(self, partner_id: str) -> str:
+        """``partner_id`` as a label value, or ``_other`` once :data:`MAX_PARTNER_LABELS` are in use."""
+        if partner_id in self._partners:
+            return partner_id
+        with self._partners_lock:
+            if len(self._partners) >= MAX_PARTNER_LABELS:
+                return OTHER_PARTNER
+            self._partners.add(partner_id)
+        return partner_id
+
+    def add_collector(self, name: str, collector: Collector) -> None:
+        """Register a collector that reads its series when scraped (replacing one of the same name)."""
+        old = self._collectors.pop(name, None)
+        if old is not None:
+            self.registry.unregister(old)
+        self.registry.register(collector)
+        self._collectors[name] = collector
 
     def render(self) -> bytes:
         """The registry in Prometheus's text format."""

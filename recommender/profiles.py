@@ -86,6 +86,11 @@ class Profile:
     #: How many segments the builder has (the width of the segment one-hot); None: no segment columns.
     n_segments: int | None = None
 
+    def base_features(self) -> np.ndarray:
+        """The profile's own vector: topics, then behaviour in :data:`BEHAVIOUR_FEATURES` order."""
+        beh = np.array([self.behaviour[name] for name in BEHAVIOUR_FEATURES], dtype=np.float64)
+        return np.concatenate([np.asarray(self.topics, dtype=np.float64), beh])
+
     def features(self) -> np.ndarray:
         """The ranking models' feature row: topics, behaviour in :data:`BEHAVIOUR_FEATURES` order, the
         propensities (kinds sorted), the segment one-hot."""

@@ -23,10 +23,12 @@ from backend.container import Container
 from backend.errors import Forbidden, ServiceNotReady, Unauthenticated
 from backend.models import User
 from backend.services.agreements import AgreementService
+from backend.services.audiences import AudienceService
 from backend.services.consent import ConsentService
 from backend.services.conversions import ConversionService
 from backend.services.directory import Directory, PartnerAuth
 from backend.services.experiment import ExperimentService
+from backend.services.funnel import FunnelService
 from backend.services.gateway import ChainGateway
 from backend.services.health import HealthService
 from backend.services.ingest import IngestService
@@ -36,7 +38,9 @@ from backend.services.ledger import LedgerService
 from backend.services.partners import PartnerService
 from backend.services.recommend import RecommendationService
 from backend.services.rounds import Rounds
+from backend.services.sharing import DataSharingService
 from backend.services.users import ProfileService, UserService
+from backend.services.webhooks import WebhookService
 
 T = TypeVar("T")
 
@@ -85,6 +89,10 @@ get_rounds = _component("rounds")
 get_health = _component("health")
 get_ingest = _component("ingest")
 get_learner_view = _component("learner_view")
+get_sharing = _component("sharing")
+get_audiences = _component("audiences")
+get_webhooks = _component("webhooks")
+get_funnel = _component("funnel")
 
 GatewayDep = Annotated[ChainGateway, Depends(get_gateway)]
 DirectoryDep = Annotated[Directory, Depends(get_directory)]
@@ -102,6 +110,10 @@ RoundsDep = Annotated[Rounds, Depends(get_rounds)]
 HealthDep = Annotated[HealthService, Depends(get_health)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 LearnerViewDep = Annotated[LearnerView, Depends(get_learner_view)]
+SharingDep = Annotated[DataSharingService, Depends(get_sharing)]
+AudiencesDep = Annotated[AudienceService, Depends(get_audiences)]
+WebhooksDep = Annotated[WebhookService, Depends(get_webhooks)]
+FunnelDep = Annotated[FunnelService, Depends(get_funnel)]
 
 
 async def offload(gateway: ChainGateway, fn: Callable[..., T], *args: Any) -> T:

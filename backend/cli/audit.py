@@ -58,8 +58,9 @@ def audit_command(
         str | None, typer.Option("--database", help="Or the service's database URL, read directly.")
     ] = None,
 ) -> None:
-    """Replay every served recommendation against the consent registry at the block it names: one line per
-    answer whose purposes the chain did not hold there, then a JSON summary. Exit 1 if any."""
+    """Replay every consent-gated answer (recommendations, data exports, audience members) against the
+    consent registry at the block it names: one line per answer whose purposes the chain did not hold there,
+    then a JSON summary. Exit 1 if any."""
     from backend.audit import AuditError, answers_from_database, header_from_database, read_log, replay
     from backend.chain import connect_rpc
 

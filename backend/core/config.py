@@ -108,6 +108,17 @@ class Settings(ChainSettings):
     promotion_metric: Literal["ndcg@10", "recall@10", "hr@10", "map@10"] = "ndcg@10"
     #: Where ``make bench-recommender`` writes its JSON and plot (relative to the working directory).
     reports_dir: Path = Path("reports")
+    #: Seconds between rounds of the webhook deliverer (0: only when asked, e.g. in tests).
+    webhook_interval_s: float = Field(default=0.5, ge=0)
+    #: Seconds before the first retry of a failed webhook; each further retry waits twice as long (with
+    #: jitter), up to six hours.
+    webhook_retry_base_s: float = Field(default=10.0, gt=0, le=3600)
+    #: Attempts before a webhook is dead (kept for the operator to replay); 15 span about a day.
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    #: Seconds a partner's endpoint has to answer one delivery.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: Accept ``http://`` webhook endpoints (local development and tests); otherwise HTTPS only.
+    webhook_allow_http: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import backend.models  # noqa: F401  (registers the tables)
+import backend.disclosures
+import backend.models  # noqa: F401  (registers the tables, with backend.disclosures)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -91,6 +91,18 @@ class ExportConversion(BaseModel):
     tx_hash: str | None
 
 
+class ExportDisclosure(BaseModel):
+    """A partner received the learner's features (``data_export``) or the learner was in one of its
+    marketing audiences (``audience``), with the block at which the chain held the learner's consent."""
+
+    kind: Literal["data_export", "audience"]
+    id: str
+    partner_id: str
+    campaign: str | None
+    consent_block: int
+    at: str
+
+
 class Export(BaseModel):
     """Everything the service holds about the learner."""
 
@@ -99,6 +111,8 @@ class Export(BaseModel):
     consent_history: list[dict[str, Any]]
     recommendations: list[ExportRecommendation]
     conversions: list[ExportConversion]
+    #: The partners that received the learner's data or could contact them, and when.
+    disclosures: list[ExportDisclosure] = []
 
 
 class Revoked(BaseModel):

@@ -24,6 +24,7 @@ from backend.models import (
 from backend.services.agreements import terms_from_json
 from backend.services.directory import PartnerAuth
 from backend.services.gateway import ChainGateway
+from backend.services.notifications import conversion_accepted
 from backend.services.outbox import transition
 
 
@@ -111,6 +112,8 @@ class ConversionService:
         )
         session.add(row)
         try:
+            session.flush()  # the row's id, for its notification, written in the same transaction
+            conversion_accepted(session, row)
             session.commit()
         except IntegrityError:  # the same order id raced in from another request
             session.rollback()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -168,6 +168,22 @@ class ChainGateway:
         head, mask = self.run("checking consent on chain", read)
         held = purposes_in_mask(mask)
         return ConsentCheck(head, held, frozenset(needed - held))
+
+    def consents_at_one_head(
+        self, subjects: Sequence[bytes], partner: str, *, chunk: int = 100
+    ) -> tuple[BlockHead, list[frozenset[Purpose]]]:
+        """The purposes each of ``subjects`` holds for ``partner``, all at one head block (which it names).
+        Read in chunks pinned to that head, so a long list never holds the in-process chain for its whole
+        length. Fails closed like :meth:`verify_consent`."""
+        head = self.run("checking consent on chain", lambda: self._seen(self.client.head()))
+        masks: list[int] = []
+        for start in range(0, len(subjects), chunk):
+            part = subjects[start : start + chunk]
+            masks += self.run(
+                "checking consent on chain",
+                lambda part=part: [self.consents.mask_at(s, partner, head) for s in part],  # type: ignore[misc]
+            )
+        return head, [purposes_in_mask(m) for m in masks]
 
     def require_consent(
         self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES

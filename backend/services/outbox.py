@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.models import Conversion, ConversionState, utcnow
+from backend.services.notifications import conversion_changed
 
 S = ConversionState
 
@@ -42,16 +43,19 @@ class IllegalTransition(RuntimeError):
 
 
 def transition(s: Session, row: Conversion, state: ConversionState, **fields: Any) -> None:
-    """Move ``row`` to ``state`` with the fields that come with it, stamping the time of the change. The
-    caller commits."""
+    """Move ``row`` to ``state`` with the fields that come with it, stamping the time of the change, and
+    record what its partner is told about it (:mod:`backend.services.notifications`) in the same session.
+    The caller commits: the change and its notification are one transaction."""
     current = ConversionState(row.state)
     if state != current and state not in ALLOWED[current]:
         raise IllegalTransition(f"conversion {row.id}: {current} → {state} is not a valid move")
+    previous_tx_hash = row.tx_hash
     row.state = state
     for name, value in fields.items():
         setattr(row, name, value)
     row.updated_at = utcnow()
     s.add(row)
+    conversion_changed(s, row, current, previous_tx_hash)
 
 
 def recorded_on_chain(

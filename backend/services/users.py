@@ -43,6 +43,7 @@ from backend.services.directory import Directory
 from backend.services.erasure import ErasureRegister
 from backend.services.gateway import ChainGateway
 from backend.services.model import ModelSlot
+from backend.services.sharing import disclosures_of
 from recommender.profiles import Profile as LearnerProfile
 
 
@@ -172,6 +173,7 @@ class UserService:
                 )
                 for c in convs
             ],
+            disclosures=disclosures_of(session, user.pseudonym),
         )
 
     def erase(self, session: Session, user: User) -> Erased:

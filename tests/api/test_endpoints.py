@@ -706,6 +706,17 @@ PARTNER_ENDPOINTS = [
     ("GET", "/api/v1/ledger/agreements/1", None),
     ("GET", "/api/v1/ledger/agreements/1/statement", None),
     ("GET", "/api/v1/ledger/agreements/1/reconcile", None),
+    ("POST", "/api/v1/exports", {"subject": "0x" + "ab" * 32}),
+    ("POST", "/api/v1/audiences", {"campaign": "c", "subjects": ["0x" + "ab" * 32]}),
+    ("GET", "/api/v1/segments", None),
+    ("PUT", "/api/v1/webhooks", {"url": "https://hooks.example.com/k"}),
+    ("GET", "/api/v1/webhooks", None),
+    ("DELETE", "/api/v1/webhooks", None),
+    ("POST", "/api/v1/webhooks/secret", None),
+    ("POST", "/api/v1/webhooks/ping", None),
+    ("GET", "/api/v1/webhooks/deliveries", None),
+    ("POST", "/api/v1/webhooks/deliveries/1/replay", None),
+    ("GET", "/api/v1/funnel", None),
 ]
 OPERATOR_ENDPOINTS = [
     (
@@ -721,6 +732,10 @@ OPERATOR_ENDPOINTS = [
     ("PUT", "/api/v1/users/u_x/profile", {"profile": {}}),
     ("POST", "/api/v1/operator/settle", None),
     ("POST", "/api/v1/operator/index", None),
+    ("GET", "/api/v1/operator/funnel", None),
+    ("GET", "/api/v1/operator/webhooks/deliveries", None),
+    ("POST", "/api/v1/operator/webhooks/deliveries/1/replay", None),
+    ("POST", "/api/v1/operator/webhooks/replay", None),
 ]
 USER_ENDPOINTS = [
     ("GET", "/api/v1/me", None),

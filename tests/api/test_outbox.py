@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, SQLModel, create_engine
 
+import backend.disclosures  # noqa: F401  (the notification tables)
 from backend.models import Conversion, ConversionState
 from backend.services.outbox import (
     ALLOWED,
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def session() -> Iterator[Session]:
     engine = create_engine("sqlite://")
-    SQLModel.metadata.create_all(engine, tables=[Conversion.__table__])  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine)  # the conversions and the notifications written with each move
     with Session(engine) as s:
         yield s
 

@@ -87,6 +87,8 @@ def render(page: Page) -> str:
         form = (WEB_ROOT / "signin.html").read_text(encoding="utf-8")
         form = form.replace("$label", escape(page.signin)).replace("$hint", hint)
         main = main.replace("$signin", form.rstrip())
+    if "$funnel" in main:  # the live funnel, shared by the partner's and the operator's pages
+        main = main.replace("$funnel", (WEB_ROOT / "funnel.html").read_text(encoding="utf-8").rstrip())
     layout = (WEB_ROOT / "layout.html").read_text(encoding="utf-8")
     return (
         layout.replace("$title", escape(page.title))

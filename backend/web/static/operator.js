@@ -1,13 +1,18 @@
 // The operator's page: the running A/B experiment (rates with confidence intervals, the difference and its
-// interval, the sample-ratio check), the served model and the offline recommender benchmark with its plot.
-import { $, alertIn, api, ApiError, describe, el, percent, show, store, svgChart, wireSignIn } from "./common.js";
+// interval, the sample-ratio check), every partner's marketing funnel and the webhook notifications that keep
+// failing (both live), the served model and the offline recommender benchmark with its plot.
+import { $, alertIn, api, ApiError, describe, el, percent, show, store, svgChart, when, wireSignIn } from "./common.js";
+import { mountFunnel } from "./funnel.js";
 
 const METRICS = ["ndcg@10", "map", "precision@10", "recall@10"];
 const EXTRA_METRICS = ["hr@1"];
 const auth = () => ({ key: store.get("operatorKey") });
 let plotUrl = null;
+let funnel = null;
 
 function signedOut(message) {
+  if (funnel) funnel.stop();
+  funnel = null;
   store.clear("operatorKey");
   show($("#content"), false);
   show($("#signin"), true);
@@ -23,6 +28,15 @@ async function start() {
     ]);
     show($("#signin"), false);
     show($("#content"), true);
+    if (!funnel) {
+      funnel = mountFunnel({
+        root: $("#funnel"),
+        path: "/api/v1/operator/funnel",
+        auth,
+        onAuthError: (e) => signedOut(describe(e)),
+        also: loadDead,
+      });
+    }
     renderExperiment(experiment);
     renderModel(model);
     await renderPlot(model);
@@ -224,6 +238,44 @@ async function renderPlot(m) {
   }
 }
 
+/** The webhook notifications that went dead, newest first, each with a replay button. */
+async function loadDead() {
+  const { items, total } = await api("/api/v1/operator/webhooks/deliveries?state=dead&limit=100", { auth: auth() });
+  $("#dead").replaceChildren(
+    ...(items.length
+      ? items.map((d) =>
+          el(
+            "tr",
+            { dataset: { id: String(d.id), event: d.event_id } },
+            el("td", {}, d.id),
+            el("td", {}, d.partner_id),
+            el("td", {}, d.event, el("div", { class: "small muted" }, el("code", {}, d.event_id))),
+            el("td", { class: "num" }, d.attempts),
+            el("td", {}, d.last_error || ""),
+            el("td", {}, when(d.created_at)),
+            el("td", {}, el("button", { type: "button", "aria-label": `Replay notification ${d.id} (${d.event} to ${d.partner_id})`, onclick: () => replay(d.id) }, "Replay")),
+          ),
+        )
+      : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "None: every notification was delivered or is still being tried."))]),
+  );
+  $("#replay-all").disabled = total === 0;
+  $("#dead").dataset.total = String(total);
+}
+
+async function replay(id) {
+  const out = $("#dead-status");
+  try {
+    const path = id === null ? "/api/v1/operator/webhooks/replay" : `/api/v1/operator/webhooks/deliveries/${id}/replay`;
+    const r = await api(path, { method: "POST", auth: auth() });
+    out.textContent = id === null ? `${r.replayed} notification(s) queued again.` : `Notification ${id} queued again.`;
+    await loadDead();
+  } catch (error) {
+    out.textContent = `Replay failed: ${describe(error)}`;
+    if (error instanceof ApiError && error.status === 401) signedOut(describe(error));
+  }
+}
+
+$("#replay-all").addEventListener("click", () => replay(null));
 wireSignIn($("#signin-form"), "operatorKey", () => start());
 $("#sign-out").addEventListener("click", () => signedOut(null));
 $("#refresh").addEventListener("click", () => start());

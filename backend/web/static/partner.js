@@ -1,8 +1,10 @@
 // The partner's settlement ledger: agreements, terms and parties, the statement per party, settled value
-// over time, the conversions (filterable, exportable to CSV) and a check of all of it against the chain.
+// over time, the conversions (filterable, exportable to CSV) and a check of all of it against the chain; and
+// the partner's marketing funnel, live.
 import {
   $, alertIn, api, ApiError, describe, download, el, fromUnix, money, show, store, svgChart, toCsv, wireSignIn,
 } from "./common.js";
+import { mountFunnel } from "./funnel.js";
 
 const PAGE = 100; // rows shown per "Show more"
 const FETCH = 1000; // the statement endpoint's largest page
@@ -10,8 +12,11 @@ const ON_CHAIN = new Set(["settled", "reversal_pending", "final"]); // counted i
 
 const state = { agreements: [], agreement: null, currency: "CNY", shown: PAGE, listed: [] };
 const auth = () => ({ key: store.get("partnerKey") });
+let funnel = null;
 
 function signedOut(message) {
+  if (funnel) funnel.stop();
+  funnel = null;
   store.clear("partnerKey");
   show($("#ledger"), false);
   show($("#signin"), true);
@@ -30,6 +35,9 @@ async function start() {
     state.agreements = agreements;
     show($("#signin"), false);
     show($("#ledger"), true);
+    if (!funnel) {
+      funnel = mountFunnel({ root: $("#funnel"), path: "/api/v1/funnel", auth, onAuthError: (e) => signedOut(describe(e)) });
+    }
     const select = $("#agreement-select");
     select.replaceChildren(
       ...agreements.map((a) => el("option", { value: a.id }, `#${a.id} · ${a.status} · ${a.terms.currency}`)),
