@@ -49,6 +49,7 @@ from backend.services.rounds import Rounds
 from backend.services.seed import SeedResult, seed, seed_if_empty
 from backend.services.settlement import Settler
 from backend.services.sharing import DataSharingService
+from backend.services.training import ModelTrainer
 from backend.services.users import ProfileService, UserService
 from backend.services.webhook_delivery import WebhookBacklog, WebhookDeliverer
 from backend.services.webhooks import WebhookService
@@ -88,6 +89,7 @@ class Container:
     learner_view: LearnerView
     models: ModelLifecycle
     model_follower: ModelFollower
+    trainer: ModelTrainer
     sharing: DataSharingService
     audiences: AudienceService
     webhooks: WebhookService
@@ -229,6 +231,7 @@ class Container:
             learner_view=LearnerView(gateway, directory, model, refresher),
             models=lifecycle,
             model_follower=ModelFollower(lifecycle),
+            trainer=ModelTrainer(engine, registry, model, lifecycle, settings.resolved_model_path),
             sharing=DataSharingService(engine, gateway),
             audiences=AudienceService(engine, gateway),
             webhooks=WebhookService(allow_http=settings.webhook_allow_http),

@@ -23,6 +23,7 @@ from backend.api.routes import (
     ingest,
     insights,
     me,
+    models,
     operator,
     partner,
     public,
@@ -236,7 +237,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         app.state.container = container
     install_error_handlers(app)
     for module in (
-        public, me, partner, sharing, webhooks, funnel, operator, insights, agreements, ingest, web
+        public, me, partner, sharing, webhooks, funnel, operator, models, insights, agreements, ingest, web
     ):  # fmt: skip
         app.include_router(module.router)
     app.mount("/app/static", StaticFiles(directory=web.STATIC_ROOT), name="static")

@@ -547,6 +547,15 @@ class ProfileBuilder:
         self._check_fitted()
         return list(self._kinds)
 
+    def model_features(self, features: np.ndarray) -> np.ndarray:
+        """The ranking models' rows (:attr:`UserProfiles.model_features`) for rows of :meth:`transform`."""
+        features = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        props = self.predict_propensities(features)
+        segments = self.assign_segments(features)
+        onehot = np.zeros((len(features), len(self._segment_names)), dtype=np.float64)
+        onehot[np.arange(len(features)), segments] = 1.0
+        return np.hstack([features, props[sorted(props.columns)].to_numpy(dtype=np.float64), onehot])
+
     def predict_propensities(self, features: np.ndarray) -> pd.DataFrame:
         """P(converts on a product of each kind) per feature row, columns = product kinds."""
         self._check_fitted()

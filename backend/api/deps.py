@@ -35,10 +35,12 @@ from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
 from backend.services.learner_view import LearnerView
 from backend.services.ledger import LedgerService
+from backend.services.lifecycle import ModelLifecycle
 from backend.services.partners import PartnerService
 from backend.services.recommend import RecommendationService
 from backend.services.rounds import Rounds
 from backend.services.sharing import DataSharingService
+from backend.services.training import ModelTrainer
 from backend.services.users import ProfileService, UserService
 from backend.services.webhooks import WebhookService
 
@@ -89,6 +91,8 @@ get_rounds = _component("rounds")
 get_health = _component("health")
 get_ingest = _component("ingest")
 get_learner_view = _component("learner_view")
+get_models = _component("models")
+get_trainer = _component("trainer")
 get_sharing = _component("sharing")
 get_audiences = _component("audiences")
 get_webhooks = _component("webhooks")
@@ -110,6 +114,8 @@ RoundsDep = Annotated[Rounds, Depends(get_rounds)]
 HealthDep = Annotated[HealthService, Depends(get_health)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 LearnerViewDep = Annotated[LearnerView, Depends(get_learner_view)]
+ModelsDep = Annotated[ModelLifecycle, Depends(get_models)]
+TrainerDep = Annotated[ModelTrainer, Depends(get_trainer)]
 SharingDep = Annotated[DataSharingService, Depends(get_sharing)]
 AudiencesDep = Annotated[AudienceService, Depends(get_audiences)]
 WebhooksDep = Annotated[WebhookService, Depends(get_webhooks)]

@@ -20,6 +20,7 @@ from rich.text import Text
 from backend.chain.errors import ChainError
 from backend.chain.settings import ChainSettings
 from backend.core.errors import ExpectedStartupError
+from backend.errors import AppError
 
 app = typer.Typer(
     name="knowledger",
@@ -60,6 +61,8 @@ def user_errors() -> Iterator[None]:
         fail(str(exc))
     except ExpectedStartupError as exc:
         fail(str(exc))
+    except AppError as exc:  # a refusal the service would answer with a 4xx or 503
+        fail(exc.message)
     except ValidationError as exc:
         fail(_settings_error(exc))
     except (typer.Exit, typer.Abort, KeyboardInterrupt):

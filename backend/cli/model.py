@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backend.cli.app import app, fail, out, user_errors
+from backend.cli.app import app, err, fail, out, user_errors
 from backend.cli.service import _service_settings, _train_with_progress
+
+if TYPE_CHECKING:
+    from backend.core.config import Settings
+    from backend.services.lifecycle import ModelLifecycle
+    from backend.services.training import ModelTrainer
+
+
+class DataSource(StrEnum):
+    demo = "demo"
+    ingested = "ingested"
 
 
 @app.command("train")
@@ -19,10 +30,26 @@ def train_command(
     model_path: Annotated[
         Path | None, typer.Option("--out", help="Artifact root (default KNOWLEDGER_MODEL_PATH or var/model).")
     ] = None,
+    data: Annotated[
+        DataSource,
+        typer.Option(
+            help="demo: the demo world, into an artifact under --out; ingested: the service's own data "
+            "(KNOWLEDGER_DATABASE_URL), registered as a candidate scored against the served version."
+        ),
+    ] = DataSource.demo,
+    promote: Annotated[
+        bool, typer.Option(help="With --data ingested: promote the candidate if the quality gate passes.")
+    ] = False,
 ) -> None:
-    """Train the served recommender on the demo world (every candidate tuned on validation learners,
-    blended per route) and save a versioned artifact the service loads."""
+    """Train the served recommender (every candidate tuned on validation learners, blended per route):
+    on the demo world into a versioned artifact the service loads, or on the platform's ingested data into
+    the model registry."""
     settings = _service_settings()
+    if data is DataSource.ingested:
+        _train_ingested(settings, epochs, seed, promote)
+        return
+    if promote:
+        fail("--promote: only with --data ingested (a demo artifact is adopted by a service with no model)")
     root = model_path or settings.resolved_model_path
     with user_errors():
         artifact, metrics = _train_with_progress(root, epochs, seed)
@@ -30,6 +57,112 @@ def train_command(
     out.print(
         json.dumps({k: {m: round(float(v), 4) for m, v in vals.items()} for k, vals in metrics.items()})
     )
+
+
+def _train_ingested(settings: Settings, epochs: int, seed: int, promote: bool) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with user_errors():
+        lifecycle, trainer = _model_services(settings)
+        prepared = trainer.prepare(seed)
+        with Progress(
+            TextColumn("training on the ingested data"),
+            BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            task = progress.add_task("train", total=None)
+            row = trainer.train(
+                epochs=epochs,
+                seed=seed,
+                prepared=prepared,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        out.print(json.dumps({"version": row.version, "status": row.status, "gate": row.gate}, default=str))
+        if promote:
+            _promote(lifecycle, row.version, force=False)
+
+
+def _model_services(settings: Settings) -> tuple[ModelLifecycle, ModelTrainer]:
+    """The registry, the lifecycle and the trainer over the service's database (no chain needed)."""
+    from backend import bootstrap
+    from backend.services.lifecycle import ModelLifecycle
+    from backend.services.model import ModelSlot
+    from backend.services.profiles import ProfileRefresher
+    from backend.services.registry import ModelRegistry
+    from backend.services.training import ModelTrainer
+
+    engine, _ = bootstrap.open_database(settings)
+    bootstrap.migrate_database(engine, settings)
+    registry = ModelRegistry(engine, settings.state_dir / "model-cache")
+    served = registry.served_version()
+    slot = ModelSlot(None if served is None else registry.load(served))
+    refresher = ProfileRefresher(engine, slot, registry.product_rows)
+    lifecycle = ModelLifecycle(
+        registry, slot, refresher, metric=settings.promotion_metric, tolerance=settings.promotion_tolerance
+    )
+    return lifecycle, ModelTrainer(engine, registry, slot, lifecycle, settings.resolved_model_path)
+
+
+def _promote(lifecycle: ModelLifecycle, version: str, force: bool) -> None:
+    result = lifecycle.promote(version, actor="cli", force=force)
+    err.print(f"serving {version} (was {result['previous']}); rebuilding the learners' profiles for it")
+    lifecycle.wait_rebuilt()
+    out.print(json.dumps(result, default=str))
+
+
+model_app = typer.Typer(help="The model registry: versions, promotion through the quality gate, rollback.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Every model version (newest first) with its status and held-out metric; the served one marked."""
+    from rich.table import Table
+
+    settings = _service_settings()
+    with user_errors():
+        lifecycle, _ = _model_services(settings)
+        registry = lifecycle.registry
+        served = registry.served_version()
+        table = Table("version", "status", "source", lifecycle.metric, "created")
+        for row in registry.versions():
+            value = row.metrics.get(lifecycle.metric)
+            table.add_row(
+                ("* " if row.version == served else "  ") + row.version,
+                row.status,
+                row.source,
+                "" if value is None else f"{float(value):.4f}",
+                row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+    out.print(table)
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="The version to serve (see `knowledger model list`).")],
+    force: Annotated[
+        bool, typer.Option(help="Serve it even if the quality gate refuses (recorded).")
+    ] = False,
+) -> None:
+    """Serve VERSION if it passes the quality gate against the served one; every running service swaps to it
+    within KNOWLEDGER_MODEL_FOLLOW_INTERVAL_S, without a failed request."""
+    settings = _service_settings()
+    with user_errors():
+        lifecycle, _ = _model_services(settings)
+        _promote(lifecycle, version, force)
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Serve again the version served before the current one."""
+    settings = _service_settings()
+    with user_errors():
+        lifecycle, _ = _model_services(settings)
+        result = lifecycle.rollback(actor="cli")
+        lifecycle.wait_rebuilt()
+    out.print(json.dumps(result, default=str))
 
 
 @app.command("evaluate")

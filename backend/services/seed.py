@@ -171,9 +171,9 @@ def seed(
                     pseudonym="0x" + subject.hex(),
                     user_key=key,
                     token_hash=None,
-                    age_band=None if attrs is None else str(attrs["age_band"]),
-                    region=None if attrs is None else str(attrs["region"]),
-                    life_stage=None if attrs is None else str(attrs["life_stage"]),
+                    age_band=_attribute(attrs, "age_band"),
+                    region=_attribute(attrs, "region"),
+                    life_stage=_attribute(attrs, "life_stage"),
                 )
             )
             profile = split.profiles.profile(user_id).to_dict()
@@ -227,6 +227,11 @@ def seed(
     return SeedResult(keys, len(users), agreement_ids)
 
 
+def _attribute(attrs: Any, name: str) -> str | None:
+    value = None if attrs is None else attrs.get(name)
+    return None if value is None or pd.isna(value) else str(value)
+
+
 def _store_events(s: Session, events: Any, internal: dict[str, str], cutoff: Any) -> None:
     """The demo learners' course events, moved so that the world's history ends now."""
     frame = events[events["user_id"].isin(internal)]
@@ -275,11 +280,19 @@ def train_with_progress(
         )
 
 
-def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, progress: Any = None) -> Any:
-    """Train the served model on the demo world (every candidate tuned on validation learners carved out
-    of the training period, blended per route; ``epochs`` for its torch network) and save the artifact
-    the service serves. Returns the artifact's path and the held-out metrics of the served model
-    (``"hybrid"``), scored through the ranker, and of popularity, for the cold-start learners."""
+def train_model(
+    split: DemoSplit,
+    path: Any,
+    epochs: int = 20,
+    seed: int = 0,
+    progress: Any = None,
+    version: str | None = None,
+) -> Any:
+    """Train the served model on a product-domain split (the demo world's or the platform's data: every
+    candidate tuned on validation learners carved out of the training period, blended per route;
+    ``epochs`` for its torch network) and save the artifact the service serves. Returns the artifact's
+    path and the held-out metrics of the served model (``"hybrid"``), scored through the ranker, and of
+    popularity, for the cold-start learners (all held-out learners when none is cold)."""
     from recommender.artifacts import record_metrics
     from recommender.evaluation.demo import served_setup
     from recommender.evaluator import evaluate_queries
@@ -298,7 +311,7 @@ def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, pr
         if progress is not None:
             progress(min(done, total - 1), total)
 
-    cold = split.cold_eval_users
+    cold = split.cold_eval_users if len(split.cold_eval_users) else split.eval_users
     history, target = split.train.interactions[cold], split.test[cold]
     features = None if split.train.user_features is None else split.train.user_features[cold]
     artifact, _fit = train_served(
@@ -308,6 +321,7 @@ def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, pr
         candidates,
         knowledge=split.knowledge,
         item_ids=split.product_ids,
+        version=version,
         overwrite=True,
         log=step,
     )
@@ -323,3 +337,7 @@ def train_model(split: DemoSplit, path: Any, epochs: int = 20, seed: int = 0, pr
     if progress is not None:
         progress(total, total)
     return artifact, metrics
+
+
+#: Training on any product-domain split (the platform's data included) is the same function.
+train_on_split = train_model
