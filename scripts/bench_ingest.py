@@ -11,9 +11,10 @@ PostgreSQL (a fresh database on 127.0.0.1:5432):
 - ``stream_event_to_profile_p95_ms``: a streamed event (``POST /api/v1/events``, one at a time) to its
   learner's updated profile: the answer comes after the profile is stored, so it is the request's time;
 - ``promotion_failed_requests``: recommendation requests that failed while a new model version was promoted
-  under load (see ``scripts/_promotion_bench.py``; null when this build cannot promote);
-- ``webhook_delivery_p95_ms``: from a conversion's state change to its webhook's delivery, at the same load
-  (``scripts/_webhook_bench.py``; null where partner notifications are not part of this build).
+  through the API and then rolled back from another process (``knowledger model rollback``), under load
+  (``scripts/_promotion_bench.py``);
+- ``webhook_delivery_p95_ms``: from a conversion's state change to its webhook's delivery, under a steady
+  conversion load (``scripts/_webhook_bench.py``).
 
 Goals: ``batch_events_per_s.postgresql`` ≥ 20,000, ``stream_event_to_profile_p95_ms`` ≤ 2,000,
 ``promotion_failed_requests`` 0.
@@ -22,7 +23,6 @@ Goals: ``batch_events_per_s.postgresql`` ≥ 20,000, ``stream_event_to_profile_p
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import platform
 import random
@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.services.seed import demo_split, train_model  # noqa: E402
+from scripts._promotion_bench import measure_promotion  # noqa: E402
+from scripts._webhook_bench import serve_and_measure  # noqa: E402
 from tests import faults  # noqa: E402
 
 EVENTS = ("view", "view", "view", "purchase", "completion", "rating")
@@ -128,14 +130,6 @@ def _pg_database() -> tuple[str, Any]:
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
 
 
-def _optional(module: str, fn: str, *args: Any, **kwargs: Any) -> Any:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError:
-        return None
-    return getattr(mod, fn)(*args, **kwargs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="events in the batch file")
@@ -174,13 +168,14 @@ def main() -> None:
                 served.stop()
                 if drop is not None:
                     drop()
-        out["promotion_failed_requests"] = _optional(
-            "scripts._promotion_bench", "promotion_failed_requests", work, model
-        )
-        webhooks = _optional("scripts._webhook_bench", "measure_webhook_delivery", work, model)
-        out["webhook_delivery_p95_ms"] = None if webhooks is None else webhooks.get("webhook_delivery_p95_ms")
-        if webhooks is not None:
-            out["webhook_detail"] = webhooks
+        log("promotion and rollback under load")
+        promotion = measure_promotion(work, model)
+        out["promotion_failed_requests"] = promotion["promotion_failed_requests"]
+        out["promotion_detail"] = promotion
+        log("webhook delivery under a steady conversion load")
+        webhooks = serve_and_measure(work / "webhooks", model)
+        out["webhook_delivery_p95_ms"] = webhooks.get("webhook_delivery_p95_ms")
+        out["webhook_detail"] = webhooks
     out["environment"] = {"python": platform.python_version(), "machine": platform.machine()}
     print(json.dumps(out, indent=2))
 

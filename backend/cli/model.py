@@ -139,6 +139,28 @@ def model_list() -> None:
     out.print(table)
 
 
+@model_app.command("import")
+def model_import(
+    artifact: Annotated[Path, typer.Argument(help="An artifact directory (what `knowledger train` wrote).")],
+) -> None:
+    """Register an artifact trained elsewhere as a candidate version. It was not scored against the served
+    version on the same split, so the quality gate refuses it unless the promotion is forced."""
+    from backend.services.registry import RegistryError
+    from recommender.artifacts import resolve_artifact
+
+    settings = _service_settings()
+    path = resolve_artifact(artifact) if artifact.exists() else None
+    if path is None:
+        fail(f"ARTIFACT: no model artifact at {artifact}")
+    with user_errors():
+        lifecycle, _ = _model_services(settings)
+        try:
+            row = lifecycle.registry.register(path, source="imported")
+        except RegistryError as exc:
+            fail(f"ARTIFACT: {exc}")
+    out.print(json.dumps({"version": row.version, "status": row.status}))
+
+
 @model_app.command("promote")
 def model_promote(
     version: Annotated[str, typer.Argument(help="The version to serve (see `knowledger model list`).")],
