@@ -201,19 +201,27 @@ def bind_database(engine: Engine, deployment: Deployment) -> None:
 
 def adopt_model(settings: Settings, registry: ModelRegistry) -> ServedModel | None:
     """The model to serve: the registry's served version; a registry still empty adopts the newest artifact
-    in ``KNOWLEDGER_MODEL_PATH`` (what ``knowledger train`` wrote) as its first served version."""
+    in ``KNOWLEDGER_MODEL_PATH`` (what ``knowledger train`` wrote) as its first served version. A newer
+    artifact found there later is registered as a candidate (promote it to serve it)."""
     root = settings.resolved_model_path
     try:
+        path = resolve_artifact(root) if root.exists() else None
+        meta = None if path is None else load_artifact(path)[1]
+        if meta is not None and path is not None and registry.get(meta.version) is None:
+            registry.register(path, source="demo", status=ModelStatus.CANDIDATE)
+            if registry.served_version() is not None:
+                log.warning(
+                    "new artifact %s registered as a candidate: `knowledger model promote %s --force` "
+                    "serves it",
+                    meta.version,
+                    meta.version,
+                )
         served = registry.served_version()
         if served is not None:
             return registry.load(served)
-        path = resolve_artifact(root) if root.exists() else None
-        if path is None:
+        if meta is None:
             log.warning("no model artifact at %s: recommendations answer 503 until `knowledger train`", root)
             return None
-        _, meta = load_artifact(path)
-        if registry.get(meta.version) is None:
-            registry.register(path, source="demo", status=ModelStatus.CANDIDATE)
         registry.record_serving(meta.version, action="imported", actor="service", detail={"from": str(path)})
         return registry.load(meta.version)
     except (ArtifactError, RegistryError, OSError) as exc:
