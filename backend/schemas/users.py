@@ -167,3 +167,5 @@ class LearnerProfileView(BaseModel):
     #: Per partner the learner lets recommend products: what it would be shown, and why.
     recommendations: list[LearnerRecommendations]
     note: str | None = None
+    #: The model version that derived this view (None when no model is loaded).
+    model_version: str | None = None

@@ -109,6 +109,7 @@ class LearnerView:
             courses=list(titles.values()),
             recommendations=recs,
             note=note,
+            model_version=None if served is None else served.version,
         )
 
     @staticmethod

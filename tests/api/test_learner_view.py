@@ -10,6 +10,7 @@ def test_a_learner_sees_their_segment_and_the_courses_behind_each_reason(service
     user = service.new_user()
     view = service.api.get("/api/v1/me/profile", headers=user["headers"]).json()
     assert view["has_profile"] and view["segment"]
+    assert view["model_version"] == service.container.model.version
     assert view["topics"] and all(t["weight"] > 0 for t in view["topics"])
     assert set(view["propensities"]) and all(0 <= p <= 1 for p in view["propensities"].values())
     assert view["courses"] and all(c["title"] for c in view["courses"])
