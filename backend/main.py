@@ -203,6 +203,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+#: The largest body of ``POST /api/v1/events`` (1,000 events of the schema's longest fields fit).
+STREAM_BODY_BYTES = 2 * 1024 * 1024
+
+
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """The app. Without ``container`` its lifespan starts one from ``settings`` (and closes it at shutdown);
     with one (the CLI, tests) it serves that container and leaves it open. Either way the lifespan starts
@@ -244,7 +248,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
-        larger={"/api/v1/ingest/": settings.max_ingest_bytes},
+        # a file upload, and a stream of up to 1,000 events (a few hundred bytes each)
+        larger={"/api/v1/ingest/": settings.max_ingest_bytes, "/api/v1/events": STREAM_BODY_BYTES},
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

@@ -81,7 +81,7 @@ async def _scenario(served: faults.Served, learners: list[dict[str, Any]], candi
     await asyncio.sleep(3)
     async with httpx.AsyncClient(base_url=served.url, timeout=120.0) as api:
         r = await api.post(
-            f"/api/v1/models/{candidate}/promote", json={"force": True}, headers=served.operator
+            f"/api/v1/models/versions/{candidate}/promote", json={"force": True}, headers=served.operator
         )
         r.raise_for_status()
         promoted = r.json()

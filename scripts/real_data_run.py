@@ -13,7 +13,7 @@ products and agreements), through the HTTP API only:
    the courses they took to the product's text plus a preference of their life stage for product kinds;
    a learner converts on the shown product they like best when it is among their three favourites of that
    partner's products;
-4. a model is trained on the ingested data (``POST /api/v1/models/train``); the candidate and the served
+4. a model is trained on the ingested data (``POST /api/v1/models``); the candidate and the served
    model (trained on the demo world, which has never seen these courses) are scored on the same held-out
    conversions through their serving paths;
 5. the candidate is promoted through the quality gate; recommendations follow, explained with topics and
@@ -279,13 +279,13 @@ def main() -> None:
                 before = api.get("/api/v1/models", headers=served.operator).json()["served"]
                 log("training on the ingested data")
                 t0 = time.perf_counter()
-                r = api.post("/api/v1/models/train", json={"epochs": args.epochs}, headers=served.operator)
+                r = api.post("/api/v1/models", json={"epochs": args.epochs}, headers=served.operator)
                 r.raise_for_status()
                 version = r.json()["version"]
                 row = r.json()
                 while row["status"] == "training":
                     time.sleep(2)
-                    row = api.get(f"/api/v1/models/{version}", headers=served.operator).json()
+                    row = api.get(f"/api/v1/models/versions/{version}", headers=served.operator).json()
                 out["training"] = {
                     "version": version,
                     "status": row["status"],
@@ -297,7 +297,7 @@ def main() -> None:
                     "served_version": before,
                 }
                 log("promoting through the quality gate")
-                r = api.post(f"/api/v1/models/{version}/promote", json={}, headers=served.operator)
+                r = api.post(f"/api/v1/models/versions/{version}/promote", json={}, headers=served.operator)
                 out["promotion"] = {"status": r.status_code, "body": r.json()}
                 keys = json.loads((served.state / "partner-keys.json").read_text())
                 examples = []

@@ -225,6 +225,29 @@ def test_an_unknown_format_is_refused_naming_the_option(service: Service, ctype:
     assert r.status_code == 422 and "format" in r.json()["error"]["message"]
 
 
+def test_an_empty_upload_is_refused_at_once(service: Service) -> None:
+    r = service.api.post(
+        "/api/v1/ingest/items", content=b"", headers={**service.operator, "content-type": "text/csv"}
+    )
+    assert r.status_code == 422 and r.json()["error"]["details"] == {"field": "body"}
+    assert "no body" in r.json()["error"]["message"]
+
+
+def test_a_full_stream_of_a_thousand_events_fits_the_body_limit(service: Service) -> None:
+    user = service.new_user()
+    items = seeded_items(service, 10)
+    events = [
+        {"event_id": f"full-{user['id']}-{n:04d}-{'x' * 30}", "user_id": user["platform_user_id"],
+         "item_id": items[n % len(items)], "event": "view", "timestamp": "2026-12-01T12:00:00Z"}
+        for n in range(1000)
+    ]  # fmt: skip
+    r = service.api.post("/api/v1/events", json={"events": events}, headers=service.operator)
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["inserted"] == 1000
+    r = service.api.post("/api/v1/events", json={"events": events + events[:1]}, headers=service.operator)
+    assert r.status_code == 422  # 1,001: over the documented maximum, refused by its validation
+
+
 def test_knowledger_ingest_sends_a_file_and_reports_problems_by_line(
     make_service: Callable[..., Service], tmp_path: Any
 ) -> None:

@@ -31,7 +31,7 @@ def platform(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 def _wait_trained(service: Service, version: str) -> dict[str, Any]:
     service.container.trainer.wait(timeout=900)
-    r = service.api.get(f"/api/v1/models/{version}", headers=service.operator)
+    r = service.api.get(f"/api/v1/models/versions/{version}", headers=service.operator)
     assert r.status_code == 200, r.text
     return dict(r.json())
 
@@ -43,7 +43,7 @@ def _recommend(service: Service, pseudonym: str) -> Any:
 
 
 def test_training_needs_reported_conversions(platform: Service) -> None:
-    r = platform.api.post("/api/v1/models/train", json={}, headers=platform.operator)
+    r = platform.api.post("/api/v1/models", json={}, headers=platform.operator)
     assert r.status_code == 422, r.text
     assert "conversions" in r.json()["error"]["message"]
     # the registry holds only the adopted demo artifact, serving
@@ -59,7 +59,7 @@ def test_train_promote_under_load_follow_and_roll_back(platform: Service) -> Non
     old = platform.container.model.version
     assert old is not None
 
-    r = platform.api.post("/api/v1/models/train", json={"epochs": 2}, headers=platform.operator)
+    r = platform.api.post("/api/v1/models", json={"epochs": 2}, headers=platform.operator)
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "training"
     version = r.json()["version"]
@@ -92,7 +92,7 @@ def test_train_promote_under_load_follow_and_roll_back(platform: Service) -> Non
         t.start()
     while len(seen) < 30:
         time.sleep(0.01)
-    r = platform.api.post(f"/api/v1/models/{version}/promote", json={}, headers=platform.operator)
+    r = platform.api.post(f"/api/v1/models/versions/{version}/promote", json={}, headers=platform.operator)
     assert r.status_code == 200, r.text
     assert r.json()["previous"] == old and r.json()["gate"]["passed"] is True
     after = len(seen)
@@ -153,12 +153,12 @@ def test_an_uploaded_profile_from_another_model_is_refused_with_a_reason(platfor
 
 
 def test_promotion_refusals_name_the_reason(platform: Service) -> None:
-    r = platform.api.post("/api/v1/models/nope/promote", json={}, headers=platform.operator)
+    r = platform.api.post("/api/v1/models/versions/nope/promote", json={}, headers=platform.operator)
     assert r.status_code == 404
     served = platform.container.model.version
-    r = platform.api.post(f"/api/v1/models/{served}/promote", json={}, headers=platform.operator)
+    r = platform.api.post(f"/api/v1/models/versions/{served}/promote", json={}, headers=platform.operator)
     assert r.status_code == 409 and "served" in r.json()["error"]["message"]
-    r = platform.api.post("/api/v1/models/train", json={"epochs": 0}, headers=platform.operator)
+    r = platform.api.post("/api/v1/models", json={"epochs": 0}, headers=platform.operator)
     assert r.status_code == 422
     r = platform.api.get("/api/v1/models", headers=platform.partner())
     assert r.status_code == 403

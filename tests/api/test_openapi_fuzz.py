@@ -37,6 +37,10 @@ from backend.main import create_app
 from .conftest import OPERATOR_KEY, Demo, Service, _start
 
 FUZZ_EXAMPLES = int(os.environ.get("KNOWLEDGER_FUZZ_EXAMPLES", "12"))
+#: Operations whose body is a file: any bytes are a string of the declared type on the wire, so a body the
+#: generator means as "the wrong type" arrives as a (bad) file. It is accepted as a job and fails there with
+#: its line and column (tests/api/test_ingest.py); only an empty body is refused at once.
+FILE_BODIES = frozenset({"/api/v1/ingest/{table}"})
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +81,16 @@ def test_every_operation_keeps_its_documented_contract(
 ) -> None:
     for name, headers in _credentials(fuzz_service).items():
         response = case.call(headers=headers, app=fuzz_app)
-        case.validate_response(
-            response,
-            checks=[
-                not_a_server_error,
-                status_code_conformance,
-                content_type_conformance,
-                response_headers_conformance,
-                response_schema_conformance,
-                negative_data_rejection,
-            ],
-        )
+        checks = [
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_headers_conformance,
+            response_schema_conformance,
+        ]
+        if case.operation.path not in FILE_BODIES:
+            checks.append(negative_data_rejection)
+        case.validate_response(response, checks=checks)
         _schema_valid_is_not_refused_as_invalid(case, response, name)
 
 

@@ -69,6 +69,8 @@ async def ingest(
         )
     data = await request.body()
     label = name or f"{table}.{fmt}"
+    if not data:
+        raise Unprocessable(f"{label}: the request has no body: send the file's bytes", field="body")
     return service.submit(table, data, fmt, label, owner, None if partner is None else partner.id)  # type: ignore[arg-type]
 
 

@@ -44,7 +44,7 @@ def registry(_: OperatorDep, models: ModelsDep) -> ModelRegistryPublic:
     )
 
 
-@router.get("/{version}", response_model=ModelVersionPublic, responses=errors(*_AUTH, 404))
+@router.get("/versions/{version}", response_model=ModelVersionPublic, responses=errors(*_AUTH, 404))
 def version(version: Version, _: OperatorDep, models: ModelsDep) -> ModelVersionPublic:
     """One version: poll a training run here."""
     row = models.registry.get(version)
@@ -53,16 +53,17 @@ def version(version: Version, _: OperatorDep, models: ModelsDep) -> ModelVersion
     return version_public(row)
 
 
-@router.post("/train", status_code=202, response_model=ModelVersionPublic, responses=errors(*_AUTH, 409))
+@router.post("", status_code=202, response_model=ModelVersionPublic, responses=errors(*_AUTH, 409))
 def train(body: TrainRequest, _: OperatorDep, trainer: TrainerDep) -> ModelVersionPublic:
     """Train a new version on the platform's data (the ingested catalogue and events, the partners'
-    products and the conversions they reported), in the background: poll ``/api/v1/models/{version}``.
+    products and the conversions they reported), in the background: poll
+    ``/api/v1/models/versions/{version}``.
     It becomes a candidate scored, with the served version, on its held-out split; promote it to serve
     it. 422 when the data is not enough to train and judge a model."""
     return version_public(trainer.submit(epochs=body.epochs, seed=body.seed))
 
 
-@router.post("/{version}/promote", response_model=Promotion, responses=errors(*_AUTH, 404, 409, 503))
+@router.post("/versions/{version}/promote", response_model=Promotion, responses=errors(*_AUTH, 404, 409, 503))
 def promote(version: Version, body: PromoteRequest, _: OperatorDep, models: ModelsDep) -> Promotion:
     """Serve ``version`` if the quality gate passes (409 ``quality_gate_refused`` with both scores
     otherwise; ``force`` overrides it and is recorded). Every process swaps to it within
