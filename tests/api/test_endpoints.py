@@ -736,6 +736,11 @@ OPERATOR_ENDPOINTS = [
     ("GET", "/api/v1/operator/webhooks/deliveries", None),
     ("POST", "/api/v1/operator/webhooks/deliveries/1/replay", None),
     ("POST", "/api/v1/operator/webhooks/replay", None),
+    ("GET", "/api/v1/models", None),
+    ("POST", "/api/v1/models", {"epochs": 1}),
+    ("GET", "/api/v1/models/versions/v1", None),
+    ("POST", "/api/v1/models/versions/v1/promote", {}),
+    ("POST", "/api/v1/models/rollback", None),
 ]
 USER_ENDPOINTS = [
     ("GET", "/api/v1/me", None),

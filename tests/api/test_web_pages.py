@@ -641,8 +641,39 @@ def test_the_operator_sees_the_experiment_with_intervals_the_srm_check_and_the_b
             table = page.locator(f"#bench section[aria-label='Data set {name}']")
             assert table.locator(f"tr[data-model='{model_name}']").count() == 1
     page.wait_for_function("() => document.querySelector('#plot').naturalWidth > 0")
+
+    # the model versions: the served one, and a candidate trained elsewhere that the gate refuses, saying why
+    served = model["model"]["version"]
+    assert page.locator(f"#versions tr[data-version='{served}']").get_attribute("data-status") == "served"
+    candidate = _register_copy(svc, "candidate-from-elsewhere")
+    page.locator("#refresh").click()
+    page.locator(f"#versions tr[data-version='{candidate}']").wait_for()
+    assert page.locator("#rollback").is_disabled()  # nothing served before
+    page.get_by_role("button", name=f"Promote model version {candidate}").click()
+    page.wait_for_function("() => document.querySelector('#versions-status').textContent.includes('gate')")
+    assert "same held-out split" in page.locator("#versions-status").inner_text()
+    refused = page.locator(f"#versions tr[data-version='{candidate}']")
+    assert refused.get_attribute("data-status") == "rejected"
+    assert svc.container.model.version == served
     screenshot(page, "operator")
-    assert page.js_errors == []
+    assert [e for e in page.js_errors if "409" not in e] == []  # the refusal's own answer, shown above
+
+
+def _register_copy(svc: Service, version: str) -> str:
+    """The served artifact copied under another version name, registered as a candidate."""
+    import json
+    import shutil
+
+    from recommender.artifacts import resolve_artifact
+
+    source = resolve_artifact(svc.settings.resolved_model_path)
+    assert source is not None
+    target = svc.settings.state_dir / "elsewhere" / version
+    shutil.copytree(source, target)
+    meta = json.loads((target / "metadata.json").read_text())
+    meta["version"] = version
+    (target / "metadata.json").write_text(json.dumps(meta))
+    return svc.container.models.registry.register(target, source="imported").version
 
 
 # ---------------------------------------------------------------------------------------------- quality

@@ -39,6 +39,7 @@ async function start() {
     }
     renderExperiment(experiment);
     renderModel(model);
+    await loadVersions();
     await renderPlot(model);
   } catch (error) {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) signedOut(describe(error));
@@ -275,6 +276,77 @@ async function replay(id) {
   }
 }
 
+/** The model registry: every version, the served one first among equals, with promote where it applies. */
+async function loadVersions() {
+  const { served, versions } = await api("/api/v1/models", { auth: auth() });
+  const promotable = new Set(["candidate", "retired"]); // a refused one is forced from the CLI only
+  $("#versions").replaceChildren(
+    ...versions.map((v) => {
+      const scores = (v.gate && v.gate.scores) || {};
+      const against =
+        scores.candidate && scores.served
+          ? `${fixed(scores.candidate["ndcg@10"])} vs ${fixed(scores.served["ndcg@10"])} (${v.gate.served_version})`
+          : v.status === "training"
+            ? `training: ${Math.round(100 * v.progress)} %`
+            : v.error || "not scored on the same split";
+      return el(
+        "tr",
+        { dataset: { version: v.version, status: v.status } },
+        el("td", {}, el("code", {}, v.version), v.version === served ? el("div", { class: "small" }, "served now") : ""),
+        el("td", {}, v.status),
+        el("td", {}, v.source),
+        el("td", { class: "num" }, fixed(v.metrics ? v.metrics["ndcg@10"] : null)),
+        el("td", {}, against),
+        el("td", {}, when(v.created_at)),
+        el(
+          "td",
+          {},
+          promotable.has(v.status)
+            ? el("button", { type: "button", "aria-label": `Promote model version ${v.version}`, onclick: () => modelAction(`/api/v1/models/versions/${v.version}/promote`, {}) }, "Promote")
+            : "",
+        ),
+      );
+    }),
+  );
+  $("#rollback").disabled = !versions.some((v) => v.status === "retired");
+  return versions;
+}
+
+async function modelAction(path, body) {
+  const out = $("#versions-status");
+  try {
+    const r = await api(path, { method: "POST", auth: auth(), body });
+    out.textContent = r.version && r.status === "training"
+      ? `Training ${r.version} on the platform's data…`
+      : `Serving ${r.version} (was ${r.previous}).`;
+    const versions = await loadVersions();
+    if (r.status === "training") pollTraining(r.version);
+    return versions;
+  } catch (error) {
+    out.textContent = describe(error);
+    if (error instanceof ApiError && error.status === 401) signedOut(describe(error));
+    else await loadVersions().catch(() => null); // a refusal is recorded: show it
+    return null;
+  }
+}
+
+function pollTraining(version) {
+  const tick = async () => {
+    const v = await api(`/api/v1/models/versions/${version}`, { auth: auth() }).catch(() => null);
+    if (!v) return;
+    if (v.status === "training") {
+      setTimeout(tick, 2000);
+      return;
+    }
+    $("#versions-status").textContent =
+      v.status === "candidate" ? `${version} is a candidate: promote it to serve it.` : `${version}: ${v.status} ${v.error || ""}`;
+    await loadVersions();
+  };
+  setTimeout(tick, 2000);
+}
+
+$("#train").addEventListener("click", () => modelAction("/api/v1/models", {}));
+$("#rollback").addEventListener("click", () => modelAction("/api/v1/models/rollback", undefined));
 $("#replay-all").addEventListener("click", () => replay(null));
 wireSignIn($("#signin-form"), "operatorKey", () => start());
 $("#sign-out").addEventListener("click", () => signedOut(null));
