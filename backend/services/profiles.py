@@ -141,9 +141,9 @@ class ProfileRefresher:
         builder = served.profiles
         assert builder is not None
         rows = served.course_index or {}
-        events = (
-            s.connection()
-            .execute(
+        events = [
+            tuple(row)  # plain tuples: pandas builds a frame from them without probing row attributes
+            for row in s.connection().execute(
                 sa_select(
                     col(LearningEvent.user_id),
                     col(LearningEvent.item_id),
@@ -152,8 +152,7 @@ class ProfileRefresher:
                     col(LearningEvent.occurred_at),
                 ).where(col(LearningEvent.user_id).in_(ids))
             )
-            .all()
-        )
+        ]
         pseudonyms = {
             str(uid): str(p)
             for uid, p in s.exec(
