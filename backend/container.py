@@ -2,11 +2,13 @@
 
 ``Container.start(settings)`` runs the start-up steps (:mod:`backend.bootstrap`): the database, the chain
 and its signing roles, the deployment, the model, the operator key. Then it builds the consent gateway, the
-directory of partners and products, each service, and the two workers (settler, indexer). No service
-reaches into another's pieces or into this container: each is given what it uses, here.
+directory of partners and products, each service, and the singleton workers (settler, indexer), which
+run in whichever process holds the leadership (:mod:`backend.services.leadership`). No service reaches into
+another's pieces or into this container: each is given what it uses, here.
 
 The FastAPI app (:func:`backend.main.create_app`) serves one container; its lifespan starts and stops the
-workers. Tests build a container with their own settings (and chain) and drive the workers by hand.
+workers. Tests build a container with their own settings (and chain) and drive the workers by hand. Every
+process builds its own container after it starts: no engine, chain connection or thread crosses a fork.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from backend.services.health import HealthService
 from backend.services.indexer import Indexer
 from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
+from backend.services.leadership import Leadership, election_for
 from backend.services.learner_view import LearnerView
 from backend.services.ledger import LedgerService
 from backend.services.model import ModelSlot
@@ -78,6 +81,7 @@ class Container:
     profile_refresher: ProfileRefresher
     ingest: IngestService
     learner_view: LearnerView
+    leadership: Leadership
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
     _lock: StateLock | None = field(default=None, repr=False)
@@ -146,6 +150,10 @@ class Container:
         )
         settler = Settler(engine, gateway, deployment.ledger, roles.reporter, settings.settle_batch_size)
         indexer = Indexer(engine, gateway, deployment, confirmations)
+        # The workers that must run in one process at a time (a new one is one more line here).
+        leadership = Leadership(election_for(engine), settings.leader_poll_s)
+        leadership.add(settler, settings.settle_interval_s)
+        leadership.add(indexer, settings.index_interval_s)
         erasure = ErasureRegister(engine)
         refresher = ProfileRefresher(engine, model)
         return cls(
@@ -185,11 +193,12 @@ class Container:
             settler=settler,
             indexer=indexer,
             rounds=Rounds(engine, settler, indexer),
-            health=HealthService(engine, gateway, model, deployment, indexer, settler, metrics),
+            health=HealthService(engine, gateway, model, deployment, indexer, settler, leadership, metrics),
             erasure=erasure,
             profile_refresher=refresher,
-            ingest=IngestService(engine, erasure, refresher, directory),
+            ingest=IngestService(engine, erasure, refresher, directory, leadership),
             learner_view=LearnerView(gateway, directory, model),
+            leadership=leadership,
         )
 
     def _seed_pieces(self) -> tuple[Any, ...]:
@@ -219,19 +228,15 @@ class Container:
 
     # ------------------------------------------------------------------ lifecycle
     def start_workers(self) -> None:
-        """Start the settler and the indexer threads (unless ``KNOWLEDGER_BACKGROUND_WORKERS`` is off)."""
-        s = self.settings
-        if self._workers_started or not s.background_workers:
+        """Join the election of the singleton workers (settler, indexer): the process that wins runs them
+        (unless ``KNOWLEDGER_BACKGROUND_WORKERS`` is off, when this process only shows it is alive)."""
+        if self._workers_started:
             return
-        if s.settle_interval_s > 0:
-            self.settler.start(s.settle_interval_s)
-        if s.index_interval_s > 0:
-            self.indexer.start(s.index_interval_s)
+        self.leadership.start(run_workers=self.settings.background_workers)
         self._workers_started = True
 
     def stop_workers(self) -> None:
-        self.settler.stop()
-        self.indexer.stop()
+        self.leadership.stop()
         self._workers_started = False
 
     def close(self) -> None:

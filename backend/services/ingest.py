@@ -34,6 +34,7 @@ from backend.schemas.ingest import EventIn, EventsIngested, IngestJobPublic
 from backend.services import ingest_tables
 from backend.services.directory import Directory
 from backend.services.erasure import ErasureRegister
+from backend.services.leadership import Leadership
 from backend.services.profiles import ProfileRefresher
 from recommender.data.readers import FORMATS, Format, read_table
 from recommender.data.validation import Problems, Source, validate_tables
@@ -73,8 +74,10 @@ class IngestService:
         erasure: ErasureRegister,
         profiles: ProfileRefresher,
         directory: Directory,
+        processes: Leadership,
     ) -> None:
         self._engine = engine
+        self._processes = processes
         self._erasure = erasure
         self._profiles = profiles
         self._directory = directory
@@ -86,12 +89,14 @@ class IngestService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Accept jobs; jobs a previous process left unfinished are marked failed (send them again: it is
-        harmless)."""
+        """Accept jobs; jobs that a process which is gone left unfinished are marked failed (send them again:
+        it is harmless). Jobs of a process still running (several share the database) are left to it."""
         with Session(self._engine) as s:
             for job in s.exec(
                 select(IngestJob).where(col(IngestJob.status).not_in(["done", "failed"]))
             ).all():
+                if job.runner is not None and self._processes.alive(job.runner):
+                    continue
                 job.status, job.finished_at = "failed", utcnow()
                 job.errors = [
                     "interrupted by a restart of the service before it finished: send the file again"
@@ -122,6 +127,7 @@ class IngestService:
             table_name=table,
             source=label[:200],
             status="queued",
+            runner=self._processes.identity,
         )
         with Session(self._engine, expire_on_commit=False) as s:
             s.add(job)
@@ -153,6 +159,7 @@ class IngestService:
             table_name=table,
             source=label[:200],
             status="queued",
+            runner=self._processes.identity,
         )
         with Session(self._engine, expire_on_commit=False) as s:
             s.add(job)
