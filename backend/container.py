@@ -140,7 +140,8 @@ class Container:
         """Wire the services from the started pieces (each built once)."""
         client = deployment.client
         gateway = ChainGateway(client, deployment.consent)
-        directory = Directory(engine, model, operator_key_hash)
+        # a process that owns its database needs no check for other processes' changes
+        directory = Directory(engine, model, operator_key_hash, shared=not settings.exclusive_state)
         metrics = metrics or Metrics()
         local = client.target is not ChainTarget.RPC
         confirmations = (

@@ -32,7 +32,7 @@ from backend.errors import NotFound, Unprocessable
 from backend.models import IngestJob, utcnow
 from backend.schemas.ingest import EventIn, EventsIngested, IngestJobPublic
 from backend.services import ingest_tables
-from backend.services.directory import Directory
+from backend.services.directory import Directory, mark_changed
 from backend.services.erasure import ErasureRegister
 from backend.services.leadership import Leadership
 from backend.services.profiles import ProfileRefresher
@@ -45,6 +45,8 @@ MAX_ERRORS = 50
 #: products.
 OPERATOR_TABLES = ("items", "users", "interactions")
 PARTNER_TABLES = ("products",)
+#: Tables the directory keeps in memory (a change to them is announced to every process).
+DIRECTORY_TABLES = ("items", "products")
 
 
 def job_public(job: IngestJob) -> IngestJobPublic:
@@ -213,6 +215,8 @@ class IngestService:
                 return
             with Session(self._engine, expire_on_commit=False) as s:
                 outcome = ingest_tables.write(s, table, frame, partner_id, self._progress(job_id, "writing"))
+                if table in DIRECTORY_TABLES:
+                    mark_changed(s)
                 s.commit()
             lap("writing")
             self._update(
@@ -222,7 +226,7 @@ class IngestService:
                 unchanged=outcome.unchanged,
                 timings=dict(timings),
             )
-            if table in ("items", "products"):
+            if table in DIRECTORY_TABLES:
                 self._directory.refresh()
             refreshed = 0
             if outcome.learners:

@@ -35,6 +35,7 @@ class LearnerView:
         self._model = model
 
     def profile(self, session: Session, user: User, k: int = 3) -> LearnerProfileView:
+        self._directory.current()
         stored = session.get(Profile, user.id)
         if stored is None:
             return LearnerProfileView(
