@@ -105,14 +105,19 @@ class Container:
             if lock is not None and not lock.held:
                 lock.acquire()
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-            engine, bound = bootstrap.open_database(settings)
-            client = chain if chain is not None else bootstrap.connect_chain(settings)
-            roles = bootstrap.roles_for(client)
-            deployment, roles, _ = bootstrap.deployment_for(settings, client, roles, bound)
-            bootstrap.migrate_database(engine, settings)
-            bootstrap.bind_database(engine, deployment)
+            with bootstrap.startup_lock(settings):  # one process at a time on a shared database
+                engine, bound = bootstrap.open_database(settings)
+                client = chain if chain is not None else bootstrap.connect_chain(settings)
+                roles = bootstrap.roles_for(client)
+                recorded = bootstrap.recorded_manifest(engine) if bound is not None else None
+                deployment, roles, _ = bootstrap.deployment_for(settings, client, roles, bound, recorded)
+                bootstrap.migrate_database(engine, settings)
+                bootstrap.bind_database(engine, deployment)
+                # hosts sharing a database share a generated operator key (one that owns its database keeps
+                # today's: the key file in its state directory)
+                shared = None if settings.exclusive_state else engine
+                operator_hash = bootstrap.operator_key_hash(settings, client, shared)
             model = ModelSlot(bootstrap.load_model(settings))
-            operator_hash = bootstrap.operator_key_hash(settings, client)
         except StateDirInUse as exc:
             raise bootstrap.StartupError(f"KNOWLEDGER_STATE_DIR: {exc}") from None
         except BaseException:
