@@ -722,10 +722,12 @@ def failover(
                 failover_s = time.monotonic() - killed_at if successor is not None else None
                 time.sleep(after_s)
             result = _outcome(served, stream.accepted, node.url, state / "manifest.json", 120)
+            after = processes_answering(served, workers, timeout=120)  # the killed one was started again
             result.update(
                 posted=len(stream.posted),
                 refused=sum(1 for p in stream.posted if p.status != 202),
                 processes_answering=len(answering),
+                processes_after=len(after - {leader}),
                 killed=leader,
                 successor=successor,
                 failover_s=None if failover_s is None else round(failover_s, 3),

@@ -83,11 +83,12 @@ class HealthService:
 
     def leadership(self) -> LeadershipHealth:
         lead = self._leadership
+        leader = lead.leader()
         return LeadershipHealth(
             mode=lead.mode,
             process=lead.identity,
-            leader=lead.leader(),
-            leading=lead.leading,
+            leader=leader,
+            leading=leader == lead.identity,
             workers=lead.workers,
         )
 
