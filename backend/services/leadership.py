@@ -57,8 +57,9 @@ APP_PREFIX = "knowledger "
 
 def process_identity() -> str:
     """This process, as other processes see it: ``host:pid:nonce`` (the nonce tells apart two processes
-    that got the same pid, e.g. after a container restart)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(2)}"
+    that got the same pid, e.g. after a container restart; the host name is cut so that the whole fits, with
+    its prefix, in PostgreSQL's 63-byte ``application_name``)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
 def pid_of(identity: str) -> int:
