@@ -695,8 +695,9 @@ def failover(
     before_s: float = 3.0,
     after_s: float = 3.0,
 ) -> dict[str, Any]:
-    """``serve --workers`` on ``database_url``; conversions at ``rate_hz``; once settling is under way the
-    leading process is killed with SIGKILL. ``failover_s``: from the kill until ``/health`` names another
+    """``serve --workers`` on ``database_url`` (and a second ``serve`` on its state directory, which must be
+    refused); conversions at ``rate_hz``; once settling is under way the leading process is killed with
+    SIGKILL. ``failover_s``: from the kill until ``/health`` names another
     leader. Lost: accepted (202) but never recorded by the ledger; doubled: recorded twice (both read from
     the node's events, not the service's database)."""
     state = workdir / "state"
@@ -710,6 +711,10 @@ def failover(
         )
         try:
             answering = processes_answering(served, workers)
+            second = subprocess.run(  # another `serve` on the same state directory: refused, naming this one
+                [sys.executable, "-m", "backend.cli", "serve", "--port", str(free_port())],
+                cwd=ROOT, env=served.env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
             leader = wait_leader(served)
             rec = recommendation(served, learners(served, 1)[0])
             with ConversionStream(served, rec, rate_hz) as stream:
@@ -727,6 +732,8 @@ def failover(
                 posted=len(stream.posted),
                 refused=sum(1 for p in stream.posted if p.status != 202),
                 processes_answering=len(answering),
+                second_serve_refused=second.returncode == 2
+                and f"in use by process {served.proc.pid}" in second.stderr,
                 processes_after=len(after - {leader}),
                 killed=leader,
                 successor=successor,

@@ -83,8 +83,9 @@ def serve_command(
     chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone.
 
     Before anything is trained, seeded or written: the state directory is locked (a second `serve` on it is
-    refused, naming the first) and the port is bound (a port in use is refused). The line "KnowLedger on
-    http://…" is printed once the server accepts requests (with --workers, once every process does).
+    refused, naming the first, whatever the chain and the database) and the port is bound (a port in use is
+    refused). The line "KnowLedger on http://…" is printed once the server accepts requests (with --workers,
+    once every process does).
 
     With --workers N, this process checks, migrates, deploys and seeds as for one, then hands the bound port
     to N API processes (restarting any that dies) and stops them when it is stopped. Each builds its own
@@ -101,23 +102,29 @@ def serve_command(
     if workers > 1:
         _check_workers(settings, workers)
     settings.seed_demo = local if seed_demo is None else seed_demo
-    lock = StateLock(settings.state_dir) if settings.exclusive_state else None
+    lock = StateLock(settings.state_dir)  # one `serve` per state directory, whatever its chain and database
     try:
-        if lock is not None:
-            lock.acquire()
+        lock.acquire()
     except StateDirInUse as exc:
         fail(f"KNOWLEDGER_STATE_DIR: {exc}")
     sock = _bind(host, port)
     model_root = settings.resolved_model_path
     if local and (not model_root.exists() or resolve_artifact(model_root) is None):
         _train_with_progress(model_root, epochs, 0)
+    if workers > 1:
+        # everything is checked, deployed and seeded here; then the API processes start their own
+        # containers, and the state directory stays locked by this command for as long as they serve
+        with user_errors():
+            checked = Container.start(settings)
+        checked.close()  # what the readiness line names stays readable
+        try:
+            _run_processes(sock, workers, lambda: _announce(checked, settings, host, port, local))
+        finally:
+            lock.release()
+        return
     with user_errors():
         container = Container.start(settings, lock=lock)
     limit_native_threads()
-    if workers > 1:  # everything is checked, deployed and seeded: the API processes start their own
-        container.close()
-        _run_processes(sock, workers, lambda: _announce(container, settings, host, port, local))
-        return
     try:
         _run(create_app(container=container), sock, lambda: _announce(container, settings, host, port, local))
     finally:

@@ -64,6 +64,7 @@ def test_kill_9_of_the_leader_hands_the_workers_over_and_loses_or_doubles_nothin
     result = faults.failover(tmp_path, model, pg_url, rate_hz=8.0, before_s=3.0, after_s=3.0)
     assert result["processes_answering"] == 2, result  # both processes answer on the one port
     assert result["processes_after"] == 2, result  # the killed process was replaced
+    assert result["second_serve_refused"], result  # one `serve` per state directory, its workers its own
     assert result["successor"] is not None and result["successor"] != result["killed"], result
     assert result["failover_s"] is not None and result["failover_s"] < GENEROUS_S, result
     assert result["accepted"] > 0 and result["settled"] == result["accepted"], result
