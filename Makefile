@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium verify-tools demo serve train evaluate test test-fast lint typecheck contracts bench-gas bench-recommender bench-api devnet clean
+.PHONY: help install chromium verify-tools wrk demo serve train evaluate test test-fast lint typecheck contracts bench-gas bench-recommender bench-api bench-scale devnet clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,14 @@ verify-tools: ## Install Debian's jq and bc for the cast recipe of docs/verify-l
 	  apt-get install -y -qq jq bc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq jq bc >/dev/null; }; \
 	else echo "note: no jq or bc here (apt-get install jq bc as root): the ledger verification test will skip"; fi
 
+wrk: ## Install Debian's wrk, the benchmarks' throughput load generator (as root, with apt-get; otherwise they fall back to a Python client)
+	@if command -v wrk >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's wrk for the benchmarks"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; \
+	else echo "note: no wrk here (apt-get install wrk as root): the scale-out benchmark uses a Python client"; fi
+
 test: $(STAMP) chromium verify-tools ## Run every test (contracts on eth-tester and anvil, chain layer, recommender, service on SQLite and PostgreSQL, pages in Chromium)
 	$(BIN)/pytest -m "" --timeout=900
 
@@ -68,8 +76,11 @@ bench-gas: $(STAMP) ## Gas used per operation and tx/s on eth-tester and anvil (
 bench-recommender: $(STAMP) ## Recommender quality on MovieLens, cross-domain, Caravan and the demo world (JSON + PNG)
 	$(BIN)/python scripts/bench_recommender.py
 
-bench-api: $(STAMP) ## Consent-gated latency and throughput at 200 concurrent clients, revocation-to-refusal (JSON)
+bench-api: $(STAMP) wrk ## Consent-gated latency and throughput at 200 concurrent clients, revocation-to-refusal (JSON)
 	$(BIN)/python scripts/bench_api.py
+
+bench-scale: $(STAMP) wrk ## The same on anvil + a fresh PostgreSQL database, plus serve --workers 2 over 1 and the failover after kill -9 (JSON)
+	$(BIN)/python scripts/bench_api.py --chain devnet --db postgresql
 
 devnet: $(STAMP) ## Start a local anvil devnet (chain id 31337) in the foreground
 	$(BIN)/knowledger devnet start

@@ -2,17 +2,28 @@
 binding to that deployment, the model, the operator key. Each fails with :class:`StartupError`, a one-line
 message naming the setting to fix (a bad database URL, an unreachable node, a missing manifest or key).
 
-:mod:`backend.container` runs them and builds the services from what they return."""
+:mod:`backend.container` runs them and builds the services from what they return.
+
+Several processes, on one host or many, may start against one PostgreSQL database at once: the steps that
+read or write what they share (the schema, the deployment, the binding, the operator key) run under
+:func:`startup_lock`, one process at a time. The database records the deployment's manifest
+(:func:`bind_database`), so a host without a manifest file of its own serves the deployment the database
+belongs to (:func:`recorded_manifest`); a host without an operator key of its own takes the one recorded
+there (its hash: the key itself stays in the state directory that generated it)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import inspect, text, update
+from sqlalchemy import create_engine, inspect, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col
 
 from backend.chain import (
@@ -26,6 +37,7 @@ from backend.chain import (
     deploy_all,
     load_deployment,
 )
+from backend.chain.deploy import Manifest
 from backend.chain.journal import JournalCorrupt
 from backend.core.config import Settings
 from backend.core.db import make_engine, migrate
@@ -33,6 +45,8 @@ from backend.core.errors import ExpectedStartupError
 from backend.core.security import key_hash, new_secret
 from backend.models import ModelStatus, Profile, ServiceMeta
 from backend.services.accounts import Roles
+from backend.services.directory import VERSION_KEY
+from backend.services.leadership import NAMESPACE, STARTUP_KEY
 from backend.services.model import ServedModel
 from backend.services.registry import ModelRegistry, RegistryError
 from recommender.artifacts import ArtifactError, load_artifact, resolve_artifact
@@ -42,6 +56,51 @@ log = logging.getLogger("knowledger")
 
 class StartupError(ExpectedStartupError):
     """The service cannot start; the message names what to fix."""
+
+
+#: ``service_meta`` keys: the deployment's fingerprint, its manifest, the generated operator key's hash.
+DEPLOYMENT_KEY = "deployment"
+MANIFEST_KEY = "manifest"
+OPERATOR_KEY = "operator_key_hash"
+
+
+@contextlib.contextmanager
+def startup_lock(settings: Settings) -> Iterator[None]:
+    """Held while a process checks and writes what the processes sharing its database share: on PostgreSQL
+    a session advisory lock (on a connection of its own, released when it closes or the process dies), so
+    that two hosts starting at once neither migrate nor deploy twice. Nothing to hold on SQLite (one
+    process)."""
+    url = settings.resolved_database_url
+    if not url.startswith("postgresql"):
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        try:
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StartupError(f"KNOWLEDGER_DATABASE_URL: cannot open {url!r}: {reason}") from None
+        with conn:
+            conn.execute(text("SELECT pg_advisory_lock(:ns, :key)"), {"ns": NAMESPACE, "key": STARTUP_KEY})
+            yield
+    finally:
+        engine.dispose()
+
+
+def _meta(engine: Engine, key: str) -> str | None:
+    with Session(engine) as s:
+        row = s.get(ServiceMeta, key)
+        return None if row is None else row.value
+
+
+def recorded_manifest(engine: Engine) -> Manifest | None:
+    """The manifest of the deployment this database belongs to, as :func:`bind_database` recorded it."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(ServiceMeta.__tablename__):
+            return None
+    value = _meta(engine, MANIFEST_KEY)
+    return None if value is None else Manifest.from_dict(json.loads(value))
 
 
 def open_database(settings: Settings) -> tuple[Engine, str | None]:
@@ -99,13 +158,18 @@ def roles_for(client: ChainClient) -> Roles:
 
 
 def deployment_for(
-    settings: Settings, client: ChainClient, roles: Roles, bound: str | None
+    settings: Settings,
+    client: ChainClient,
+    roles: Roles,
+    bound: str | None,
+    recorded: Manifest | None = None,
 ) -> tuple[Deployment, Roles, bool]:
     """The deployment this service uses, the roles it signs with, and whether it is new (deployed now).
 
     Everything is checked before anything is deployed: an existing manifest is loaded and its contracts
     verified on this chain; a database that already belongs to a deployment is never paired with a new one.
-    The embedded chain keeps its manifest in the state directory beside its journal."""
+    The embedded chain keeps its manifest in the state directory beside its journal. Without a manifest file,
+    a devnet or network service uses the manifest its database ``recorded`` (another host deployed)."""
     embedded = client.target is ChainTarget.EMBEDDED
     path = (
         settings.state_dir / EMBEDDED_MANIFEST
@@ -119,6 +183,17 @@ def deployment_for(
             raise StartupError(f"KNOWLEDGER_MANIFEST_PATH: {exc}") from None
         roles = _roles_of_manifest(d, roles, client)
         _check_binding(bound, d, settings)
+        return _with_accounts(d, roles), roles, False
+    if not embedded and recorded is not None:
+        try:
+            d = load_deployment(client, recorded)
+        except ChainError as exc:
+            raise StartupError(
+                f"KNOWLEDGER_DATABASE_URL: the deployment this database records cannot be used here: {exc}"
+            ) from None
+        roles = _roles_of_manifest(d, roles, client)
+        _check_binding(bound, d, settings)
+        log.info("no manifest at %s: serving the deployment the database records", path)
         return _with_accounts(d, roles), roles, False
     if embedded and client.reopened:
         raise StartupError(
@@ -192,11 +267,23 @@ def _fingerprint(deployment: Deployment) -> str:
 
 
 def bind_database(engine: Engine, deployment: Deployment) -> None:
-    """Record which deployment this database belongs to (checked before, by :func:`deployment_for`)."""
+    """Record which deployment this database belongs to (checked before, by :func:`deployment_for`) and its
+    manifest (for hosts without one), and start the directory's change counter."""
+    fingerprint = _fingerprint(deployment)
     with Session(engine) as s:
-        if s.get(ServiceMeta, "deployment") is None:
-            s.add(ServiceMeta(key="deployment", value=_fingerprint(deployment)))
-            s.commit()
+        bound = s.get(ServiceMeta, DEPLOYMENT_KEY)
+        if bound is None:
+            s.add(ServiceMeta(key=DEPLOYMENT_KEY, value=fingerprint))
+        elif bound.value != fingerprint:
+            raise StartupError(
+                f"KNOWLEDGER_DATABASE_URL: this database belongs to deployment {bound.value}, not "
+                f"{fingerprint}: use a fresh database or set KNOWLEDGER_MANIFEST_PATH to that deployment"
+            )
+        if s.get(ServiceMeta, MANIFEST_KEY) is None:
+            s.add(ServiceMeta(key=MANIFEST_KEY, value=deployment.manifest.to_json()))
+        if s.get(ServiceMeta, VERSION_KEY) is None:
+            s.add(ServiceMeta(key=VERSION_KEY, value="0"))
+        s.commit()
 
 
 def adopt_model(settings: Settings, registry: ModelRegistry) -> ServedModel | None:
@@ -236,7 +323,11 @@ def stamp_profiles(engine: Engine, version: str) -> None:
         )
 
 
-def operator_key_hash(settings: Settings, client: ChainClient) -> str:
+def operator_key_hash(settings: Settings, client: ChainClient, engine: Engine | None = None) -> str:
+    """The operator key's hash: ``KNOWLEDGER_OPERATOR_KEY`` (required on a real network); on a local chain
+    the key in ``<state dir>/operator.key``, else (given the shared database's ``engine``) the one another
+    service on this database generated (its hash, recorded there), else a new key written to
+    ``<state dir>/operator.key`` (and its hash recorded in the shared database)."""
     if settings.operator_key is not None:
         key = settings.operator_key.get_secret_value()
         if len(key) < 16:
@@ -245,7 +336,16 @@ def operator_key_hash(settings: Settings, client: ChainClient) -> str:
     if client.target is ChainTarget.RPC:
         raise StartupError("KNOWLEDGER_OPERATOR_KEY: required on a real network")
     path = settings.state_dir / "operator.key"
+    recorded = _meta(engine, OPERATOR_KEY) if engine is not None else None
     if not path.is_file():
+        if recorded is not None:
+            log.info("operator key: the one this database's first service generated (not in %s)", path)
+            return recorded
         path.write_text(new_secret("op"), encoding="utf-8")
         path.chmod(0o600)
-    return key_hash(path.read_text(encoding="utf-8").strip())
+    digest = key_hash(path.read_text(encoding="utf-8").strip())
+    if engine is not None and recorded is None:
+        with Session(engine) as s:
+            s.add(ServiceMeta(key=OPERATOR_KEY, value=digest))
+            s.commit()
+    return digest

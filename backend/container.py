@@ -2,12 +2,14 @@
 
 ``Container.start(settings)`` runs the start-up steps (:mod:`backend.bootstrap`): the database, the chain
 and its signing roles, the deployment, the model, the operator key. Then it builds the consent gateway, the
-directory of partners and products, each service, and the three workers (settler, indexer, webhook
-deliverer). No service reaches into another's pieces or into this container: each is given what it uses,
-here.
+directory of partners and products, each service, the singleton workers (settler, indexer, webhook
+deliverer), which run in whichever process holds the leadership (:mod:`backend.services.leadership`), and the
+model follower, which runs in every process. No service reaches into another's pieces or into this
+container: each is given what it uses, here.
 
 The FastAPI app (:func:`backend.main.create_app`) serves one container; its lifespan starts and stops the
-workers. Tests build a container with their own settings (and chain) and drive the workers by hand.
+workers. Tests build a container with their own settings (and chain) and drive the workers by hand. Every
+process builds its own container after it starts: no engine, chain connection or thread crosses a fork.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from backend.services.health import HealthService
 from backend.services.indexer import Indexer
 from backend.services.ingest import IngestService
 from backend.services.insights import InsightsService
+from backend.services.leadership import Leadership, election_for
 from backend.services.learner_view import LearnerView
 from backend.services.ledger import LedgerService
 from backend.services.lifecycle import ModelFollower, ModelLifecycle
@@ -95,6 +98,7 @@ class Container:
     webhooks: WebhookService
     deliverer: WebhookDeliverer
     funnel: FunnelService
+    leadership: Leadership
     seeded: SeedResult | None = field(default=None)
     _workers_started: bool = field(default=False, repr=False)
     _lock: StateLock | None = field(default=None, repr=False)
@@ -118,18 +122,23 @@ class Container:
             if lock is not None and not lock.held:
                 lock.acquire()
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-            engine, bound = bootstrap.open_database(settings)
-            client = chain if chain is not None else bootstrap.connect_chain(settings)
-            roles = bootstrap.roles_for(client)
-            deployment, roles, _ = bootstrap.deployment_for(settings, client, roles, bound)
-            bootstrap.migrate_database(engine, settings)
-            bootstrap.bind_database(engine, deployment)
-            registry = ModelRegistry(engine, settings.state_dir / "model-cache")
-            served = bootstrap.adopt_model(settings, registry)
-            if served is not None:
-                bootstrap.stamp_profiles(engine, served.version)
+            with bootstrap.startup_lock(settings):  # one process at a time on a shared database
+                engine, bound = bootstrap.open_database(settings)
+                client = chain if chain is not None else bootstrap.connect_chain(settings)
+                roles = bootstrap.roles_for(client)
+                recorded = bootstrap.recorded_manifest(engine) if bound is not None else None
+                deployment, roles, _ = bootstrap.deployment_for(settings, client, roles, bound, recorded)
+                bootstrap.migrate_database(engine, settings)
+                bootstrap.bind_database(engine, deployment)
+                # hosts sharing a database share a generated operator key (one that owns its database keeps
+                # today's: the key file in its state directory)
+                shared = None if settings.exclusive_state else engine
+                operator_hash = bootstrap.operator_key_hash(settings, client, shared)
+                registry = ModelRegistry(engine, settings.state_dir / "model-cache")
+                served = bootstrap.adopt_model(settings, registry)
+                if served is not None:
+                    bootstrap.stamp_profiles(engine, served.version)
             model = ModelSlot(served)
-            operator_hash = bootstrap.operator_key_hash(settings, client)
         except StateDirInUse as exc:
             raise bootstrap.StartupError(f"KNOWLEDGER_STATE_DIR: {exc}") from None
         except BaseException:
@@ -159,7 +168,8 @@ class Container:
         """Wire the services from the started pieces (each built once)."""
         client = deployment.client
         gateway = ChainGateway(client, deployment.consent)
-        directory = Directory(engine, operator_key_hash)
+        # a process that owns its database needs no check for other processes' changes
+        directory = Directory(engine, operator_key_hash, shared=not settings.exclusive_state)
         metrics = metrics or Metrics()
         local = client.target is not ChainTarget.RPC
         confirmations = (
@@ -169,6 +179,10 @@ class Container:
         )
         settler = Settler(engine, gateway, deployment.ledger, roles.reporter, settings.settle_batch_size)
         indexer = Indexer(engine, gateway, deployment, confirmations)
+        # The workers that must run in one process at a time (a new one is one more line here).
+        leadership = Leadership(election_for(engine), settings.leader_poll_s)
+        leadership.add(settler, settings.settle_interval_s)
+        leadership.add(indexer, settings.index_interval_s)
         erasure = ErasureRegister(engine)
         refresher = ProfileRefresher(engine, model, registry.product_rows)
         lifecycle = ModelLifecycle(
@@ -185,6 +199,7 @@ class Container:
             retry_base_s=settings.webhook_retry_base_s,
             max_attempts=settings.webhook_max_attempts,
         )
+        leadership.add(deliverer, settings.webhook_interval_s)
         metrics.add_collector("funnel", FunnelSeries(engine, metrics))
         metrics.add_collector("webhook_queue", WebhookBacklog(engine, metrics))
         return cls(
@@ -224,10 +239,10 @@ class Container:
             settler=settler,
             indexer=indexer,
             rounds=Rounds(engine, settler, indexer),
-            health=HealthService(engine, gateway, model, deployment, indexer, settler, metrics),
+            health=HealthService(engine, gateway, model, deployment, indexer, settler, leadership, metrics),
             erasure=erasure,
             profile_refresher=refresher,
-            ingest=IngestService(engine, erasure, refresher, directory),
+            ingest=IngestService(engine, erasure, refresher, directory, leadership),
             learner_view=LearnerView(gateway, directory, model, refresher),
             models=lifecycle,
             model_follower=ModelFollower(lifecycle),
@@ -237,6 +252,7 @@ class Container:
             webhooks=WebhookService(allow_http=settings.webhook_allow_http),
             deliverer=deliverer,
             funnel=FunnelService(engine),
+            leadership=leadership,
         )
 
     def _seed_pieces(self) -> tuple[Any, ...]:
@@ -276,26 +292,19 @@ class Container:
 
     # ------------------------------------------------------------------ lifecycle
     def start_workers(self) -> None:
-        """Start the settler, the indexer and the webhook deliverer threads (unless
-        ``KNOWLEDGER_BACKGROUND_WORKERS`` is off)."""
-        s = self.settings
-        if self._workers_started or not s.background_workers:
+        """Join the election of the singleton workers (settler, indexer, webhook deliverer): the process
+        that wins runs them (unless ``KNOWLEDGER_BACKGROUND_WORKERS`` is off, when this process only shows
+        it is alive); and follow the served model version (every process)."""
+        if self._workers_started:
             return
-        if s.settle_interval_s > 0:
-            self.settler.start(s.settle_interval_s)
-        if s.index_interval_s > 0:
-            self.indexer.start(s.index_interval_s)
-        if s.model_follow_interval_s > 0:
-            self.model_follower.start(s.model_follow_interval_s)
-        if s.webhook_interval_s > 0:
-            self.deliverer.start(s.webhook_interval_s)
+        self.leadership.start(run_workers=self.settings.background_workers)
+        if self.settings.background_workers and self.settings.model_follow_interval_s > 0:
+            self.model_follower.start(self.settings.model_follow_interval_s)
         self._workers_started = True
 
     def stop_workers(self) -> None:
-        self.settler.stop()
-        self.indexer.stop()
+        self.leadership.stop()
         self.model_follower.stop()
-        self.deliverer.stop()
         self._workers_started = False
 
     def close(self) -> None:

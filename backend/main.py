@@ -5,7 +5,11 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import re
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -273,3 +277,28 @@ def app_factory() -> FastAPI:
     """``uvicorn --factory backend.main:app_factory``."""
     limit_native_threads()
     return create_app()
+
+
+def worker_app_factory() -> FastAPI:
+    """One of the API processes of ``knowledger serve --workers N``, started by uvicorn's supervisor in a
+    fresh interpreter: it builds its own container (its own database engine and chain connection) from the
+    environment's settings when it starts. The command already checked, migrated, deployed and seeded before
+    it started the processes, so they never seed. It stops when the command is gone."""
+    limit_native_threads()
+    _stop_with_parent()
+    settings = Settings()
+    settings.seed_demo = False
+    return create_app(settings)
+
+
+def _stop_with_parent() -> None:
+    """Ask this process to stop (SIGTERM: a graceful shutdown) if the process that started it goes away,
+    however it ends: an orphaned API process would otherwise keep serving the shared port."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="knowledger-parent-watch", daemon=True).start()

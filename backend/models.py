@@ -223,6 +223,9 @@ class IngestJob(SQLModel, table=True):
     timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
+    #: The process that runs it (``host:pid:nonce``): a process starting up fails the unfinished jobs of
+    #: processes that are gone, never those of one still running.
+    runner: str | None = Field(default=None, max_length=80)
 
 
 # ---------------------------------------------------------------------------------------------- models

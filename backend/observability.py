@@ -49,6 +49,11 @@ class Metrics:
             "knowledger_chain_up", "1 if the chain answered the last request", registry=self.registry
         )
         self.model_loaded = Gauge("knowledger_model_loaded", "1 if a model is loaded", registry=self.registry)
+        self.leader = Gauge(
+            "knowledger_leader",
+            "1 if this process runs the singleton workers (settler, indexer, webhook delivery)",
+            registry=self.registry,
+        )
         self.webhook_deliveries = Counter(
             "knowledger_webhook_deliveries",
             "Webhook delivery attempts by outcome (delivered, failed, dead)",

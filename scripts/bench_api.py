@@ -13,12 +13,21 @@ server is pinned to CPU 0 and the load generator to CPU 1.
 - ``revocation_to_refusal_ms``: p95 over learners of the time from sending the revoke call to receiving the
   first 403 for that learner, while the paced recommend load runs. ``stale_after_revoke`` counts 200s
   received for a learner after its revoke call returned (must be 0).
+
+``--chain devnet --db postgresql`` is the scale-out set-up: anvil from npm and a fresh PostgreSQL database
+(created on the server of ``KNOWLEDGER_TEST_POSTGRES``, default 127.0.0.1:5432, and dropped afterwards).
+The figures above are then measured on it, and ``_scale_bench.py`` adds ``workers_2_over_1`` (recommend rps
+of ``knowledger serve --workers 2`` over ``--workers 1``, measured with Debian's ``wrk``, installed when
+missing) and ``failover_s``, ``failover_lost``, ``failover_doubled`` (``kill -9`` of the process that leads
+the settler and the indexer under a stream of conversions). Elsewhere these four are null: the embedded
+chain lives in one process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -28,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _scale_bench  # noqa: E402
 from _loadgen import Connection, open_connections, paced, request_bytes, saturate  # noqa: E402
 
 OPERATOR_KEY = "op_bench_" + secrets.token_hex(12)
@@ -56,7 +67,12 @@ def free_port() -> int:
 
 
 def start_server(
-    state: Path, artifact: Path, port: int, pin: bool, rpc_url: str | None = None
+    state: Path,
+    artifact: Path,
+    port: int,
+    pin: bool,
+    rpc_url: str | None = None,
+    database_url: str | None = None,
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
@@ -71,6 +87,8 @@ def start_server(
     if rpc_url is not None:
         env.update(KNOWLEDGER_RPC_URL=rpc_url, KNOWLEDGER_MANIFEST_PATH=str(state / "manifest.json"))
     env.pop("KNOWLEDGER_DATABASE_URL", None)
+    if database_url is not None:
+        env["KNOWLEDGER_DATABASE_URL"] = database_url
     cmd = [
         sys.executable,
         "-m",
@@ -251,8 +269,32 @@ def main() -> None:
         default="embedded",
         help="embedded: the in-process eth-tester EVM (default); devnet: a fresh anvil node from npm",
     )
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="sqlite: a file in the state directory (default); postgresql: a fresh database (with --chain "
+        "devnet: the scale-out set-up, adding workers_2_over_1 and the failover figures)",
+    )
+    parser.add_argument("--scale-connections", type=int, default=64, help="wrk connections (scale-out)")
+    parser.add_argument("--no-failover", action="store_true", help="skip the failover scenario (scale-out)")
     args = parser.parse_args()
+    if args.db == "postgresql" and args.chain != "devnet":
+        parser.error("--db postgresql runs the scale-out set-up: it needs --chain devnet")
+    with _database(args.db) as database_url:
+        run(args, database_url)
 
+
+@contextlib.contextmanager
+def _database(kind: str) -> Iterator[str | None]:
+    if kind == "sqlite":
+        yield None
+        return
+    with _scale_bench.fresh_database() as url:
+        yield url
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
     try:
         import uvloop
 
@@ -275,7 +317,9 @@ def main() -> None:
 
         node = AnvilNode(run_dir=state / "anvil").start()
         log(f"anvil devnet at {node.url}")
-    proc = start_server(state, Path(artifact), port, pin, None if node is None else node.url)
+    proc = start_server(state, Path(artifact), port, pin, None if node is None else node.url, database_url)
+    scale: dict[str, Any] | None = None
+    failover: dict[str, Any] | None = None
     try:
         wait_healthy(proc, port)
         if pin:
@@ -285,12 +329,25 @@ def main() -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
             users = make_users(api, split, args.clients + args.revocations)
         raw = asyncio.run(measure(port, bank_key, users, args))
+        _stop(proc)
+        if node is not None and database_url is not None:
+            os.sched_setaffinity(0, set(cpus))  # the API processes get every CPU
+            scale = _scale_bench.workers_ratio(
+                state,
+                Path(artifact),
+                OPERATOR_KEY,
+                node.url,
+                database_url,
+                bank_key,
+                [u["pseudonym"] for u in users[: args.clients]],
+                connections=args.scale_connections,
+                duration=args.duration,
+                warmup=args.warmup,
+            )
+            if not args.no_failover:
+                failover = _scale_bench.failover(Path(artifact))
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
         if node is not None:
             node.stop()
         shutil.rmtree(state, ignore_errors=True)
@@ -303,7 +360,18 @@ def main() -> None:
         "trivial": figures(raw["trivial_lat"], raw["trivial_sat"]),
         "ratio": round(raw["recommend_sat"]["rps"] / raw["trivial_sat"]["rps"], 3),
         "revocation_to_refusal_ms": raw["revocation"]["all"]["p95_ms"],
-        "goals": {"recommend_p99_ms_max": 10.0, "ratio_min": 0.5},
+        "workers_2_over_1": None if scale is None else scale["workers_2_over_1"],
+        "failover_s": None if failover is None else failover["failover_s"],
+        "failover_lost": None if failover is None else failover["lost"],
+        "failover_doubled": None if failover is None else failover["doubled"],
+        "goals": {
+            "recommend_p99_ms_max": 10.0,
+            "ratio_min": 0.5,
+            "workers_2_over_1_min": 1.6,
+            "failover_s_max": 10.0,
+            "failover_lost": 0,
+            "failover_doubled": 0,
+        },
         "method": (
             "rps: closed loop, all connections sending back to back (capacity). p50/p99: open loop at "
             "offered_rps spread over the connections, latency from each request's scheduled send time. "
@@ -315,7 +383,8 @@ def main() -> None:
             "offered_rps": raw["offered_rps"],
             "warmup_s": args.warmup,
             "duration_s": args.duration,
-            "server": "uvicorn, 1 process (uvloop, httptools), SQLite (WAL)",
+            "server": "uvicorn, 1 process (uvloop, httptools), "
+            + ("SQLite (WAL)" if database_url is None else "PostgreSQL (a fresh database)"),
             "chain": "embedded eth-tester (in process)" if args.chain == "embedded" else "anvil devnet (npm)",
             "pinned": {"server_cpu": 0, "loadgen_cpu": cpus[1]} if pin else None,
             "cpus": len(cpus),
@@ -323,12 +392,26 @@ def main() -> None:
         "saturation": {"recommend": raw["recommend_sat"], "trivial": raw["trivial_sat"]},
         "paced": {"recommend": raw["recommend_lat"], "trivial": raw["trivial_lat"]},
         "revocation": raw["revocation"],
+        "scale": scale
+        if scale is not None
+        else {"skipped": "one process: the embedded chain lives in it (--chain devnet --db postgresql)"},
+        "failover": failover,
         "total_s": round(time.perf_counter() - t0, 1),
     }
     text = json.dumps(out, indent=2)
     print(text)
     if args.json_out:
         args.json_out.write_text(text + "\n", encoding="utf-8")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ never on timings.
 - :func:`kill9`: the service killed with SIGKILL while it settles, then started again;
 - :func:`pg_restart`: the database restarted while conversions are posted and settled;
 - :func:`storm`: learners revoking and granting again while partners ask for recommendations, then the
-  auditor's replay of everything served, and of a tampered copy of the log.
+  auditor's replay of everything served, and of a tampered copy of the log;
+- :func:`failover`: ``serve --workers 2`` on PostgreSQL, conversions posted at a steady rate, the process
+  that leads the singleton workers killed with SIGKILL; another takes over and settles everything once;
+- :func:`two_hosts`: two ``serve`` commands (two hosts: their own state directories) sharing one PostgreSQL
+  database and one node; a revocation answered by one is refused by the other's very next request, a
+  partner registered or a key rotated through one is known by the other at once.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from sqlalchemy import create_engine, text
 from backend.chain import AnvilNode, connect_devnet
 from backend.chain.deploy import Manifest
 from backend.chain.ledger import LedgerClient
+from backend.services.leadership import pid_of
 from tests.api._live import ChainProxy, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,9 +116,12 @@ def serve(
     port: int | None = None,
     timeout: float = 300.0,
     operator_key: str | None = OPERATOR_KEY,
+    args: tuple[str, ...] = (),
+    seed_demo: bool = True,
 ) -> Served:
-    """Start ``knowledger serve`` (demo world seeded) and wait for its readiness line. Without
-    ``operator_key`` the service generates one into its state directory."""
+    """Start ``knowledger serve`` (demo world seeded unless ``seed_demo`` is off) with ``args`` (e.g.
+    ``("--workers", "2")``) and wait for its readiness line. Without ``operator_key`` the service
+    generates one into its state directory."""
     port = port or free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith("KNOWLEDGER_")}
     if operator_key is not None:
@@ -128,7 +137,7 @@ def serve(
     full.update(chain or {})
     full.update(env or {})
     cmd = [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd.append("--seed-demo")
+    cmd += ["--seed-demo" if seed_demo else "--no-seed-demo", *args]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )
@@ -636,3 +645,175 @@ def _tamper(log: Path, served: Served) -> tuple[str, Path]:
 def is_port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+# ------------------------------------------------------------------------------------------ many processes
+def health(served: Served) -> dict[str, Any]:
+    """``/health`` from whichever process answers a new connection."""
+    return dict(httpx.get(served.url + "/health", timeout=30).json())
+
+
+def processes_answering(served: Served, want: int, timeout: float = 60.0) -> set[str]:
+    """The processes seen answering ``/health`` (concurrent new connections) until ``want`` of them did, or
+    ``timeout``."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+
+    async def burst() -> None:
+        async def one() -> None:
+            async with httpx.AsyncClient(base_url=served.url, timeout=30) as api:
+                seen.add((await api.get("/health")).json()["leadership"]["process"])
+
+        await asyncio.gather(*(one() for _ in range(8)))
+
+    while len(seen) < want and time.monotonic() < deadline:
+        asyncio.run(burst())
+    return seen
+
+
+def wait_leader(served: Served, *, other_than: str | None = None, timeout: float = 60.0) -> str | None:
+    """The leading process once one (other than ``other_than``) leads, or None at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            leader = health(served)["leadership"]["leader"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            leader = None
+        if leader is not None and leader != other_than:
+            return str(leader)
+        time.sleep(0.05)
+    return None
+
+
+def failover(
+    workdir: Path,
+    model: Path,
+    database_url: str,
+    *,
+    workers: int = 2,
+    rate_hz: float = 10.0,
+    before_s: float = 3.0,
+    after_s: float = 3.0,
+) -> dict[str, Any]:
+    """``serve --workers`` on ``database_url`` (and a second ``serve`` on its state directory, which must be
+    refused); conversions at ``rate_hz``; once settling is under way the leading process is killed with
+    SIGKILL. ``failover_s``: from the kill until ``/health`` names another
+    leader. Lost: accepted (202) but never recorded by the ledger; doubled: recorded twice (both read from
+    the node's events, not the service's database)."""
+    state = workdir / "state"
+    with anvil(workdir) as node:
+        served = serve(
+            state,
+            model,
+            chain=_devnet_env(node.url, state),
+            env={"KNOWLEDGER_DATABASE_URL": database_url, "KNOWLEDGER_LEADER_POLL_S": "0.5"},
+            args=("--workers", str(workers)),
+        )
+        try:
+            answering = processes_answering(served, workers)
+            second = subprocess.run(  # another `serve` on the same state directory: refused, naming this one
+                [sys.executable, "-m", "backend.cli", "serve", "--port", str(free_port())],
+                cwd=ROOT, env=served.env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            leader = wait_leader(served)
+            rec = recommendation(served, learners(served, 1)[0])
+            with ConversionStream(served, rec, rate_hz) as stream:
+                time.sleep(before_s)
+                leader = wait_leader(served)
+                assert leader is not None, "no process leads"
+                killed_at = time.monotonic()
+                os.kill(pid_of(leader), signal.SIGKILL)
+                successor = wait_leader(served, other_than=leader)
+                failover_s = time.monotonic() - killed_at if successor is not None else None
+                time.sleep(after_s)
+            result = _outcome(served, stream.accepted, node.url, state / "manifest.json", 120)
+            after = processes_answering(served, workers, timeout=120)  # the killed one was started again
+            result.update(
+                posted=len(stream.posted),
+                refused=sum(1 for p in stream.posted if p.status != 202),
+                processes_answering=len(answering),
+                second_serve_refused=second.returncode == 2
+                and f"in use by process {served.proc.pid}" in second.stderr,
+                processes_after=len(after - {leader}),
+                killed=leader,
+                successor=successor,
+                failover_s=None if failover_s is None else round(failover_s, 3),
+            )
+            return result
+        finally:
+            served.stop()
+
+
+def two_hosts(workdir: Path, model: Path, database_url: str, *, rounds: int = 4) -> dict[str, Any]:
+    """Two ``serve`` commands with their own state directories on one database and one node: the first
+    deploys, seeds and generates the operator key; the second finds the deployment and the operator key in
+    the database. Learners revoke through one host; the other's very next request for them must be refused.
+    A partner registered through one host is known by the other at once; a key rotated through one is
+    refused by the other at once."""
+    with anvil(workdir) as node:
+        a_state, b_state = workdir / "host-a", workdir / "host-b"
+        env = {"KNOWLEDGER_DATABASE_URL": database_url}
+        a = serve(a_state, model, chain=_devnet_env(node.url, a_state), env=env, operator_key=None)
+        try:
+            b = serve(
+                b_state,
+                model,
+                chain=_devnet_env(node.url, b_state),
+                env=env,
+                operator_key=None,
+                seed_demo=False,
+            )
+        except BaseException:
+            a.stop()
+            raise
+        try:
+            return _two_hosts(a, b, rounds)
+        finally:
+            b.stop()
+            a.stop()
+
+
+def _two_hosts(a: Served, b: Served, rounds: int) -> dict[str, Any]:
+    operator, bank = a.operator, a.bank  # the second host has neither file: it uses what the database holds
+    people = learners(a, rounds)
+    out: dict[str, Any] = {
+        "second_host_manifest_file": (b.state / "manifest.json").exists(),
+        "second_host_operator_key_file": (b.state / "operator.key").exists(),
+        "leaders": sorted({str(health(x)["leadership"]["leader"]) for x in (a, b)}),
+        "served_before_revoke": 0,
+        "refused_after_revoke": 0,
+        "served_after_grant": 0,
+    }
+    for i, learner in enumerate(people):
+        here, there = (a, b) if i % 2 == 0 else (b, a)  # revoke on one host, ask the other
+        body = {"subject": learner["pseudonym"]}
+        with here.client() as revoker, there.client() as asker:
+
+            def status(api: httpx.Client) -> int:
+                return api.post("/api/v1/recommendations", json=body, headers=bank).status_code  # noqa: B023
+
+            out["served_before_revoke"] += status(asker) == 200
+            r = revoker.delete("/api/v1/me/consents/bank/product_recommendation", headers=learner["headers"])
+            r.raise_for_status()
+            out["refused_after_revoke"] += status(asker) == 403  # the very next request, other host
+            g = asker.put("/api/v1/me/consents/bank/product_recommendation", headers=learner["headers"])
+            g.raise_for_status()
+            out["served_after_grant"] += status(revoker) == 200
+    with a.client() as on_a, b.client() as on_b:
+        body = {
+            "id": "credit-union-" + secrets.token_hex(3),
+            "name": "Credit Union",
+            "address": "0x" + secrets.token_hex(20),
+            "notice_text": "We use your learning profile to suggest savings products.",
+        }
+        created = on_a.post("/api/v1/partners", json=body, headers=operator)
+        created.raise_for_status()
+        key = {"X-API-Key": created.json()["api_key"]}
+        out["new_partner_on_other_host"] = on_b.get("/api/v1/ledger/agreements", headers=key).status_code
+        rotated = on_b.post(f"/api/v1/partners/{body['id']}/api-key", headers=operator)
+        rotated.raise_for_status()
+        out["old_key_on_other_host"] = on_a.get("/api/v1/ledger/agreements", headers=key).status_code
+        new_key = {"X-API-Key": rotated.json()["api_key"]}
+        out["new_key_on_other_host"] = on_a.get("/api/v1/ledger/agreements", headers=new_key).status_code
+    out["learners"] = len(people)
+    return out

@@ -137,6 +137,7 @@ async def current_partner(
 ) -> PartnerAuth:
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (a partner API key)")
+    directory.current()
     partner = directory.partner_for_key(x_api_key)
     if partner is None:
         if directory.is_operator_key(x_api_key):
@@ -150,6 +151,7 @@ async def current_operator(
 ) -> None:
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (the operator key)")
+    directory.current()
     if not directory.is_operator_key(x_api_key):
         if directory.partner_for_key(x_api_key) is not None:
             raise Forbidden("this endpoint is for the operator")
@@ -175,6 +177,7 @@ async def current_caller(
     """The operator (``("operator", None)``) or a partner (``(partner id, partner)``)."""
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (the operator key or a partner API key)")
+    directory.current()
     if directory.is_operator_key(x_api_key):
         return "operator", None
     partner = directory.partner_for_key(x_api_key)

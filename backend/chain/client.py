@@ -51,6 +51,11 @@ if TYPE_CHECKING:
     from .embedded import EmbeddedChain
 
 GWEI = 10**9
+#: Tries to send one transaction when the node says its nonce or fee is stale: each try re-reads both (a key
+#: that several processes send from loses a race now and then; each loss costs one more read).
+SEND_ATTEMPTS = 5
+#: What a node's refusal says when the nonce or the fee it was given is stale.
+_NONCE_OR_FEE = ("nonce", "fee", "underpriced")
 
 
 class LocalControls(Protocol):
@@ -441,7 +446,7 @@ class ChainClient:
         if "maxFeePerGas" in fees:
             tx["type"] = 2
         with self._lock_for(address):
-            for attempt in (1, 2):
+            for attempt in range(1, SEND_ATTEMPTS + 1):
                 nonce = self._nonces.get(address)
                 if nonce is None:
                     with self._rpc():
@@ -455,10 +460,11 @@ class ChainClient:
                 except Exception as exc:
                     self._nonces.pop(address, None)
                     self._fee_cache = None
-                    # Another process sent from this key, or the base fee rose past our cached fee: re-read
-                    # the nonce and the fees once and try again.
+                    # Another process sent from this key (several API processes share the registrar's), or
+                    # the base fee rose past our cached fee: re-read the nonce and the fees and try again.
                     text = str(exc).lower()
-                    if attempt == 1 and ("nonce" in text or "fee" in text) and not is_funds_error(exc):
+                    retry = any(sign in text for sign in _NONCE_OR_FEE) and not is_funds_error(exc)
+                    if attempt < SEND_ATTEMPTS and retry:
                         fees = self.fee_fields()
                         tx.update(fees)
                         continue

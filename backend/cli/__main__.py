@@ -2,4 +2,5 @@
 
 from backend.cli import app
 
-app()
+if __name__ == "__main__":  # not when a worker process started by `serve --workers` imports it
+    app()

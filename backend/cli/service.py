@@ -71,13 +71,28 @@ def serve_command(
     epochs: Annotated[
         int, typer.Option(min=1, max=500, help="Epochs if a model must be trained first.")
     ] = 20,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes sharing the port, each answering any request (more than 1: PostgreSQL and "
+            "a devnet or JSON-RPC chain).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API (and /health, /metrics). Settings come from KNOWLEDGER_* variables; on the embedded
     chain the demo world is seeded and a model trained when none exists, so this works on a fresh clone.
 
     Before anything is trained, seeded or written: the state directory is locked (a second `serve` on it is
-    refused, naming the first) and the port is bound (a port in use is refused). The line "KnowLedger on
-    http://…" is printed once the server accepts requests."""
+    refused, naming the first, whatever the chain and the database) and the port is bound (a port in use is
+    refused). The line "KnowLedger on http://…" is printed once the server accepts requests (with --workers,
+    once every process does).
+
+    With --workers N, this process checks, migrates, deploys and seeds as for one, then hands the bound port
+    to N API processes (restarting any that dies) and stops them when it is stopped. Each builds its own
+    connections to the database and the chain; the one elected through PostgreSQL runs the settler and the
+    indexer."""
     from backend.chain import ChainTarget
     from backend.container import Container
     from backend.core.statelock import StateDirInUse, StateLock
@@ -86,17 +101,29 @@ def serve_command(
 
     settings = _service_settings()
     local = settings.chain_target is ChainTarget.EMBEDDED
+    if workers > 1:
+        _check_workers(settings, workers)
     settings.seed_demo = local if seed_demo is None else seed_demo
-    lock = StateLock(settings.state_dir) if settings.exclusive_state else None
+    lock = StateLock(settings.state_dir)  # one `serve` per state directory, whatever its chain and database
     try:
-        if lock is not None:
-            lock.acquire()
+        lock.acquire()
     except StateDirInUse as exc:
         fail(f"KNOWLEDGER_STATE_DIR: {exc}")
     sock = _bind(host, port)
     model_root = settings.resolved_model_path
     if local and (not model_root.exists() or resolve_artifact(model_root) is None):
         _train_with_progress(model_root, epochs, 0)
+    if workers > 1:
+        # everything is checked, deployed and seeded here; then the API processes start their own
+        # containers, and the state directory stays locked by this command for as long as they serve
+        with user_errors():
+            checked = Container.start(settings)
+        checked.close()  # what the readiness line names stays readable
+        try:
+            _run_processes(sock, workers, lambda: _announce(checked, settings, host, port, local))
+        finally:
+            lock.release()
+        return
     with user_errors():
         container = Container.start(settings, lock=lock)
     limit_native_threads()
@@ -104,6 +131,61 @@ def serve_command(
         _run(create_app(container=container), sock, lambda: _announce(container, settings, host, port, local))
     finally:
         container.close()
+
+
+def _check_workers(settings: Settings, workers: int) -> None:
+    """Several API processes need a chain outside this process and a database that elects the one running
+    the settler and the indexer."""
+    from backend.chain import ChainTarget
+
+    if settings.chain_target is ChainTarget.EMBEDDED:
+        fail(
+            f"--workers {workers}: the embedded chain lives inside one process; to serve from several, run "
+            "the chain as a devnet (hardhat-free-devnet/start.sh, see the README's \"On anvil, a testnet and "
+            'PostgreSQL") with KNOWLEDGER_CHAIN_TARGET=devnet, and PostgreSQL'
+        )
+    if not settings.resolved_database_url.startswith("postgresql"):
+        fail(
+            f"--workers {workers}: SQLite is a file for one process, and the processes elect the one that "
+            "settles and indexes through PostgreSQL: set KNOWLEDGER_DATABASE_URL=postgresql+psycopg://…"
+        )
+
+
+def _run_processes(sock: Any, workers: int, ready: Callable[[], None]) -> None:
+    """Serve on ``sock`` from ``workers`` processes (uvicorn's supervisor: a fresh interpreter each, started
+    again if it dies); ``ready`` runs once every one accepts requests."""
+    import uvicorn
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    class Supervisor(Multiprocess):
+        started = False
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            pending = list(self.processes)
+            while pending and not self.should_exit.is_set():
+                self.handle_signals()
+                if any(not p.process.is_alive() for p in pending):
+                    return  # a process failed to start (it said why); the supervisor stops the others
+                pending = [p for p in pending if not p.is_ready(timeout=1)]
+            if not pending:
+                self.started = True
+                ready()
+
+    config = uvicorn.Config(
+        "backend.main:worker_app_factory",
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        # a process loading its model on a busy machine answers the supervisor's pings late: not hung
+        timeout_worker_healthcheck=60,
+    )
+    supervisor = Supervisor(config, sockets=[sock])
+    supervisor.run()
+    if not supervisor.started:
+        fail(f"--workers {workers}: an API process did not start (its error is above)")
 
 
 def _bind(host: str, port: int) -> Any:

@@ -93,6 +93,9 @@ class Settings(ChainSettings):
     seed_demo: bool = False
     #: Run the settler and indexer threads (tests drive them by hand).
     background_workers: bool = True
+    #: Seconds between a follower's tries to take the singleton workers' leadership, and between the
+    #: leader's checks that it still holds it (PostgreSQL: processes sharing the database elect one).
+    leader_poll_s: float = Field(default=1.0, gt=0, le=60)
     #: The A/B experiment's name: it seeds the learners' assignment (a new name reshuffles them) and
     #: tags the recommendations served under it.
     experiment_name: str = "ranker-v1"

@@ -2,9 +2,11 @@
 process, taken before anything in the directory is read or written.
 
 The embedded chain's journal and the default SQLite database belong to one process at a time; a second
-``knowledger serve`` on the same directory is refused with the first one's process id and command line,
-before it touches either. The lock is the operating system's (``flock``): it goes away with its process,
-however that process ends (``kill -9`` included), so a stale lock file never blocks a restart.
+``knowledger serve`` on the same directory (whatever its chain and database) is refused with the first
+one's process id and command line, before it touches anything. The API processes of ``serve --workers N``
+take no lock of their own: the command that started them holds it for as long as they serve. The lock is
+the operating system's (``flock``): it goes away with its process, however that process ends (``kill -9``
+included), so a stale lock file never blocks a restart.
 """
 
 from __future__ import annotations

@@ -27,6 +27,23 @@ class IndexerHealth(WorkerHealth):
     next_block: int | None
 
 
+class LeadershipHealth(BaseModel):
+    """Where the singleton workers (settler, indexer) run."""
+
+    #: ``elected``: the processes sharing the PostgreSQL database elect one; ``sole``: this process is the
+    #: only one (SQLite).
+    mode: str
+    #: The process that answered (``host:pid:nonce``).
+    process: str
+    #: The process that runs the singleton workers (None when no process holds the leadership, or the
+    #: database cannot say).
+    leader: str | None
+    #: Whether the answering process is that one.
+    leading: bool
+    #: The singleton workers.
+    workers: list[str]
+
+
 class Health(BaseModel):
     """``ok`` when the database, the chain and the model can all serve; ``degraded`` (HTTP 503) otherwise,
     each part saying why."""
@@ -40,6 +57,7 @@ class Health(BaseModel):
     contracts: dict[str, str]
     indexer: IndexerHealth
     settler: WorkerHealth
+    leadership: LeadershipHealth
 
 
 class Ping(BaseModel):

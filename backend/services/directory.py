@@ -1,21 +1,44 @@
 """The small, rarely changed tables every request consults, cached in memory: partner API keys, products per
 partner, product names, and the map from the catalogue to a served model's rows.
 
-The catalogue tables are re-read after any change to partners, products or courses. The rows of a model
-are computed once per model version, from the model's own id lists, so a request holding one
-:class:`ServedModel` gets rows of that model even while another is being swapped in."""
+The rows of a model are computed once per model version, from the model's own id lists, so a request
+holding one :class:`ServedModel` gets rows of that model even while another is being swapped in.
+
+Refreshed after any change to partners, products or courses. Where several processes share the
+database, a change made by one must reach the others before their next request: whoever changes these tables
+calls :func:`mark_changed` in the same transaction, which bumps a version row (``service_meta``), and every
+request that uses the directory first compares that version with the one it loaded (:meth:`Directory.current`,
+one primary-key read) and re-reads the tables when it moved. A partner registered, or a key rotated, through
+one process is therefore known, or refused, by every other process on its next request. A process that owns
+its database (the embedded chain, the default SQLite file) skips the check: nobody else writes there."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
 
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.core.security import key_hash, same_key
-from backend.models import KnowledgeItem, Partner, Product
+from backend.models import KnowledgeItem, Partner, Product, ServiceMeta
 from backend.services.model import ServedModel
+
+#: The ``service_meta`` row that counts changes to partners, products and courses.
+VERSION_KEY = "directory_version"
+_BUMP = text(
+    f"UPDATE {ServiceMeta.__tablename__} SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR(20)) "
+    "WHERE key = :key"
+)
+_READ = text(f"SELECT value FROM {ServiceMeta.__tablename__} WHERE key = :key")
+
+
+def mark_changed(session: Session) -> None:
+    """Record, in ``session``'s transaction, that partners, products or courses changed (the caller commits):
+    every process re-reads them before its next request uses them."""
+    if session.connection().execute(_BUMP, {"key": VERSION_KEY}).rowcount == 0:
+        session.add(ServiceMeta(key=VERSION_KEY, value="1"))
 
 
 @dataclass(frozen=True)
@@ -39,16 +62,39 @@ class _Tables:
 
 
 class Directory:
-    def __init__(self, engine: Engine, operator_key_hash: str) -> None:
+    def __init__(self, engine: Engine, operator_key_hash: str, *, shared: bool = False) -> None:
+        """``shared``: other processes write to this database too (check the version before each use)."""
         self._engine = engine
         self._operator_key_hash = operator_key_hash
+        self._shared = shared
         self._lock = threading.Lock()
         self._tables = _Tables({}, {}, {}, {})
+        self._version: str | None = None
+        self.refresh()
+
+    def current(self) -> None:
+        """Bring the tables up to date if another process changed them (one primary-key read; nothing when
+        this process owns its database)."""
+        if not self._shared:
+            return
+        with self._engine.connect() as conn:
+            version = conn.execute(_READ, {"key": VERSION_KEY}).scalar()
+        if version != self._version:
+            self.refresh()
+
+    def changed(self) -> None:
+        """Mark the tables changed (in a transaction of its own) and re-read them."""
+        with Session(self._engine) as s:
+            mark_changed(s)
+            s.commit()
         self.refresh()
 
     def refresh(self) -> None:
         """Re-read partners, products and courses (after any change to them)."""
         with Session(self._engine) as s:
+            # the version first: a change committed while the tables are read shows as a newer version
+            # next time, never as new tables under an old version
+            version = s.connection().execute(_READ, {"key": VERSION_KEY}).scalar()
             partners = s.exec(select(Partner)).all()
             products = s.exec(select(Product)).all()
             courses = s.exec(select(KnowledgeItem.id, KnowledgeItem.position)).all()
@@ -63,6 +109,7 @@ class Directory:
         )
         with self._lock:
             self._tables = tables
+            self._version = None if version is None else str(version)
 
     def partner_for_key(self, api_key: str) -> PartnerAuth | None:
         return self._tables.keys.get(key_hash(api_key))

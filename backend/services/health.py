@@ -1,4 +1,5 @@
-"""Health and metrics: whether the database, the chain, the model and the workers can serve."""
+"""Health and metrics: whether the database, the chain, the model and the workers can serve, and which
+process runs the singleton workers."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ from sqlalchemy.engine import Engine
 
 from backend.chain import Deployment
 from backend.observability import Metrics
-from backend.schemas.ops import ChainHealth, Health, IndexerHealth, ModelHealth, WorkerHealth
+from backend.schemas.ops import (
+    ChainHealth,
+    Health,
+    IndexerHealth,
+    LeadershipHealth,
+    ModelHealth,
+    WorkerHealth,
+)
 from backend.services.gateway import ChainGateway
 from backend.services.indexer import Indexer
+from backend.services.leadership import Leadership
 from backend.services.model import ModelSlot
 from backend.services.outbox import counts
 from backend.services.settlement import Settler
@@ -23,6 +32,7 @@ class HealthService:
         deployment: Deployment,
         indexer: Indexer,
         settler: Settler,
+        leadership: Leadership,
         metrics: Metrics,
     ) -> None:
         self._engine = engine
@@ -31,6 +41,7 @@ class HealthService:
         self._deployment = deployment
         self._indexer = indexer
         self._settler = settler
+        self._leadership = leadership
         self._metrics = metrics
 
     def health(self) -> Health:
@@ -67,6 +78,18 @@ class HealthService:
             contracts=self._deployment.addresses,
             indexer=IndexerHealth(next_block=next_block, last_error=self._indexer.last_error),
             settler=WorkerHealth(last_error=self._settler.last_error),
+            leadership=self.leadership(),
+        )
+
+    def leadership(self) -> LeadershipHealth:
+        lead = self._leadership
+        leader = lead.leader()
+        return LeadershipHealth(
+            mode=lead.mode,
+            process=lead.identity,
+            leader=leader,
+            leading=leader == lead.identity,
+            workers=lead.workers,
         )
 
     def metrics(self) -> bytes:
@@ -77,4 +100,5 @@ class HealthService:
         m.index_lag.set(self._indexer.lag())
         m.chain_up.set(1 if self._gateway.available else 0)
         m.model_loaded.set(1 if self._model.ranker is not None else 0)
+        m.leader.set(1 if self._leadership.leading else 0)
         return m.render()

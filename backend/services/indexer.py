@@ -33,7 +33,7 @@ _AGREEMENT_STATUS = {
 }
 
 
-class Indexer(PeriodicWorker):
+class Indexer(PeriodicWorker[int]):
     name = "indexer"
 
     def __init__(

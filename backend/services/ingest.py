@@ -32,8 +32,9 @@ from backend.errors import NotFound, Unprocessable
 from backend.models import IngestJob, utcnow
 from backend.schemas.ingest import EventIn, EventsIngested, IngestJobPublic
 from backend.services import ingest_tables
-from backend.services.directory import Directory
+from backend.services.directory import Directory, mark_changed
 from backend.services.erasure import ErasureRegister
+from backend.services.leadership import Leadership
 from backend.services.profiles import ProfileRefresher
 from recommender.data.readers import FORMATS, Format, read_table
 from recommender.data.validation import Problems, Source, validate_tables
@@ -44,6 +45,8 @@ MAX_ERRORS = 50
 #: products.
 OPERATOR_TABLES = ("items", "users", "interactions")
 PARTNER_TABLES = ("products",)
+#: Tables the directory keeps in memory (a change to them is announced to every process).
+DIRECTORY_TABLES = ("items", "products")
 
 
 def job_public(job: IngestJob) -> IngestJobPublic:
@@ -73,8 +76,10 @@ class IngestService:
         erasure: ErasureRegister,
         profiles: ProfileRefresher,
         directory: Directory,
+        processes: Leadership,
     ) -> None:
         self._engine = engine
+        self._processes = processes
         self._erasure = erasure
         self._profiles = profiles
         self._directory = directory
@@ -86,12 +91,14 @@ class IngestService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Accept jobs; jobs a previous process left unfinished are marked failed (send them again: it is
-        harmless)."""
+        """Accept jobs; jobs that a process which is gone left unfinished are marked failed (send them again:
+        it is harmless). Jobs of a process still running (several share the database) are left to it."""
         with Session(self._engine) as s:
             for job in s.exec(
                 select(IngestJob).where(col(IngestJob.status).not_in(["done", "failed"]))
             ).all():
+                if job.runner is not None and self._processes.alive(job.runner):
+                    continue
                 job.status, job.finished_at = "failed", utcnow()
                 job.errors = [
                     "interrupted by a restart of the service before it finished: send the file again"
@@ -122,6 +129,7 @@ class IngestService:
             table_name=table,
             source=label[:200],
             status="queued",
+            runner=self._processes.identity,
         )
         with Session(self._engine, expire_on_commit=False) as s:
             s.add(job)
@@ -153,6 +161,7 @@ class IngestService:
             table_name=table,
             source=label[:200],
             status="queued",
+            runner=self._processes.identity,
         )
         with Session(self._engine, expire_on_commit=False) as s:
             s.add(job)
@@ -206,6 +215,8 @@ class IngestService:
                 return
             with Session(self._engine, expire_on_commit=False) as s:
                 outcome = ingest_tables.write(s, table, frame, partner_id, self._progress(job_id, "writing"))
+                if table in DIRECTORY_TABLES:
+                    mark_changed(s)
                 s.commit()
             lap("writing")
             self._update(
@@ -215,7 +226,7 @@ class IngestService:
                 unchanged=outcome.unchanged,
                 timings=dict(timings),
             )
-            if table in ("items", "products"):
+            if table in DIRECTORY_TABLES:
                 self._directory.refresh()
             refreshed = 0
             if outcome.learners:

@@ -39,6 +39,7 @@ class LearnerView:
         self._profiles = profiles
 
     def profile(self, session: Session, user: User, k: int = 3) -> LearnerProfileView:
+        self._directory.current()
         row = session.get(Profile, user.id)
         served = self._model.served
         if row is None:

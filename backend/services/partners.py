@@ -11,7 +11,7 @@ from backend.core.security import key_hash, new_secret
 from backend.errors import Conflict, NotFound
 from backend.models import NoticeUpdate, Partner, PartnerCreate, PartnerCreated, PartnerPublic, Product
 from backend.schemas.partners import NoticePublished, PartnerKey, ProductList, ProductPublic
-from backend.services.directory import Directory
+from backend.services.directory import Directory, mark_changed
 from backend.services.gateway import ChainGateway
 
 
@@ -55,6 +55,7 @@ class PartnerService:
             api_key_hash=key_hash(key),
         )
         session.add(partner)
+        mark_changed(session)
         session.commit()
         self._directory.refresh()
         return PartnerCreated(**partner.model_dump(), api_key=key)
@@ -79,6 +80,7 @@ class PartnerService:
         key = new_secret("pk")
         partner.api_key_hash = key_hash(key)
         session.add(partner)
+        mark_changed(session)
         session.commit()
         self._directory.refresh()
         return PartnerKey(partner_id=partner.id, api_key=key)

@@ -1,4 +1,6 @@
-"""Settlement and indexing rounds on the operator's demand (the workers also run them on their own)."""
+"""Settlement and indexing rounds on the operator's demand (the workers also run them on their own, in the
+leading process). Any process may run one: each round holds its worker's round lock, so it waits for a
+round of the same worker running elsewhere instead of overlapping it."""
 
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ class Rounds:
 
     def settle(self) -> SettleRound:
         """One settlement round now, then an indexing round so the statement shows its transactions."""
-        stats = self._settler.run_once()
-        self._indexer.run_once()
+        stats = self._settler.round()
+        self._indexer.round()
         return SettleRound(round=stats, outbox=counts(self._engine), last_error=self._settler.last_error)
 
     def index(self) -> IndexRound:
-        added = self._indexer.run_once()
+        added = self._indexer.round()
         return IndexRound(added=added, next_block=self._indexer.cursor())

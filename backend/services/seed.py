@@ -219,7 +219,7 @@ def seed(
             s.add(agreement)
             s.commit()
             agreement_ids[pid] = agreement.id
-    directory.refresh()
+    directory.changed()
     keys_file = state_dir / "partner-keys.json"
     keys_file.write_text(json.dumps(keys, indent=2), encoding="utf-8")
     keys_file.chmod(0o600)

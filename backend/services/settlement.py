@@ -50,7 +50,7 @@ def chain_conversion(row: Conversion) -> ChainConversion:
     )
 
 
-class Settler(PeriodicWorker):
+class Settler(PeriodicWorker[dict[str, int]]):
     name = "settler"
 
     def __init__(

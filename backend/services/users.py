@@ -181,6 +181,10 @@ class UserService:
         pseudonym can no longer be linked to anyone. Settlement records keep the bare pseudonym (an audit
         trail that identifies nobody). With the chain away nothing is deleted (503)."""
         revoked: list[Revoked] = []
+        if user.platform_user_id is not None:
+            # the register's key is read (or made, in a transaction of its own) before this one writes:
+            # on SQLite a second writer would wait for this transaction, which waits for it
+            self._erasure.digest(user.platform_user_id)
         if not user.wallet:
             subject = bytes.fromhex(user.pseudonym.removeprefix("0x"))
             for partner in session.exec(select(Partner)).all():
