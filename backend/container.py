@@ -198,6 +198,7 @@ class Container:
             timeout_s=settings.webhook_timeout_s,
             retry_base_s=settings.webhook_retry_base_s,
             max_attempts=settings.webhook_max_attempts,
+            allow_private=settings.webhook_allow_private,
         )
         leadership.add(deliverer, settings.webhook_interval_s)
         metrics.add_collector("funnel", FunnelSeries(engine, metrics))
@@ -239,7 +240,9 @@ class Container:
             settler=settler,
             indexer=indexer,
             rounds=Rounds(engine, settler, indexer),
-            health=HealthService(engine, gateway, model, deployment, indexer, settler, leadership, metrics),
+            health=HealthService(
+                engine, gateway, model, deployment, indexer, settler, deliverer, leadership, metrics
+            ),
             erasure=erasure,
             profile_refresher=refresher,
             ingest=IngestService(engine, erasure, refresher, directory, leadership),
@@ -249,7 +252,9 @@ class Container:
             trainer=ModelTrainer(engine, registry, model, lifecycle, settings.resolved_model_path),
             sharing=DataSharingService(engine, gateway),
             audiences=AudienceService(engine, gateway),
-            webhooks=WebhookService(allow_http=settings.webhook_allow_http),
+            webhooks=WebhookService(
+                allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private
+            ),
             deliverer=deliverer,
             funnel=FunnelService(engine),
             leadership=leadership,

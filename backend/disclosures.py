@@ -96,8 +96,23 @@ class WebhookEndpoint(SQLModel, table=True):
     partner_id: str = Field(primary_key=True, foreign_key="partner.id", max_length=40)
     url: str = Field(max_length=2048)
     secret: str = Field(max_length=80)
+    #: After a rotation, the secret it replaced: deliveries are signed with both until
+    #: ``previous_secret_until``, so a receiver can switch to the new one without refusing anything.
+    previous_secret: str | None = Field(default=None, max_length=80)
+    previous_secret_until: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+    def signing_secrets(self, now: dt.datetime) -> list[str]:
+        """The secrets a delivery at ``now`` is signed with: the current one, then the previous one while
+        its overlap lasts."""
+        until = self.previous_secret_until
+        if self.previous_secret and until is not None:
+            if until.tzinfo is None:  # SQLite gives naive datetimes back
+                until = until.replace(tzinfo=dt.UTC)
+            if now < until:
+                return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class DeliveryState(StrEnum):

@@ -26,7 +26,11 @@ from typing import Any
 from tests import faults
 
 #: The service settings the measurement needs (and the deliverer's round interval it reports under).
-SERVICE_ENV = {"KNOWLEDGER_WEBHOOK_ALLOW_HTTP": "1", "KNOWLEDGER_WEBHOOK_INTERVAL_S": "0.25"}
+SERVICE_ENV = {
+    "KNOWLEDGER_WEBHOOK_ALLOW_HTTP": "1",
+    "KNOWLEDGER_WEBHOOK_ALLOW_PRIVATE": "1",
+    "KNOWLEDGER_WEBHOOK_INTERVAL_S": "0.25",
+}
 
 
 def _pct(values: list[float], q: float) -> float | None:

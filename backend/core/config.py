@@ -122,6 +122,10 @@ class Settings(ChainSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     #: Accept ``http://`` webhook endpoints (local development and tests); otherwise HTTPS only.
     webhook_allow_http: bool = False
+    #: Accept webhook endpoints on loopback, private, link-local or other non-public addresses (local
+    #: development and tests); otherwise such a URL is refused when registered, and a name that resolves
+    #: to one is refused at delivery.
+    webhook_allow_private: bool = False
 
     @field_validator("database_url")
     @classmethod

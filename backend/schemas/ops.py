@@ -23,6 +23,13 @@ class WorkerHealth(BaseModel):
     last_error: str | None
 
 
+class WebhookHealth(WorkerHealth):
+    #: Deliveries waiting for their next attempt, and those given up (replayable by the operator);
+    #: absent when the database cannot be read.
+    pending: int | None = None
+    dead: int | None = None
+
+
 class IndexerHealth(WorkerHealth):
     next_block: int | None
 
@@ -57,6 +64,8 @@ class Health(BaseModel):
     contracts: dict[str, str]
     indexer: IndexerHealth
     settler: WorkerHealth
+    #: The webhook deliverer: its last round's error (``null`` when it ran cleanly) and the queue.
+    webhooks: WebhookHealth
     leadership: LeadershipHealth
 
 

@@ -24,6 +24,8 @@ class WebhookEndpointPublic(BaseModel):
     updated_at: str
     #: The signing secret (``whsec_…``): only in the answer that created or rotated it, shown once.
     secret: str | None = None
+    #: After a rotation: until when deliveries are also signed with the replaced secret (a second ``v1``).
+    previous_secret_valid_until: str | None = None
 
 
 class DeliveryPublic(BaseModel):

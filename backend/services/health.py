@@ -13,6 +13,7 @@ from backend.schemas.ops import (
     IndexerHealth,
     LeadershipHealth,
     ModelHealth,
+    WebhookHealth,
     WorkerHealth,
 )
 from backend.services.gateway import ChainGateway
@@ -21,6 +22,7 @@ from backend.services.leadership import Leadership
 from backend.services.model import ModelSlot
 from backend.services.outbox import counts
 from backend.services.settlement import Settler
+from backend.services.webhook_delivery import WebhookDeliverer, queue_counts
 
 
 class HealthService:
@@ -32,9 +34,11 @@ class HealthService:
         deployment: Deployment,
         indexer: Indexer,
         settler: Settler,
+        deliverer: WebhookDeliverer,
         leadership: Leadership,
         metrics: Metrics,
     ) -> None:
+        self._deliverer = deliverer
         self._engine = engine
         self._gateway = gateway
         self._model = model
@@ -48,8 +52,11 @@ class HealthService:
         """``ok`` when the database, the chain and the model can all serve, ``degraded`` otherwise."""
         status = "ok"
         outbox: dict[str, int] | None = None
+        webhooks = WebhookHealth(last_error=self._deliverer.last_error)
         try:
             outbox = counts(self._engine)
+            queue = queue_counts(self._engine)
+            webhooks.pending, webhooks.dead = queue["pending"], queue["dead"]
             database = "ok"
         except Exception as exc:  # the database is down: say so, do not 500
             database = f"error: {type(exc).__name__}"
@@ -78,6 +85,7 @@ class HealthService:
             contracts=self._deployment.addresses,
             indexer=IndexerHealth(next_block=next_block, last_error=self._indexer.last_error),
             settler=WorkerHealth(last_error=self._settler.last_error),
+            webhooks=webhooks,
             leadership=self.leadership(),
         )
 

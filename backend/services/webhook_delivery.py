@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.core import GaugeMetricFamily
@@ -37,7 +38,7 @@ from sqlmodel import Session, col, select
 from backend.disclosures import DeliveryState, WebhookDelivery, WebhookEndpoint
 from backend.models import utcnow
 from backend.observability import Metrics
-from backend.services.webhooks import SIGNATURE_HEADER, signature_header
+from backend.services.webhooks import SIGNATURE_HEADER, resolves_privately, signature_header
 from backend.services.worker import PeriodicWorker
 
 log = logging.getLogger("knowledger.webhooks")
@@ -92,9 +93,11 @@ class WebhookDeliverer(PeriodicWorker):
         timeout_s: float,
         retry_base_s: float,
         max_attempts: int,
+        allow_private: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
+        self._allow_private = allow_private
         self._engine = engine
         self._metrics = metrics
         self._timeout_s = timeout_s
@@ -180,15 +183,27 @@ class WebhookDeliverer(PeriodicWorker):
             s.commit()
         return claimed
 
-    def _endpoints(self, partners: set[str]) -> dict[str, tuple[str, str]]:
+    def _endpoints(self, partners: set[str]) -> dict[str, tuple[str, list[str]]]:
+        now = utcnow()
         with Session(self._engine) as s:
             rows = s.exec(select(WebhookEndpoint).where(col(WebhookEndpoint.partner_id).in_(partners))).all()
-        return {e.partner_id: (e.url, e.secret) for e in rows}
+        return {e.partner_id: (e.url, e.signing_secrets(now)) for e in rows}
 
-    def _send(self, c: _Claimed, endpoint: tuple[str, str] | None) -> _Outcome:
+    def _send(self, c: _Claimed, endpoint: tuple[str, list[str]] | None) -> _Outcome:
         if endpoint is None:
             return _Outcome(None, "no webhook endpoint is registered", retry=False)
         url, secret = endpoint
+        if not self._allow_private:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            address = resolves_privately(host, parts.port or (443 if parts.scheme == "https" else 80))
+            if address is not None:
+                return _Outcome(
+                    None,
+                    f"refused: {host} resolves to the non-public address {address} "
+                    "(KNOWLEDGER_WEBHOOK_ALLOW_PRIVATE=1 allows it)",
+                    retry=False,
+                )
         body = c.body.encode()
         headers = {
             "Content-Type": "application/json",
@@ -239,6 +254,18 @@ class WebhookDeliverer(PeriodicWorker):
             )
             s.commit()
         return result
+
+
+def queue_counts(engine: Engine) -> dict[str, int]:
+    """Deliveries waiting (``pending``) and given up (``dead``), over every partner."""
+    with Session(engine) as s:
+        rows = s.exec(
+            select(WebhookDelivery.state, func.count())
+            .where(col(WebhookDelivery.state).in_((DeliveryState.PENDING, DeliveryState.DEAD)))
+            .group_by(col(WebhookDelivery.state))
+        ).all()
+    found = {str(state): int(n) for state, n in rows}
+    return {state.value: found.get(state.value, 0) for state in (DeliveryState.PENDING, DeliveryState.DEAD)}
 
 
 class WebhookBacklog(Collector):

@@ -14,9 +14,13 @@ for the operator (and the partner) and queued again on request.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import ipaddress
+import socket
 import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, update
@@ -42,10 +46,45 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """The ``KnowLedger-Signature`` value for ``body``: ``t=<unix seconds>,v1=<hex>``."""
+def signature_header(secret: str | Sequence[str], body: bytes, timestamp: int | None = None) -> str:
+    """The ``KnowLedger-Signature`` value for ``body``: ``t=<unix seconds>,v1=<hex>``, with one ``v1`` per
+    secret (the current one first; the previous one too while a rotation's overlap lasts)."""
     t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={sign(secret, t, body)}"
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    return ",".join([f"t={t}", *(f"v1={sign(s, t, body)}" for s in secrets)])
+
+
+def private_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host``'s address when it is an IP literal (or ``localhost``) that is not a public unicast address:
+    loopback, private, link-local (cloud metadata at 169.254.169.254), shared, reserved, multicast or
+    unspecified. ``None`` for a public address or a name (names are checked when resolved, at delivery)."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return ipaddress.ip_address("127.0.0.1")
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return None if address.is_global else address
+
+
+def resolves_privately(host: str, port: int) -> str | None:
+    """The first non-public address ``host`` resolves to (as text), or ``None`` when every address is
+    public. A name that does not resolve is left to the HTTP client, which reports it."""
+    literal = private_address(host)
+    if literal is not None:
+        return str(literal)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    for info in infos:
+        address = private_address(str(info[4][0]))
+        if address is not None:
+            return str(address)
+    return None
 
 
 def verify_signature(
@@ -70,12 +109,16 @@ def verify_signature(
 
 # ------------------------------------------------------------------------------------------ the service
 def _public(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookEndpointPublic:
+    overlap = len(endpoint.signing_secrets(utcnow())) > 1
     return WebhookEndpointPublic(
         partner_id=endpoint.partner_id,
         url=endpoint.url,
         created_at=iso(endpoint.created_at),
         updated_at=iso(endpoint.updated_at),
         secret=secret,
+        previous_secret_valid_until=(
+            iso(endpoint.previous_secret_until) if overlap and endpoint.previous_secret_until else None
+        ),
     )
 
 
@@ -114,9 +157,15 @@ def _due_again() -> dict[str, object]:
     }
 
 
+#: How long the replaced secret still signs deliveries after a rotation, unless the partner says otherwise.
+DEFAULT_ROTATION_OVERLAP_S = 24 * 3600
+MAX_ROTATION_OVERLAP_S = 7 * 24 * 3600
+
+
 class WebhookService:
-    def __init__(self, *, allow_http: bool) -> None:
+    def __init__(self, *, allow_http: bool, allow_private: bool = False) -> None:
         self._allow_http = allow_http
+        self._allow_private = allow_private
 
     # -------------------------------------------------------------- the partner's endpoint
     def _check_url(self, url: str) -> str:
@@ -140,6 +189,12 @@ class WebhookService:
         if parts.fragment:
             raise Unprocessable("url: a fragment is never sent to a server; remove it", field="url")
         del port
+        if not self._allow_private and (address := private_address(parts.hostname)) is not None:
+            raise Unprocessable(
+                f"url: {parts.hostname} is a non-public address ({address}); webhooks go to the partner's "
+                "public endpoint (the operator allows private ones with KNOWLEDGER_WEBHOOK_ALLOW_PRIVATE=1)",
+                field="url",
+            )
         return url
 
     def configure(
@@ -180,11 +235,23 @@ class WebhookService:
         session.commit()
         return shown
 
-    def rotate_secret(self, session: Session, partner: PartnerAuth) -> WebhookEndpointPublic:
-        """A new signing secret, used from the next attempt on (shown once)."""
+    def rotate_secret(
+        self, session: Session, partner: PartnerAuth, overlap_s: int = DEFAULT_ROTATION_OVERLAP_S
+    ) -> WebhookEndpointPublic:
+        """A new signing secret (shown once), used from the next attempt on. For ``overlap_s`` seconds each
+        delivery carries a second ``v1`` signature made with the secret it replaced, so the receiver can
+        switch to the new secret at its own pace; 0 ends the old secret at once."""
+        if not 0 <= overlap_s <= MAX_ROTATION_OVERLAP_S:
+            raise Unprocessable(
+                f"overlap_s: expected 0 to {MAX_ROTATION_OVERLAP_S} seconds, got {overlap_s}",
+                field="overlap_s",
+            )
         endpoint = self._endpoint(session, partner)
+        now = utcnow()
+        endpoint.previous_secret = endpoint.secret if overlap_s else None
+        endpoint.previous_secret_until = now + dt.timedelta(seconds=overlap_s) if overlap_s else None
         endpoint.secret = new_secret("whsec")
-        endpoint.updated_at = utcnow()
+        endpoint.updated_at = now
         session.add(endpoint)
         session.commit()
         return _public(endpoint, endpoint.secret)

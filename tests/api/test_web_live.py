@@ -40,6 +40,7 @@ def live(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         n_users=5,
         experiment_arms="hybrid=0.5,popularity=0.5",
         webhook_allow_http=True,
+        webhook_allow_private=True,
         webhook_retry_base_s=0.05,
         webhook_max_attempts=2,
         webhook_timeout_s=1.0,

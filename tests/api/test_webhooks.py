@@ -10,6 +10,7 @@ round only sends what is due, so the loops below wait on the receiver, never on 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import importlib.util
@@ -27,9 +28,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from backend.disclosures import WebhookDelivery
+from backend.disclosures import WebhookDelivery, WebhookEndpoint
 from backend.services.webhook_delivery import MAX_BACKOFF_S, WebhookDeliverer, backoff_s
-from backend.services.webhooks import verify_signature
+from backend.services.webhooks import private_address, resolves_privately, verify_signature
 
 from ._receiver import Receiver
 from .conftest import Demo, Service
@@ -37,6 +38,7 @@ from .conftest import Demo, Service
 DAY = 86_400
 FAST = {
     "webhook_allow_http": True,
+    "webhook_allow_private": True,
     "webhook_retry_base_s": 0.05,
     "webhook_max_attempts": 4,
     "webhook_timeout_s": 0.5,
@@ -76,10 +78,11 @@ def _pump(svc: Service, done: Callable[[], bool], rounds: int = 300) -> None:
 def _recipe_verifies(secret: str, received: Any, now: float) -> bool:
     """docs/webhooks.md, step by step: split the header, recompute HMAC-SHA256(secret, t + "." + body),
     compare in constant time, and refuse a timestamp more than five minutes away."""
-    fields = dict(part.split("=", 1) for part in received.headers["knowledger-signature"].split(","))
-    t = int(fields["t"])
+    fields = [part.split("=", 1) for part in received.headers["knowledger-signature"].split(",")]
+    (t,) = [int(value) for key, value in fields if key == "t"]
     expected = hmac.new(secret.encode(), f"{t}.".encode() + received.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, fields["v1"]) and abs(now - t) <= 300
+    signed = any(hmac.compare_digest(expected, value) for key, value in fields if key == "v1")
+    return signed and abs(now - t) <= 300
 
 
 def _conversion(svc: Service, rec_id: str, order: str, value: int = 100_000) -> dict[str, Any]:
@@ -278,6 +281,7 @@ def test_a_delivery_claimed_by_a_process_that_died_is_sent_when_its_lease_ends(
         timeout_s=0.5,
         retry_base_s=0.05,
         max_attempts=4,
+        allow_private=True,
         clock=lambda: time.time() + 60,  # past the lease (2 × timeout + 5 s)
     )
     try:
@@ -294,7 +298,12 @@ def _two_deliverers_send_each_event_once(svc: Service, receiver: Receiver) -> No
         _conversion(svc, rec, f"race-{i}")
     others = [
         WebhookDeliverer(
-            svc.container.engine, svc.container.metrics, timeout_s=2, retry_base_s=1, max_attempts=4
+            svc.container.engine,
+            svc.container.metrics,
+            timeout_s=2,
+            retry_base_s=1,
+            max_attempts=4,
+            allow_private=True,
         )
         for _ in range(2)
     ]
@@ -363,10 +372,11 @@ def test_a_partner_manages_its_endpoint_and_secret(svc: Service, receiver: Recei
     assert svc.api.get("/api/v1/webhooks", headers=bank).status_code == 404
     assert svc.api.post("/api/v1/webhooks/ping", headers=bank).status_code == 404
     old = _register(svc, receiver.url)
-    rotated = svc.api.post("/api/v1/webhooks/secret", headers=bank)
+    rotated = svc.api.post("/api/v1/webhooks/secret", params={"overlap_s": 0}, headers=bank)
     assert rotated.status_code == 201
     new = rotated.json()["secret"]
     assert new != old and new.startswith("whsec_")
+    assert rotated.json()["previous_secret_valid_until"] is None  # the old secret retired at once
 
     ping = svc.api.post("/api/v1/webhooks/ping", headers=bank)
     assert ping.status_code == 202 and ping.json()["event"] == "ping"
@@ -390,6 +400,93 @@ def test_a_partner_manages_its_endpoint_and_secret(svc: Service, receiver: Recei
     log = svc.api.get("/api/v1/webhooks/deliveries", headers=bank).json()
     assert [d["state"] for d in log["items"]] == ["dead", "delivered"]
     assert log["items"][0]["last_error"] == "no webhook endpoint is registered"
+
+
+def test_after_a_rotation_deliveries_carry_both_signatures_until_the_overlap_ends(
+    svc: Service, receiver: Receiver
+) -> None:
+    """A receiver that still holds the old secret keeps verifying during the overlap (default a day), so it
+    can switch at its own pace; when the overlap has passed, only the new secret signs."""
+    bank = svc.partner()
+    old = _register(svc, receiver.url)
+    rotated = svc.api.post("/api/v1/webhooks/secret", headers=bank)
+    assert rotated.status_code == 201, rotated.text
+    new, until = rotated.json()["secret"], rotated.json()["previous_secret_valid_until"]
+    assert until is not None
+    assert svc.api.get("/api/v1/webhooks", headers=bank).json()["previous_secret_valid_until"] == until
+
+    svc.api.post("/api/v1/webhooks/ping", headers=bank)
+    _pump(svc, lambda: len(receiver.accepted()) == 1)
+    first = receiver.accepted()[0]
+    assert first.headers["knowledger-signature"].count("v1=") == 2
+    assert _recipe_verifies(new, first, time.time()) and _recipe_verifies(old, first, time.time())
+    assert verify_signature(old, first.body, first.headers["knowledger-signature"])
+
+    # the overlap ends (moved into the past here, as a day passing would)
+    with Session(svc.container.engine) as s:
+        endpoint = s.get(WebhookEndpoint, "bank")
+        assert endpoint is not None and endpoint.previous_secret_until is not None
+        endpoint.previous_secret_until = endpoint.previous_secret_until - dt.timedelta(days=2)
+        s.add(endpoint)
+        s.commit()
+    assert svc.api.get("/api/v1/webhooks", headers=bank).json()["previous_secret_valid_until"] is None
+    svc.api.post("/api/v1/webhooks/ping", headers=bank)
+    _pump(svc, lambda: len(receiver.accepted()) == 2)
+    second = receiver.accepted()[1]
+    assert _recipe_verifies(new, second, time.time()) and not _recipe_verifies(old, second, time.time())
+
+    too_long = svc.api.post("/api/v1/webhooks/secret", params={"overlap_s": 8 * DAY}, headers=bank)
+    assert too_long.status_code == 422 and "overlap_s" in too_long.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hook",
+        "https://localhost:8443/hook",
+        "https://10.1.2.3/hook",
+        "https://192.168.0.7/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://0.0.0.0/hook",
+    ],
+)
+def test_an_endpoint_on_a_non_public_address_is_refused(service: Service, url: str) -> None:
+    """Webhooks leave the platform for a partner's public endpoint: a URL pointing into the platform's own
+    network (loopback, private ranges, cloud metadata) is refused unless the operator allows it."""
+    r = service.api.put("/api/v1/webhooks", json={"url": url}, headers=service.partner())
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert "non-public address" in error["message"] and error["details"]["field"] == "url"
+
+
+def test_a_delivery_to_a_non_public_address_is_refused_when_sent(
+    make_service: Callable[..., Service],
+) -> None:
+    """The address is checked again when a delivery is sent (a name is resolved then, and an endpoint may
+    have been registered while private addresses were allowed): nothing reaches the address; the delivery
+    goes dead with the reason, for the operator to see."""
+    svc = make_service(**{**FAST, "webhook_allow_private": False})
+    with Receiver() as receiver:
+        bank = svc.partner()
+        assert svc.api.put("/api/v1/webhooks", json={"url": receiver.url}, headers=bank).status_code == 422
+        with Session(svc.container.engine) as s:  # registered back when the operator allowed it
+            s.add(WebhookEndpoint(partner_id="bank", url=receiver.url, secret="whsec_" + "0" * 32))
+            s.commit()
+        assert svc.api.post("/api/v1/webhooks/ping", headers=bank).status_code == 202
+        svc.container.deliverer.run_once()
+        log = svc.api.get("/api/v1/webhooks/deliveries", headers=bank).json()
+        assert [d["state"] for d in log["items"]] == ["dead"]
+        assert "non-public address 127.0.0.1" in log["items"][0]["last_error"]
+        assert receiver.accepted() == []
+
+
+def test_a_name_is_judged_by_every_address_it_resolves_to() -> None:
+    assert resolves_privately("localhost", 443) == "127.0.0.1"
+    assert resolves_privately("203.0.113.9", 443) == "203.0.113.9"  # documentation range: not global
+    assert resolves_privately("8.8.8.8", 443) is None
+    assert private_address("LOCALHOST.") is not None and private_address("example.com") is None
 
 
 def test_a_notification_exists_exactly_when_its_change_was_committed(

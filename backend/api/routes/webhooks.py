@@ -17,6 +17,7 @@ from backend.schemas.webhooks import (
     WebhookEndpointIn,
     WebhookEndpointPublic,
 )
+from backend.services.webhooks import DEFAULT_ROTATION_OVERLAP_S, MAX_ROTATION_OVERLAP_S
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"], responses=errors(401, 403))
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -55,11 +56,21 @@ def delete_endpoint(partner: PartnerDep, service: WebhooksDep, session: SessionD
 
 
 @router.post(
-    "/webhooks/secret", status_code=201, response_model=WebhookEndpointPublic, responses=errors(401, 403, 404)
+    "/webhooks/secret",
+    status_code=201,
+    response_model=WebhookEndpointPublic,
+    responses=errors(401, 403, 404, 422),
 )
-def rotate_secret(partner: PartnerDep, service: WebhooksDep, session: SessionDep) -> WebhookEndpointPublic:
-    """A new signing secret (shown once), used from the next attempt on."""
-    return service.rotate_secret(session, partner)
+def rotate_secret(
+    partner: PartnerDep,
+    service: WebhooksDep,
+    session: SessionDep,
+    overlap_s: Annotated[int, Query(ge=0, le=MAX_ROTATION_OVERLAP_S)] = DEFAULT_ROTATION_OVERLAP_S,
+) -> WebhookEndpointPublic:
+    """A new signing secret (shown once), used from the next attempt on. For ``overlap_s`` seconds (default
+    a day) every delivery also carries a ``v1`` signature made with the replaced secret, so the receiver
+    switches over without refusing anything; ``overlap_s=0`` retires the old secret at once."""
+    return service.rotate_secret(session, partner, overlap_s)
 
 
 @router.post(
