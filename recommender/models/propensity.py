@@ -69,7 +69,9 @@ def portfolio_summary(features: np.ndarray, columns: PortfolioColumns) -> np.nda
     x = np.asarray(features, dtype=np.float64)
     width = max((*columns.levels, *columns.counts)) + 1
     if x.ndim != 2 or x.shape[1] < width:
-        raise ValueError(f"features must be (n, d) with d >= {width} for the portfolio columns, got {x.shape}")
+        raise ValueError(
+            f"features must be (n, d) with d >= {width} for the portfolio columns, got {x.shape}"
+        )
     levels = x[:, list(columns.levels)] if columns.levels else np.zeros((x.shape[0], 0))
     counts = x[:, list(columns.counts)] if columns.counts else np.zeros((x.shape[0], 0))
     held = counts if counts.shape[1] else levels
@@ -79,7 +81,7 @@ def portfolio_summary(features: np.ndarray, columns: PortfolioColumns) -> np.nda
 
 
 class PropensityModel:
-    """``PropensityModel(kind="logistic", Cs=(0.1,), penalty="l2", categorical=False, portfolio=None, ...)``."""
+    """``PropensityModel(kind="logistic", Cs=(0.1,), penalty="l2", categorical=False, ...)``."""
 
     def __init__(
         self,
