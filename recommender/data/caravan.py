@@ -10,6 +10,7 @@ Two uses:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 
 from recommender import paths
 from recommender.models.base import InteractionData
+from recommender.models.propensity import PortfolioColumns
 
 CARAVAN_FILE = "insurance/caravan.csv"
 
@@ -97,6 +99,18 @@ def load_caravan() -> pd.DataFrame:
 def demographic_columns(frame: pd.DataFrame) -> list[str]:
     """The 43 socio-demographic ``M*`` columns."""
     return [c for c in frame.columns if c.startswith("M")]
+
+
+def portfolio_columns(columns: Sequence[str]) -> PortfolioColumns:
+    """The positions of the 21 products' contribution levels (``P*``) and policy counts (``A*``)
+    among ``columns`` (the propensity model's portfolio summaries read them)."""
+    position = {c: i for i, c in enumerate(columns)}
+    missing = [c for p in PRODUCTS for c in (f"P{p}", f"A{p}") if c not in position]
+    if missing:
+        raise ValueError(f"columns lack the portfolio columns {missing}")
+    return PortfolioColumns(
+        levels=tuple(position[f"P{p}"] for p in PRODUCTS), counts=tuple(position[f"A{p}"] for p in PRODUCTS)
+    )
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,20 @@ product kind). Two kinds:
 
 ``categorical=True`` adds a one-hot encoding of every column's levels (levels seen fewer than
 ``min_frequency`` times pooled) next to the standardised values, which lets a linear model read
-ordinal codes such as the CoIL 2000 contribution levels non-linearly. Every setting is chosen from the
-rows passed to :meth:`PropensityModel.fit`; an outcome with a single class gives that constant rate.
+ordinal codes such as the CoIL 2000 contribution levels non-linearly.
+
+``portfolio=PortfolioColumns(levels=..., counts=...)`` names the columns that describe a customer's
+product portfolio (per product a contribution level and a number of policies); the model then appends
+four summaries of the portfolio (:func:`portfolio_summary`: products held, policies held, the summed
+contribution level, products with a contribution) to the features before either kind reads them. Every
+setting is chosen from the rows passed to :meth:`PropensityModel.fit`; an outcome with a single class
+gives that constant rate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -41,6 +48,38 @@ def _penalty(l1_ratio: float, cv: bool) -> dict[str, Any]:
     return {"penalty": "l1" if l1_ratio == 1.0 else "l2"}
 
 
+@dataclass(frozen=True)
+class PortfolioColumns:
+    """Column indices of a product portfolio: ``levels[i]`` and ``counts[i]`` describe product ``i``
+    (its contribution level and its number of policies; either may be empty)."""
+
+    levels: tuple[int, ...] = ()
+    counts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.levels and not self.counts:
+            raise ValueError("a portfolio needs level or count columns")
+        if any(i < 0 for i in (*self.levels, *self.counts)):
+            raise ValueError("portfolio columns must be non-negative indices")
+
+
+def portfolio_summary(features: np.ndarray, columns: PortfolioColumns) -> np.ndarray:
+    """(n, 4) summaries of each row's portfolio: products held (a count or a level above 0), policies
+    held (the summed counts), the summed contribution level, products with a contribution."""
+    x = np.asarray(features, dtype=np.float64)
+    width = max((*columns.levels, *columns.counts)) + 1
+    if x.ndim != 2 or x.shape[1] < width:
+        raise ValueError(
+            f"features must be (n, d) with d >= {width} for the portfolio columns, got {x.shape}"
+        )
+    levels = x[:, list(columns.levels)] if columns.levels else np.zeros((x.shape[0], 0))
+    counts = x[:, list(columns.counts)] if columns.counts else np.zeros((x.shape[0], 0))
+    held = counts if counts.shape[1] else levels
+    return np.column_stack(
+        [(held > 0).sum(axis=1), counts.sum(axis=1), levels.sum(axis=1), (levels > 0).sum(axis=1)]
+    ).astype(np.float64)
+
+
 class PropensityModel:
     """``PropensityModel(kind="logistic", Cs=(0.1,), penalty="l2", categorical=False, ...)``."""
 
@@ -53,6 +92,7 @@ class PropensityModel:
         min_frequency: int = 20,
         inner_folds: int = 5,
         seed: int = 0,
+        portfolio: PortfolioColumns | None = None,
     ) -> None:
         if kind not in ("logistic", "ensemble"):
             raise ValueError(f"kind must be 'logistic' or 'ensemble', got {kind!r}")
@@ -69,6 +109,8 @@ class PropensityModel:
         self.min_frequency = int(min_frequency)
         self.inner_folds = int(inner_folds)
         self.seed = int(seed)
+        self.portfolio = portfolio
+        self.n_features: int | None = None
         self.model: Pipeline | VotingClassifier | None = None
         self.constant: float | None = None
 
@@ -103,6 +145,8 @@ class PropensityModel:
             raise ValueError(f"features must be (n, d) with n = {y.shape[0]} outcomes, got {x.shape}")
         if not np.isin(y, (0, 1)).all():
             raise ValueError("outcome must be binary (0/1)")
+        self.n_features = x.shape[1]
+        x = self._augment(x)
         self.model = None
         if y.size == 0 or y.min() == y.max():
             self.constant = float(y[0]) if y.size else 0.0
@@ -133,4 +177,14 @@ class PropensityModel:
             return np.full(x.shape[0], self.constant, dtype=np.float64)
         if self.model is None:
             raise RuntimeError("PropensityModel must be fitted before predicting")
-        return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
+        expected = getattr(self, "n_features", None)  # models pickled before the check have none
+        if expected is not None and x.shape[1] != expected:
+            raise ValueError(f"features must have {expected} columns, got {x.shape[1]}")
+        return np.asarray(self.model.predict_proba(self._augment(x))[:, 1], dtype=np.float64)
+
+    def _augment(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with the portfolio summaries appended (``x`` itself without a portfolio)."""
+        if getattr(self, "portfolio", None) is None:
+            return x
+        assert self.portfolio is not None
+        return np.hstack([x, portfolio_summary(x, self.portfolio)])

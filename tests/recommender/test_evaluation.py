@@ -299,6 +299,8 @@ def test_caravan_protocol_next_product_and_propensity() -> None:
     assert models["hybrid"]["n_users"] > 1500
     prop = res["propensity"]
     assert prop["models"]["propensity_model"]["auc"] > 0.7
+    # the portfolio summaries are what lifts the propensity model above its own version without them
+    assert prop["models"]["propensity_model"]["auc"] > prop["models"]["propensity_without_portfolio"]["auc"]
     assert res["islp_lab"]["matches_anchor"] is True
 
 

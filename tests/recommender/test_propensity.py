@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from recommender.models.propensity import PropensityModel
+from recommender.models.propensity import PortfolioColumns, PropensityModel, portfolio_summary
 
 
 def data(seed: int = 0, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
@@ -54,3 +54,39 @@ def test_a_single_class_gives_its_rate_and_bad_input_is_named() -> None:
         PropensityModel(kind="forest")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="fitted"):
         PropensityModel().predict_proba(x)
+
+
+def test_portfolio_summary_counts_products_policies_and_contributions() -> None:
+    # columns: 2 demographics, then levels of products a and b, then their policy counts
+    x = np.array([[5, 1, 3, 0, 2, 0], [4, 2, 0, 0, 0, 0], [1, 1, 6, 2, 1, 3]], dtype=np.float64)
+    summary = portfolio_summary(x, PortfolioColumns(levels=(2, 3), counts=(4, 5)))
+    np.testing.assert_array_equal(summary, [[1, 2, 3, 1], [0, 0, 0, 0], [2, 4, 8, 2]])
+    # without count columns a product with a contribution counts as held
+    levels_only = portfolio_summary(x, PortfolioColumns(levels=(2, 3)))
+    np.testing.assert_array_equal(levels_only[:, 0], [1, 0, 2])
+    with pytest.raises(ValueError, match="level or count"):
+        PortfolioColumns()
+    with pytest.raises(ValueError, match="portfolio columns"):
+        portfolio_summary(x[:, :4], PortfolioColumns(levels=(2, 3), counts=(4, 5)))
+
+
+def portfolio_data(seed: int, n: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """Ten products held at random; take-up depends on holding at least four of them (a threshold on
+    the portfolio's size that no single product column shows)."""
+    rng = np.random.default_rng(seed)
+    held = (rng.random((n, 10)) < 0.3).astype(np.float64)
+    noise = rng.integers(0, 5, size=(n, 3)).astype(np.float64)
+    logit = 3.0 * (held.sum(axis=1) >= 4) - 2.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    return np.hstack([noise, held]), y
+
+
+def test_portfolio_summaries_let_the_model_read_the_portfolio_size() -> None:
+    x, y = portfolio_data(0)
+    xt, yt = portfolio_data(1)
+    portfolio = PortfolioColumns(counts=tuple(range(3, 13)))
+    plain = PropensityModel(Cs=(1.0,), categorical=True).fit(x, y)
+    summarised = PropensityModel(Cs=(1.0,), categorical=True, portfolio=portfolio).fit(x, y)
+    assert roc_auc_score(yt, summarised.predict_proba(xt)) > roc_auc_score(yt, plain.predict_proba(xt))
+    with pytest.raises(ValueError, match="13 columns"):
+        summarised.predict_proba(xt[:, :12])
