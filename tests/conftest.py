@@ -28,11 +28,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from backend.chain import ChainClient, ChainTarget, connect_devnet, connect_embedded
 from backend.chain.deploy import Deployment, NamedAccounts, deploy_all
 from backend.chain.devnet import AnvilNode, AnvilUnavailable, anvil_binary
 from backend.chain.errors import ChainError
+
+# Hypothesis judges examples by what they find, never by how long they take: its default 200 ms deadline and
+# its "too slow" health check fail on a loaded machine (a first example that waits for a busy CPU), which
+# would make the suite's outcome depend on the machine's speed.
+settings.register_profile(
+    "knowledger", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors]
+)
+settings.load_profile("knowledger")
 
 #: Where the embedded chains' clock starts: 2200-01-01T00:00:00Z, ahead of any wall clock this code will see.
 CHAIN_EPOCH = 7_258_118_400
