@@ -309,6 +309,7 @@ class Container:
 
     def close(self) -> None:
         self.stop_workers()
+        self.recommendations.serving_log.close()
         self.ingest.stop()
         self.deliverer.close()
         self.engine.dispose()
