@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 OPERATOR_KEY = "op_profile_" + secrets.token_hex(8)
+COLD = False
 
 #: Stages of a request, by the file a profiled function lives in (the first match wins).
 STAGES = (
@@ -80,13 +81,27 @@ def build(n_users: int, tmp: Path) -> tuple[Any, Any, str, list[str]]:
     return container, app, seeded.partner_keys["bank"], subjects
 
 
-async def drive(app: Any, container: Any, key: str, subjects: list[str], n: int, block_every: int) -> int:
-    """``n`` recommendation requests through the ASGI app, one after another; returns how many were 200."""
+async def drive(
+    app: Any, container: Any, key: str, subjects: list[str], n: int, block_every: int, concurrency: int = 1
+) -> int:
+    """``n`` recommendation requests through the ASGI app, ``concurrency`` at a time (each of that many
+    clients sends its next request when its previous answer came); returns how many were 200."""
+    if concurrency > 1:
+        share = [n // concurrency + (i < n % concurrency) for i in range(concurrency)]
+        done = await asyncio.gather(
+            *(
+                drive(app, container, key, subjects[i::concurrency] or subjects, m, block_every)
+                for i, m in enumerate(share)
+            )
+        )
+        return sum(done)
     bodies = [json.dumps({"subject": s, "k": 5}).encode() for s in subjects]
     ok = 0
     for i in range(n):
         if block_every and i % block_every == 0:
             container.chain.mine(1)
+        if COLD:
+            container.recommendations.rankings.clear()
         body = bodies[i % len(bodies)]
         scope = {
             "type": "http",
@@ -128,6 +143,20 @@ async def drive(app: Any, container: Any, key: str, subjects: list[str], n: int,
     return ok
 
 
+#: Inclusive time of these functions (file fragment, function name), against the whole app call.
+PARTS = (
+    ("the app (middleware, routing, dependencies, handler)", "fastapi/applications.py", "__call__"),
+    ("  dependencies (FastAPI solve_dependencies: auth, services, body)", "fastapi/dependencies/utils.py", "solve_dependencies"),
+    ("  consent on chain (head + consent view)", "backend/services/gateway.py", "require_consent"),
+    ("  database reads (SQLAlchemy execute)", "sqlalchemy/engine/base.py", "execute"),
+    ("  ranking + explanations (cache misses only)", "backend/services/recommend.py", "_rank"),
+    ("  serving log (queue the row, wait for the commit)", "backend/services/serving_log.py", "write"),
+    ("  response encoding (pydantic-core)", "~", "<built-in method pydantic_core._pydantic_core.to_json>"),
+    ("  response encoding (json)", "json/encoder.py", "encode"),
+    ("  metrics middleware (own time)", "backend/observability.py", "__call__"),
+)  # fmt: skip
+
+
 def stage_of(filename: str) -> str:
     for stage, marks in STAGES:
         if any(m in filename for m in marks):
@@ -142,9 +171,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--block-every", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once")
+    parser.add_argument(
+        "--cold", action="store_true", help="empty the ranking cache before each request (every one a miss)"
+    )
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
+    global COLD
+    COLD = args.cold
     with tempfile.TemporaryDirectory(prefix="knowledger-profile-") as tmp:
         container, app, key, subjects = build(args.users, Path(tmp))
         try:
@@ -160,8 +195,16 @@ def main() -> None:
                 raise SystemExit(f"only {ok} of {args.requests} answers were 200")
             prof = cProfile.Profile()
             prof.enable()
-            loop.run_until_complete(drive(app, container, key, subjects, args.requests, args.block_every))
+            loop.run_until_complete(
+                drive(app, container, key, subjects, args.requests, args.block_every, args.concurrency)
+            )
             prof.disable()
+            log = container.recommendations.serving_log
+            rankings = container.recommendations.rankings
+            facts = {
+                "serving_log_rows_per_commit": round(log.rows / max(1, log.commits), 2),
+                "ranking_cache_hit_share": round(rankings.hits / max(1, rankings.hits + rankings.misses), 3),
+            }
         finally:
             container.close()
     stats = pstats.Stats(prof)
@@ -169,10 +212,26 @@ def main() -> None:
     by_stage: dict[str, float] = {}
     for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
         by_stage[stage_of(filename)] = by_stage.get(stage_of(filename), 0.0) + tottime
+    app_total = 0.0
+    parts: dict[str, float] = {}
+    for label, fragment, name in PARTS:
+        spent = sum(
+            v[3]
+            for (filename, _, func), v in stats.stats.items()  # type: ignore[attr-defined]
+            if fragment in filename and func == name
+        )
+        if label.startswith("the app"):
+            app_total = spent
+        parts[label] = round(1e3 * spent / args.requests, 3)
     out = {
         "cpu_ms_per_request": round(1e3 * cpu / args.requests, 3),
         "wall_ms_per_request": round(1e3 * wall / args.requests, 3),
         "requests": args.requests,
+        "concurrency": args.concurrency,
+        "cold": args.cold,
+        **facts,
+        "profiled_ms_per_request_by_part": parts,
+        "profiled_app_ms_per_request": round(1e3 * app_total / args.requests, 3),
         "profiled_share_by_stage": {
             k: round(v / total, 3) for k, v in sorted(by_stage.items(), key=lambda kv: -kv[1])
         },
