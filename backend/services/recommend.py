@@ -118,7 +118,8 @@ class RecommendationService:
         serving_log: ServingLog | None = None,
     ) -> None:
         self._engine = engine
-        self._gateway = gateway
+        #: The chain this service checks consent on (the route asks it whether the chain is in process).
+        self.gateway = gateway
         self._directory = directory
         self._model = model
         self._profiles = profiles
@@ -153,7 +154,7 @@ class RecommendationService:
                 raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
 
             # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
-            check = self._gateway.require_consent(subject, partner.address)
+            check = self.gateway.require_consent(subject, partner.address)
 
             # 2. only now the profile
             row = conn.execute(_PROFILE_OF, {"user_id": user_id}).first()

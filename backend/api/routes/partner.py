@@ -11,7 +11,6 @@ from pydantic_core import to_json
 from backend.api.deps import (
     AgreementsDep,
     ConversionsDep,
-    GatewayDep,
     LedgerDep,
     PartnerDep,
     RecommendationsDep,
@@ -31,7 +30,6 @@ async def recommendations(
     body: RecommendationRequest,
     partner: PartnerDep,
     service: RecommendationsDep,
-    gateway: GatewayDep,
 ) -> Response:
     """Products for one user, only if the chain says, now, that the user allows profiling and product
     recommendation for this partner (403 ``consent_required`` otherwise, 503 if the chain cannot be asked).
@@ -43,7 +41,7 @@ async def recommendations(
     together with those of concurrent requests (group commit), while the event loop serves others. The
     body is encoded by pydantic-core directly (the route declares the schema; a test checks every answer
     against it)."""
-    answer, row = await offload(gateway, service.answer, partner, body.subject, body.k)
+    answer, row = await offload(service.gateway, service.answer, partner, body.subject, body.k)
     await service.serving_log.write(row)
     return Response(to_json(answer), media_type="application/json")
 
