@@ -200,7 +200,7 @@ def main() -> None:
             loop.run_until_complete(drive(app, container, key, subjects, 300, args.block_every))  # warm
             cpu0, wall0 = time.process_time(), time.perf_counter()
             ok = loop.run_until_complete(
-                drive(app, container, key, subjects, args.requests, args.block_every)
+                drive(app, container, key, subjects, args.requests, args.block_every, args.concurrency)
             )
             cpu = time.process_time() - cpu0
             wall = time.perf_counter() - wall0

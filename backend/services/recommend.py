@@ -125,7 +125,7 @@ class RecommendationService:
         self._profiles = profiles
         self._experiment_name = experiment_name
         self._arms, self._weights = experiment
-        self.serving_log = serving_log or ServingLog(engine)
+        self.serving_log = serving_log or ServingLog(engine, inline=gateway.in_process)
         self.rankings = RankingCache()
 
     def recommend(self, partner: PartnerAuth, subject_hex: str, k: int) -> dict[str, Any]:

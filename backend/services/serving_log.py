@@ -5,11 +5,19 @@ Every recommendation served is a row (:class:`backend.models.Recommendation`): t
 conversion must find the recommendation it names. So the row is committed **before** the answer is returned,
 and a row that cannot be committed turns the request into an error (503), never a 200.
 
-Committing one row per request costs a transaction each. Here one committer thread takes every row queued
-while it committed the previous batch, inserts them in one statement and commits once, then wakes each
-waiting request (:meth:`ServingLog.write` for the event loop, :meth:`ServingLog.write_sync` for a worker
-thread). Under load the batch grows with the number of requests in flight; alone, a request waits for one
-commit, as before.
+Committing one row per request costs a transaction each. Here the rows of concurrent requests share one:
+
+- where requests run on the event loop (the in-process chain: each request is CPU work and never leaves
+  the loop), a request queues its row and awaits; the first one in a batch schedules a flush two passes of
+  the loop later, so every request that reached the same point by then is in the batch; the flush inserts
+  them in one statement, commits once, and wakes each. No thread is involved: a committer thread would
+  fight the event loop for the GIL at every SQLite call (measured: batches of one or two);
+- where requests run in worker threads (a chain on the network), a committer thread takes every row queued
+  while it committed the previous batch, inserts them in one statement, commits once, then wakes each
+  waiting request (:meth:`ServingLog.write_sync`, or :meth:`ServingLog.write` awaiting it).
+
+Under load a batch grows with the number of requests in flight; alone, a request waits for one commit, as
+before.
 """
 
 from __future__ import annotations
@@ -35,9 +43,13 @@ MAX_BATCH = 512
 
 
 class ServingLog:
-    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: Engine, *, inline: bool = False, max_batch: int = MAX_BATCH) -> None:
+        """``inline``: :meth:`write` commits on the event loop (requests run there); otherwise through the
+        committer thread."""
         self._engine = engine
+        self.inline = inline
         self._max_batch = max_batch
+        self._loop_batch: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._cv = threading.Condition()
         self._pending: list[tuple[dict[str, Any], Future[None]]] = []
         self._thread: threading.Thread | None = None
@@ -62,7 +74,32 @@ class ServingLog:
     async def write(self, row: dict[str, Any]) -> None:
         """Commit ``row`` (with whatever else is queued) and return once it is durable; raises
         ``DatabaseUnavailable`` (503) if it could not be committed."""
-        await asyncio.wrap_future(self.submit(row))
+        if not self.inline:
+            await asyncio.wrap_future(self.submit(row))
+            return
+        if self._closed:
+            raise DatabaseUnavailable("the service is stopping: nothing was served")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._loop_batch:
+            # two passes of the loop: requests that yield once on their way here (the framework's own
+            # checkpoints) still join this batch
+            loop.call_soon(loop.call_soon, self._flush_loop_batch)
+        self._loop_batch.append((row, done))
+        await done
+
+    def _flush_loop_batch(self) -> None:
+        batch, self._loop_batch = self._loop_batch, []
+        for start in range(0, len(batch), self._max_batch):
+            part = batch[start : start + self._max_batch]
+            error = self._commit([row for row, _ in part])
+            for _, done in part:
+                if done.done():  # the request was cancelled (its client went away): its row stays
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(_refused())
 
     def write_sync(self, row: dict[str, Any]) -> None:
         """:meth:`write` for a caller outside the event loop."""
@@ -86,20 +123,28 @@ class ServingLog:
                     return
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-            try:
-                with self._engine.begin() as conn:
-                    conn.execute(_INSERT, [row for row, _ in batch])
-            except Exception as exc:  # every waiter fails: none of these rows was committed
-                log.warning("the serving log could not commit %d rows: %s", len(batch), exc)
+            if self._commit([row for row, _ in batch]) is not None:  # none of these rows was committed
                 for _, done in batch:
-                    done.set_exception(
-                        DatabaseUnavailable(
-                            "the recommendation could not be recorded (the database refused the write); "
-                            "nothing was served, try again"
-                        )
-                    )
+                    done.set_exception(_refused())
                 continue
-            self.commits += 1
-            self.rows += len(batch)
             for _, done in batch:
                 done.set_result(None)
+
+    def _commit(self, rows: list[dict[str, Any]]) -> Exception | None:
+        """Insert ``rows`` in one transaction; the error if it failed (then none of them was written)."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_INSERT, rows)
+        except Exception as exc:
+            log.warning("the serving log could not commit %d rows: %s", len(rows), exc)
+            return exc
+        self.commits += 1
+        self.rows += len(rows)
+        return None
+
+
+def _refused() -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        "the recommendation could not be recorded (the database refused the write); nothing was served, "
+        "try again"
+    )

@@ -26,9 +26,8 @@ from .conftest import Service
 
 
 def _ask(service: Service, user: dict[str, Any], k: int = 4) -> Any:
-    return service.api.post(
-        "/api/v1/recommendations", json={"subject": user["pseudonym"], "k": k}, headers=service.partner("bank")
-    )
+    body = {"subject": user["pseudonym"], "k": k}
+    return service.api.post("/api/v1/recommendations", json=body, headers=service.partner("bank"))
 
 
 def _recommend(service: Service, user: dict[str, Any], k: int = 4) -> dict[str, Any]:
