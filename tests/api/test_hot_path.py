@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 from sqlmodel import Session, func, select
 
@@ -208,3 +210,32 @@ def _row_of(svc: Service, rec_id: str) -> dict[str, Any]:
         row = s.get(Recommendation, rec_id)
         assert row is not None
         return row.model_dump()
+
+
+def test_concurrent_requests_on_the_event_loop_share_a_commit(make_service: Callable[..., Service]) -> None:
+    svc = make_service()
+    users = [_consenting(svc) for _ in range(8)]
+    log = svc.container.recommendations.serving_log
+    assert log.inline  # the in-process chain: requests run on the event loop
+    commits, rows = log.commits, log.rows
+
+    async def burst() -> list[Any]:
+        transport = httpx.ASGITransport(app=svc.api.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/v1/recommendations",
+                        json={"subject": u["pseudonym"], "k": 3},
+                        headers=svc.partner("bank"),
+                    )
+                    for u in users
+                )
+            )
+
+    answers = asyncio.run(burst())
+    assert [r.status_code for r in answers] == [200] * 8
+    assert log.rows - rows == 8
+    assert log.commits - commits < 8  # some of the eight rows shared a transaction
+    for r in answers:
+        assert _row_of(svc, r.json()["recommendation_id"])["partner_id"] == "bank"
