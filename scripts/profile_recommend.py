@@ -186,6 +186,12 @@ def main() -> None:
     parser.add_argument("--block-every", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once")
     parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="run each request in a worker thread and commit through the committer thread (as on a devnet), "
+        "instead of on the event loop",
+    )
+    parser.add_argument(
         "--cold", action="store_true", help="empty the ranking cache before each request (every one a miss)"
     )
     parser.add_argument("--top", type=int, default=35)
@@ -195,6 +201,10 @@ def main() -> None:
     COLD = args.cold
     with tempfile.TemporaryDirectory(prefix="knowledger-profile-") as tmp:
         container, app, key, subjects = build(args.users, Path(tmp))
+        if args.threads:
+            container.gateway.in_process = False
+            if hasattr(container.recommendations, "serving_log"):
+                container.recommendations.serving_log.inline = False
         try:
             loop = asyncio.new_event_loop()
             loop.run_until_complete(drive(app, container, key, subjects, 300, args.block_every))  # warm
@@ -248,6 +258,7 @@ def main() -> None:
         "requests": args.requests,
         "concurrency": args.concurrency,
         "cold": args.cold,
+        "threads": args.threads,
         **facts,
         "profiled_ms_per_request_by_part": parts,
         "profiled_app_ms_per_request": round(1e3 * app_total / args.requests, 3),

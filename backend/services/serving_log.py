@@ -49,7 +49,10 @@ class ServingLog:
         self._engine = engine
         self.inline = inline
         self._max_batch = max_batch
-        self._loop_batch: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        #: Rows waiting for the next flush, per event loop (one in a server; a test client may run several).
+        self._loop_batches: dict[
+            asyncio.AbstractEventLoop, list[tuple[dict[str, Any], asyncio.Future[None]]]
+        ] = {}
         self._cv = threading.Condition()
         self._pending: list[tuple[dict[str, Any], Future[None]]] = []
         self._thread: threading.Thread | None = None
@@ -81,15 +84,17 @@ class ServingLog:
             raise DatabaseUnavailable("the service is stopping: nothing was served")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        if not self._loop_batch:
+        batch = self._loop_batches.get(loop)
+        if batch is None:
+            batch = self._loop_batches[loop] = []
             # two passes of the loop: requests that yield once on their way here (the framework's own
             # checkpoints) still join this batch
-            loop.call_soon(loop.call_soon, self._flush_loop_batch)
-        self._loop_batch.append((row, done))
+            loop.call_soon(loop.call_soon, self._flush_loop_batch, loop)
+        batch.append((row, done))
         await done
 
-    def _flush_loop_batch(self) -> None:
-        batch, self._loop_batch = self._loop_batch, []
+    def _flush_loop_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._loop_batches.pop(loop, [])
         for start in range(0, len(batch), self._max_batch):
             part = batch[start : start + self._max_batch]
             error = self._commit([row for row, _ in part])
