@@ -1,9 +1,9 @@
 """Consent-gated API benchmark: ``python scripts/bench_api.py`` prints JSON.
 
 Starts the service (``uvicorn``, one process: the embedded chain lives in it) on a free loopback port with
-the demo world seeded, creates consented learners through the API, and loads it from this process with 200
-concurrent keep-alive connections (a small asyncio client, see ``_loadgen.py``). With two or more CPUs the
-server is pinned to CPU 0 and the load generator to CPU 1.
+the demo world seeded, creates consented learners through the API, and loads it with 200 concurrent
+keep-alive connections (``wrk`` for the closed loops, the small asyncio client of ``_loadgen.py`` for the
+rest). With two or more CPUs the server is pinned to CPU 0 and the load generator to CPU 1.
 
 - ``recommend`` / ``trivial``: ``rps`` is the capacity (closed loop, 200 connections sending back to back);
   ``p50_ms`` / ``p99_ms`` are latencies at 200 concurrent clients at a stated offered load (open loop, half
@@ -12,13 +12,17 @@ server is pinned to CPU 0 and the load generator to CPU 1.
 - ``ratio``: recommend rps / trivial rps.
 - ``cpu_ms_per_recommendation``: CPU time the server process used (user + system, all its threads, from
   ``/proc/<pid>/stat``) during the saturated recommend phase, over the recommendations it answered then.
+- ``revocation_to_refusal_ms``: p95 over learners of the time from sending the revoke call to receiving the
+  first 403 for that learner, while the paced recommend load runs. ``stale_after_revoke`` counts 200s
+  received for a learner after its revoke call returned (must be 0).
+
+Before the closed loops, each of their learners is asked for once (``config.first_request_ms``: the first
+consent check of a learner after their grant reads the registry in the interpreted EVM); the closed loops
+measure the steady state.
 
 The closed-loop phases use Debian's ``wrk`` (a C load generator, one thread; installed when missing and
 this runs as root) when it is there, else the asyncio closed loop of ``_loadgen.py`` (which spends CPU the
 server could use on two cores). The open-loop latency phases always use ``_loadgen.py``.
-- ``revocation_to_refusal_ms``: p95 over learners of the time from sending the revoke call to receiving the
-  first 403 for that learner, while the paced recommend load runs. ``stale_after_revoke`` counts 200s
-  received for a learner after its revoke call returned (must be 0).
 
 ``--chain devnet --db postgresql`` is the scale-out set-up: anvil from npm and a fresh PostgreSQL database
 (created on the server of ``KNOWLEDGER_TEST_POSTGRES``, default 127.0.0.1:5432, and dropped afterwards).
