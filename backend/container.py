@@ -314,6 +314,7 @@ class Container:
 
     def close(self) -> None:
         self.stop_workers()
+        self.recommendations.serving_log.close()
         self.ingest.stop()
         self.deliverer.close()
         self.engine.dispose()

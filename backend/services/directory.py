@@ -70,6 +70,8 @@ class Directory:
         self._lock = threading.Lock()
         self._tables = _Tables({}, {}, {}, {})
         self._version: str | None = None
+        #: Counts refreshes: anything derived from the tables (cached rankings) is keyed by it.
+        self.generation = 0
         self.refresh()
 
     def current(self) -> None:
@@ -110,6 +112,7 @@ class Directory:
         with self._lock:
             self._tables = tables
             self._version = None if version is None else str(version)
+            self.generation += 1
 
     def partner_for_key(self, api_key: str) -> PartnerAuth | None:
         return self._tables.keys.get(key_hash(api_key))

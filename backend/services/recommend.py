@@ -12,21 +12,26 @@ baseline (the model's item bias). The row records ``<experiment>:<arm>``; the re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from backend.chain import PURPOSE_NAMES
 from backend.errors import NotFound, ServiceNotReady
-from backend.models import Profile, Recommendation, User, utcnow
+from backend.models import Profile, User, utcnow
 from backend.services.directory import Directory, PartnerAuth
-from backend.services.gateway import ChainGateway
-from backend.services.model import ModelSlot
+from backend.services.gateway import ChainGateway, ConsentCheck
+from backend.services.model import ModelSlot, ServedModel
 from backend.services.profiles import ProfileRefresher, StoredProfile
+from backend.services.serving_log import ServingLog
 from recommender.abtest import assign
 from recommender.profiles import Profile as LearnerProfile
 
@@ -34,14 +39,68 @@ from recommender.profiles import Profile as LearnerProfile
 _USER_BY_PSEUDONYM = select(col(User.id)).where(
     col(User.pseudonym) == bindparam("pseudonym"), col(User.erased_at).is_(None)
 )
+#: The profile as stored text (decoded only when the ranking is not cached for exactly this text).
 _PROFILE_OF = select(
-    col(Profile.data), col(Profile.course_indices), col(Profile.product_indices), col(Profile.model_version)
+    cast(col(Profile.data), Text),
+    cast(col(Profile.course_indices), Text),
+    cast(col(Profile.product_indices), Text),
+    col(Profile.model_version),
 ).where(col(Profile.user_id) == bindparam("user_id"))
-_INSERT_RECOMMENDATION = insert(Recommendation)
+
+#: Rankings kept (the oldest is forgotten first; a forgotten one is computed again when next needed).
+MAX_RANKINGS = 50_000
 
 
 def _profile_features(data: dict[str, Any]) -> np.ndarray:
     return LearnerProfile.from_dict(data).features()
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """One learner's ranked products for one partner, model and catalogue, ready for the answer."""
+
+    product_ids: list[str]
+    products: list[dict[str, Any]]
+
+
+class RankingCache:
+    """Rankings keyed by everything they depend on, so an entry can never be stale, only unused:
+
+    - the learner's stored profile, by a BLAKE2b digest of its stored text (profile, course rows, held
+      product rows, the model version it was built for): an uploaded or refreshed profile is a new key;
+    - the served model's version: a promotion is a new key;
+    - the directory's generation (partners, products, names): a catalogue change is a new key;
+    - the partner, ``k`` and the experiment arm.
+
+    Consent is never cached here: every request checks it on chain before the profile is read."""
+
+    def __init__(self, max_entries: int = MAX_RANKINGS) -> None:
+        self._max = max_entries
+        self._entries: dict[tuple[Any, ...], _Ranking] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> _Ranking | None:
+        found = self._entries.get(key)
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def put(self, key: tuple[Any, ...], ranking: _Ranking) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = ranking
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class RecommendationService:
@@ -56,89 +115,133 @@ class RecommendationService:
         profiles: ProfileRefresher,
         experiment_name: str,
         experiment: tuple[tuple[str, ...], tuple[float, ...]],
+        serving_log: ServingLog | None = None,
     ) -> None:
         self._engine = engine
-        self._gateway = gateway
+        #: The chain this service checks consent on (the route asks it whether the chain is in process).
+        self.gateway = gateway
         self._directory = directory
         self._model = model
         self._profiles = profiles
         self._experiment_name = experiment_name
         self._arms, self._weights = experiment
+        self.serving_log = serving_log or ServingLog(engine, inline=gateway.in_process)
+        self.rankings = RankingCache()
 
     def recommend(self, partner: PartnerAuth, subject_hex: str, k: int) -> dict[str, Any]:
+        """:meth:`answer`, then the row committed (from a worker thread or a script; the route awaits the
+        commit on the event loop instead)."""
+        body, row = self.answer(partner, subject_hex, k)
+        self.serving_log.write_sync(row)
+        return body
+
+    def answer(self, partner: PartnerAuth, subject_hex: str, k: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Products for one learner, only if the chain says, now, that the learner allows profiling and
         product recommendation for this partner (403 otherwise, 503 if the chain cannot be asked).
 
         Returns the body of :class:`backend.schemas.recommendations.RecommendationPublic` as plain JSON
         values (the hot path skips building and re-validating a model per request; the route declares the
-        schema and a test checks every answer against it)."""
+        schema and a test checks every answer against it) and the serving-log row, which the caller must
+        commit (:class:`ServingLog`) before the body leaves."""
         served = self._model.served  # one model from here to the answer, even if another is promoted
         if served is None:
             raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
-        ranker = served.ranker
         subject = bytes.fromhex(subject_hex.removeprefix("0x"))
         pseudonym = "0x" + subject.hex()
-        with self._engine.connect() as conn:
+        with self._engine.connect() as conn:  # one connection for both reads
             user_id = conn.execute(_USER_BY_PSEUDONYM, {"pseudonym": pseudonym}).scalar_one_or_none()
-        if user_id is None:
-            raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
+            if user_id is None:
+                raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
 
-        # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
-        check = self._gateway.require_consent(subject, partner.address)
+            # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
+            check = self.gateway.require_consent(subject, partner.address)
 
-        # 2. only now the profile
-        with self._engine.connect() as conn:
+            # 2. only now the profile
             row = conn.execute(_PROFILE_OF, {"user_id": user_id}).first()
         if row is None:
             raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
-        stored = self._profiles.for_model(user_id, StoredProfile(*row), served)
-        courses, owned = stored.course_indices, stored.product_indices
-        features = _profile_features(stored.data)
         arm = self._arm(subject)
-        ranked = ranker.rank(
-            features,
+        data_text, courses_text, owned_text, built_for = row
+        digest = hashlib.blake2b(
+            "\x00".join((data_text, courses_text, owned_text, built_for or "")).encode(), digest_size=16
+        ).digest()
+        key = (user_id, digest, served.version, self._directory.generation, partner.id, k, arm)
+        ranking = self.rankings.get(key)
+        if ranking is None:
+            stored = StoredProfile(
+                json.loads(data_text), json.loads(courses_text), json.loads(owned_text), built_for
+            )
+            ranking, reusable = self._rank(user_id, stored, served, partner, k, arm)
+            if reusable:
+                self.rankings.put(key, ranking)
+        version = served.ranker.metadata.version
+        rec_id = "rec_" + secrets.token_hex(10)
+        log_row = dict(
+            id=rec_id,
+            pseudonym=pseudonym,
+            partner_id=partner.id,
+            products=ranking.product_ids,
+            model_version=version,
+            consent_block=check.head.number,
+            served_at=check.head.timestamp,
+            created_at=utcnow(),
+            arm=None if arm is None else f"{self._experiment_name}:{arm}",
+        )
+        return self._body(rec_id, pseudonym, partner, version, arm, check, ranking), log_row
+
+    def _rank(
+        self,
+        user_id: str,
+        stored: StoredProfile,
+        served: ServedModel,
+        partner: PartnerAuth,
+        k: int,
+        arm: str | None,
+    ) -> tuple[_Ranking, bool]:
+        """The ranking for ``stored``, and whether it may be cached under the stored profile's key (not when
+        the profile had to be derived again for ``served``: the next request reads the new one)."""
+        current = self._profiles.for_model(user_id, stored, served)
+        ranked = served.ranker.rank(
+            _profile_features(current.data),
             k=k,
-            history=owned or None,
-            course_indices=courses or (),
+            history=current.product_indices or None,
+            course_indices=current.course_indices or (),
             candidates=self._directory.partner_products(partner.id, served),
             baseline=arm == "popularity",
         )
-        rec_id = "rec_" + secrets.token_hex(10)
-        with self._engine.begin() as conn:
-            conn.execute(
-                _INSERT_RECOMMENDATION,
-                dict(
-                    id=rec_id,
-                    pseudonym=pseudonym,
-                    partner_id=partner.id,
-                    products=[r.product_id for r in ranked],
-                    model_version=ranker.metadata.version,
-                    consent_block=check.head.number,
-                    served_at=check.head.timestamp,
-                    created_at=utcnow(),
-                    arm=None if arm is None else f"{self._experiment_name}:{arm}",
-                ),
-            )
+        products = [
+            {
+                "product_id": r.product_id,
+                "name": self._directory.product_name(r.product_id),
+                "score": round(r.score, 6),
+                "explanation": _explanation(r.explanation),
+            }
+            for r in ranked
+        ]
+        return _Ranking([r.product_id for r in ranked], products), current is stored
+
+    @staticmethod
+    def _body(
+        rec_id: str,
+        pseudonym: str,
+        partner: PartnerAuth,
+        version: str,
+        arm: str | None,
+        check: ConsentCheck,
+        ranking: _Ranking,
+    ) -> dict[str, Any]:
         return {
             "recommendation_id": rec_id,
             "subject": pseudonym,
             "partner_id": partner.id,
-            "model_version": ranker.metadata.version,
+            "model_version": version,
             "arm": arm,
             "consent": {
                 "verified_at_block": check.head.number,
                 "block_hash": check.head.hash,
                 "purposes": sorted(PURPOSE_NAMES[p] for p in check.held),
             },
-            "products": [
-                {
-                    "product_id": r.product_id,
-                    "name": self._directory.product_name(r.product_id),
-                    "score": round(r.score, 6),
-                    "explanation": _explanation(r.explanation),
-                }
-                for r in ranked
-            ],
+            "products": ranking.products,
         }
 
     def _arm(self, subject: bytes) -> str | None:

@@ -1,0 +1,155 @@
+"""The serving log with group commit: a recommendation row is durable before its answer leaves, and the rows
+of concurrent requests share one transaction.
+
+Every recommendation served is a row (:class:`backend.models.Recommendation`): the audit reads it, and a
+conversion must find the recommendation it names. So the row is committed **before** the answer is returned,
+and a row that cannot be committed turns the request into an error (503), never a 200.
+
+Committing one row per request costs a transaction each. Here the rows of concurrent requests share one:
+
+- where requests run on the event loop (the in-process chain: each request is CPU work and never leaves
+  the loop), a request queues its row and awaits; the first one in a batch schedules a flush two passes of
+  the loop later, so every request that reached the same point by then is in the batch; the flush inserts
+  them in one statement, commits once, and wakes each. No thread is involved: a committer thread would
+  fight the event loop for the GIL at every SQLite call (measured: batches of one or two);
+- where requests run in worker threads (a chain on the network), a committer thread takes every row queued
+  while it committed the previous batch, inserts them in one statement, commits once, then wakes each
+  waiting request (:meth:`ServingLog.write_sync`, or :meth:`ServingLog.write` awaiting it).
+
+Under load a batch grows with the number of requests in flight; alone, a request waits for one commit, as
+before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+
+from backend.errors import DatabaseUnavailable
+from backend.models import Recommendation
+
+log = logging.getLogger("knowledger")
+
+_INSERT = insert(Recommendation)
+
+#: At most this many rows in one transaction.
+MAX_BATCH = 512
+
+
+class ServingLog:
+    def __init__(self, engine: Engine, *, inline: bool = False, max_batch: int = MAX_BATCH) -> None:
+        """``inline``: :meth:`write` commits on the event loop (requests run there); otherwise through the
+        committer thread."""
+        self._engine = engine
+        self.inline = inline
+        self._max_batch = max_batch
+        #: Rows waiting for the next flush, per event loop (one in a server; a test client may run several).
+        self._loop_batches: dict[
+            asyncio.AbstractEventLoop, list[tuple[dict[str, Any], asyncio.Future[None]]]
+        ] = {}
+        self._cv = threading.Condition()
+        self._pending: list[tuple[dict[str, Any], Future[None]]] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        #: Transactions committed and rows written (for tests and metrics).
+        self.commits = 0
+        self.rows = 0
+
+    def submit(self, row: dict[str, Any]) -> Future[None]:
+        """Queue ``row`` for the next commit; the future is done once it is committed (or failed)."""
+        done: Future[None] = Future()
+        with self._cv:
+            if self._closed:
+                raise DatabaseUnavailable("the service is stopping: nothing was served")
+            self._pending.append((row, done))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="knowledger-serving-log", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+        return done
+
+    async def write(self, row: dict[str, Any]) -> None:
+        """Commit ``row`` (with whatever else is queued) and return once it is durable; raises
+        ``DatabaseUnavailable`` (503) if it could not be committed."""
+        if not self.inline:
+            await asyncio.wrap_future(self.submit(row))
+            return
+        if self._closed:
+            raise DatabaseUnavailable("the service is stopping: nothing was served")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        batch = self._loop_batches.get(loop)
+        if batch is None:
+            batch = self._loop_batches[loop] = []
+            # two passes of the loop: requests that yield once on their way here (the framework's own
+            # checkpoints) still join this batch
+            loop.call_soon(loop.call_soon, self._flush_loop_batch, loop)
+        batch.append((row, done))
+        await done
+
+    def _flush_loop_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._loop_batches.pop(loop, [])
+        for start in range(0, len(batch), self._max_batch):
+            part = batch[start : start + self._max_batch]
+            error = self._commit([row for row, _ in part])
+            for _, done in part:
+                if done.done():  # the request was cancelled (its client went away): its row stays
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(_refused())
+
+    def write_sync(self, row: dict[str, Any]) -> None:
+        """:meth:`write` for a caller outside the event loop."""
+        self.submit(row).result()
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the committer."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._closed:
+                    self._cv.wait()
+                if not self._pending:
+                    return
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+            if self._commit([row for row, _ in batch]) is not None:  # none of these rows was committed
+                for _, done in batch:
+                    done.set_exception(_refused())
+                continue
+            for _, done in batch:
+                done.set_result(None)
+
+    def _commit(self, rows: list[dict[str, Any]]) -> Exception | None:
+        """Insert ``rows`` in one transaction; the error if it failed (then none of them was written)."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_INSERT, rows)
+        except Exception as exc:
+            log.warning("the serving log could not commit %d rows: %s", len(rows), exc)
+            return exc
+        self.commits += 1
+        self.rows += len(rows)
+        return None
+
+
+def _refused() -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        "the recommendation could not be recorded (the database refused the write); nothing was served, "
+        "try again"
+    )
