@@ -3,6 +3,7 @@ idempotent by event id, erased learners refused, and profiles that follow the ev
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import time
@@ -64,10 +65,14 @@ ITEMS = [
 ]  # fmt: skip
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_catalogue_learners_and_events_arrive_in_three_formats_and_twice_changes_nothing(
-    make_service: Callable[..., Service],
+    make_service: Callable[..., Service], request: pytest.FixtureRequest, database: str
 ) -> None:
-    svc = make_service()
+    """On SQLite (portable inserts) and on PostgreSQL (``COPY`` into a temporary table, then one insert):
+    the same rows and times, and sending the file again changes nothing."""
+    on_pg = database == "postgresql"
+    svc = make_service(database_url=request.getfixturevalue("pg_url")) if on_pg else make_service()
     op = svc.operator
     job = upload(svc, "items", csv_bytes(ITEMS), "text/csv", op, name="catalogue.csv")
     assert (job["status"], job["inserted"], job["rows"]) == ("done", 2, 2), job
@@ -80,7 +85,7 @@ def test_a_catalogue_learners_and_events_arrive_in_three_formats_and_twice_chang
          "timestamp": f"2026-11-0{n % 9 + 1}T10:00:00Z"}
         for n in range(8)
     ] + [{"event_id": "ev-r", "user_id": "plat-43", "item_id": items[0], "event": "rating", "value": 5,
-          "timestamp": "2026-10-01T00:00:00Z"}]  # fmt: skip
+          "timestamp": "2026-10-01T00:00:00+02:00"}]  # fmt: skip
     before = events_stored(svc)
     job = upload(svc, "interactions", parquet_bytes(events), "application/vnd.apache.parquet", op)
     assert (job["status"], job["inserted"], job["unchanged"]) == ("done", 9, 0), job
@@ -89,6 +94,12 @@ def test_a_catalogue_learners_and_events_arrive_in_three_formats_and_twice_chang
     again = upload(svc, "interactions", parquet_bytes(events), "application/vnd.apache.parquet", op)
     assert (again["status"], again["inserted"], again["unchanged"]) == ("done", 0, 9), again
     assert events_stored(svc) == before + 9
+    with Session(svc.container.engine) as s:
+        first = s.exec(select(LearningEvent).where(LearningEvent.event_id == "ev-0")).one()
+        assert (first.item_id, first.event, first.value) == (items[0], "view", None)
+        rating = s.exec(select(LearningEvent).where(LearningEvent.event_id == "ev-r")).one()
+        assert rating.value == 5.0
+        assert rating.occurred_at == dt.datetime(2026, 9, 30, 22, 0, tzinfo=dt.UTC)
     with Session(svc.container.engine) as s:
         user = s.exec(select(User).where(User.platform_user_id == "plat-42")).one()
         assert (user.age_band, user.life_stage, user.region) == ("25-34", "family", None)
