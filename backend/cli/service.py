@@ -120,7 +120,9 @@ def serve_command(
             checked = Container.start(settings)
         checked.close()  # what the readiness line names stays readable
         try:
-            _run_processes(sock, workers, lambda: _announce(checked, settings, host, port, local))
+            _run_processes(
+                sock, workers, settings.keep_alive_s, lambda: _announce(checked, settings, host, port, local)
+            )
         finally:
             lock.release()
         return
@@ -128,7 +130,12 @@ def serve_command(
         container = Container.start(settings, lock=lock)
     limit_native_threads()
     try:
-        _run(create_app(container=container), sock, lambda: _announce(container, settings, host, port, local))
+        _run(
+            create_app(container=container),
+            sock,
+            settings.keep_alive_s,
+            lambda: _announce(container, settings, host, port, local),
+        )
     finally:
         container.close()
 
@@ -151,7 +158,7 @@ def _check_workers(settings: Settings, workers: int) -> None:
         )
 
 
-def _run_processes(sock: Any, workers: int, ready: Callable[[], None]) -> None:
+def _run_processes(sock: Any, workers: int, keep_alive_s: int, ready: Callable[[], None]) -> None:
     """Serve on ``sock`` from ``workers`` processes (uvicorn's supervisor: a fresh interpreter each, started
     again if it dies); ``ready`` runs once every one accepts requests."""
     import uvicorn
@@ -179,6 +186,7 @@ def _run_processes(sock: Any, workers: int, ready: Callable[[], None]) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
+        timeout_keep_alive=keep_alive_s,
         # a process loading its model on a busy machine answers the supervisor's pings late: not hung
         timeout_worker_healthcheck=60,
     )
@@ -205,7 +213,7 @@ def _bind(host: str, port: int) -> Any:
     return sock
 
 
-def _run(app: Any, sock: Any, ready: Callable[[], None]) -> None:
+def _run(app: Any, sock: Any, keep_alive_s: int, ready: Callable[[], None]) -> None:
     """Serve ``app`` on ``sock`` with uvicorn; ``ready`` runs once the server accepts requests."""
     import uvicorn
 
@@ -215,7 +223,9 @@ def _run(app: Any, sock: Any, ready: Callable[[], None]) -> None:
             if self.started:
                 ready()
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=keep_alive_s
+    )
     Server(config).run(sockets=[sock])
 
 

@@ -79,6 +79,10 @@ class Settings(ChainSettings):
     #: Blocks an event must be buried under before the indexer takes it (None: 0 on local chains, else
     #: ``KNOWLEDGER_CONFIRMATIONS``).
     index_confirmations: int | None = Field(default=None, ge=0)
+    #: Seconds an idle keep-alive connection stays open. Longer than the idle timeout of the load balancers
+    #: in front (60 s for most), so the server never closes a connection that a client is reusing that
+    #: instant (the client would see the connection reset, not an answer).
+    keep_alive_s: int = Field(default=75, ge=1, le=3600)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     #: Largest batch upload accepted (``POST /api/v1/ingest/{table}``), in bytes.
