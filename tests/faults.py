@@ -611,6 +611,10 @@ def _audit(served: Served, rpc_url: str, workdir: Path) -> dict[str, Any]:
     flagged = [line for line in bad.stdout.splitlines() if line.startswith("violation:")]
     return {
         "audit_exit": clean.returncode,
+        # what the audit said when it could not run (exit 2), for the reader of the benchmark's JSON
+        "audit_error": clean.stderr.strip().splitlines()[-1]
+        if clean.returncode == 2 and clean.stderr.strip()
+        else None,
         "audit_answers": summary.get("answers"),
         "audit_violations": summary.get("violations"),
         "tampered_exit": bad.returncode,
