@@ -43,7 +43,7 @@ from .exceptions import (
     WrongChain,
 )
 from .results import BlockHead, Event, TxResult
-from .rpc import as_hex, as_int, is_connection_error, is_funds_error
+from .rpc import as_hex, as_int, is_connection_error, is_funds_error, is_missing_state
 from .types import Wallet, checksum
 
 if TYPE_CHECKING:
@@ -235,9 +235,14 @@ class ChainClient:
                 responses = self.w3.provider.make_batch_request(requests_)
             if not isinstance(responses, list):
                 raise ChainError(f"the node refused a batch of eth_call: {responses.get('error')}")
-            for (fn, _), response in zip(part, responses, strict=True):
+            for (fn, block), response in zip(part, responses, strict=True):
                 if "error" in response:
                     error = response["error"]
+                    if is_missing_state(error):
+                        raise ChainError(
+                            f"{fn.label} at block {block}: the node no longer holds that block's state "
+                            f"({error}); use an archive node (the devnet of hardhat-free-devnet/ keeps all)"
+                        )
                     data = error.get("data") if isinstance(error, Mapping) else None
                     raise errors.decode_revert(
                         data if isinstance(data, str) else None, context=fn.label, message=str(error)

@@ -47,6 +47,9 @@ ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 ANVIL_ACCOUNTS = 10
 ANVIL_BALANCE_ETH = 10_000
 
+#: States anvil keeps on disk (past its 500 in memory): enough that the devnet serves as an archive node.
+ARCHIVE_STATES = 10_000_000
+
 
 class AnvilUnavailable(ChainError):
     """The anvil binary is missing or the node did not start."""
@@ -235,6 +238,11 @@ class AnvilNode:
             str(self.accounts),
             "--balance",
             str(self.balance_eth),
+            # an archive: anvil keeps 500 states in memory and 3,600 on disk, then drops older ones, and an
+            # eth_call at a dropped block fails (BlockOutOfRangeError); `knowledger audit` replays every
+            # answer at the block it names, however old
+            "--max-persisted-states",
+            str(ARCHIVE_STATES),
         ]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]

@@ -30,3 +30,13 @@ def as_hex(value: Any) -> str:
         return "0x" + bytes(value).hex()
     text = str(value)
     return text if text.startswith("0x") else "0x" + text
+
+
+#: How nodes say they no longer hold a block's state (anvil, geth, erigon, reth).
+_NO_STATE = ("BlockOutOfRangeError", "missing trie node", "historical state", "state is not available")
+
+
+def is_missing_state(error: object) -> bool:
+    """Whether a JSON-RPC error says the node no longer holds the state of the block asked for (a node that
+    is not an archive), which is not a revert."""
+    return any(mark in str(error) for mark in _NO_STATE)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,34 @@ def test_node_lifecycle_and_unreachable_after_stop(anvil_bin: Path, tmp_path: Pa
         client.block_number  # noqa: B018
 
 
+def test_the_devnet_answers_for_old_blocks_like_an_archive_node(anvil_bin: Path, tmp_path: Path) -> None:
+    """``knowledger audit`` reads consent at the block each answer names, however old: past anvil's default
+    history (500 states in memory, 3,600 on disk) a call at an old block must still be answered."""
+    sink = "0x000000000000000000000000000000000000dEaD"
+
+    def rpc(node: AnvilNode, method: str, *params: Any) -> Any:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+        request = urllib.request.Request(node.url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert "error" not in answer, answer
+        return answer["result"]
+
+    node = AnvilNode(run_dir=tmp_path, binary=anvil_bin).start()
+    try:
+        sender = dev_wallets(1)[0].address
+        rpc(node, "eth_sendTransaction", {"from": sender, "to": sink, "value": "0x1"})
+        early = int(rpc(node, "eth_blockNumber"), 16)
+        rpc(node, "anvil_mine", hex(5_000))
+        rpc(node, "eth_sendTransaction", {"from": sender, "to": sink, "value": "0x1"})
+        rpc(node, "anvil_mine", hex(1))
+        assert int(rpc(node, "eth_blockNumber"), 16) > early + 5_000
+        assert int(rpc(node, "eth_getBalance", sink, hex(early)), 16) == 1
+        assert int(rpc(node, "eth_getBalance", sink, "latest"), 16) == 2
+    finally:
+        node.stop()
+
+
 def test_detached_start_and_stop_scripts(anvil_bin: Path, tmp_path: Path) -> None:
     env = {**os.environ, "KNOWLEDGER_DEVNET_RUN_DIR": str(tmp_path), "KNOWLEDGER_DEVNET_PORT": "0"}
     start = subprocess.run(
@@ -172,3 +202,12 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.split()[2] != "Z"
+
+
+def test_a_read_at_a_block_the_node_no_longer_holds_says_so() -> None:
+    """Not a revert: the error names the block and says an archive node is needed."""
+    from backend.chain.rpc import is_missing_state
+
+    assert is_missing_state({"code": -32602, "message": "BlockOutOfRangeError: height 9, requested 2"})
+    assert is_missing_state("missing trie node 5d3f… (path )")
+    assert not is_missing_state({"code": 3, "message": "execution reverted", "data": "0x08c379a0"})
