@@ -123,6 +123,15 @@ class IngestService:
         """Queue ``data`` (one table in ``fmt``) as a job; returns it at once."""
         if fmt not in FORMATS:
             raise Unprocessable(f"format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format")
+        job = self._queue(table, label, owner)
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="knowledger-ingest")
+            self._executor.submit(self._run, job.id, table, data, fmt, label, partner_id)
+        return job_public(job)
+
+    def _queue(self, table: str, label: str, owner: str) -> IngestJob:
+        """The job's row, ``queued`` and run by this process."""
         job = IngestJob(
             id="job_" + secrets.token_hex(8),
             owner=owner,
@@ -134,11 +143,7 @@ class IngestService:
         with Session(self._engine, expire_on_commit=False) as s:
             s.add(job)
             s.commit()
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="knowledger-ingest")
-            self._executor.submit(self._run, job.id, table, data, fmt, label, partner_id)
-        return job_public(job)
+        return job
 
     def job(self, job_id: str, owner: str) -> IngestJobPublic:
         with Session(self._engine) as s:
@@ -155,17 +160,7 @@ class IngestService:
         self, table: str, data: bytes, fmt: Format, label: str, owner: str, partner_id: str | None = None
     ) -> IngestJobPublic:
         """Run a job in this thread (tests, the CLI against a stopped service) and return it finished."""
-        job = IngestJob(
-            id="job_" + secrets.token_hex(8),
-            owner=owner,
-            table_name=table,
-            source=label[:200],
-            status="queued",
-            runner=self._processes.identity,
-        )
-        with Session(self._engine, expire_on_commit=False) as s:
-            s.add(job)
-            s.commit()
+        job = self._queue(table, label, owner)
         self._run(job.id, table, data, fmt, label, partner_id)
         return self.job(job.id, owner)
 
