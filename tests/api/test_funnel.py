@@ -30,18 +30,25 @@ def _traffic(svc: Service, learners: int = 12) -> dict[str, Any]:
         s: Counter() for s in ("conversions", "settled", "final", "reversed")
     }
     ids: list[tuple[int, str | None]] = []
-    for i in range(learners):
+    # A learner's arm follows from their random pseudonym, so keep recommending until each arm of the
+    # experiment has served several learners; who converts counts within the arm, so every arm converts.
+    arms = len(svc.settings.experiment[0]) or 1
+    i = 0
+    while i < learners or len(served) < arms or min(served.values()) < 4:
+        assert i < 20 * learners, f"the experiment served only {dict(served)}"
+        i += 1
         user = svc.new_user()
         svc.grant(user)
         rec = svc.api.post(
             "/api/v1/recommendations", json={"subject": user["pseudonym"]}, headers=bank
         ).json()
         arm = f"ranker-v1:{rec['arm']}" if rec["arm"] else None
+        k = served[arm]
         served[arm] += 1
-        if i % 2:
+        if k % 2:
             continue
         converted_recs[arm] += 1
-        for n in range(1 + (i % 4 == 0)):
+        for n in range(1 + (k % 4 == 0)):
             body = {
                 "recommendation_id": rec["recommendation_id"],
                 "order_id": f"f-{i}-{n}",
@@ -69,6 +76,9 @@ def _traffic(svc: Service, learners: int = 12) -> dict[str, Any]:
 
 def _check_rate(rate: dict[str, Any], numerator: int, denominator: int) -> None:
     assert (rate["numerator"], rate["denominator"]) == (numerator, denominator)
+    if denominator == 0:  # nothing to divide: no rate and no interval, rather than a made-up one
+        assert rate["rate"] is None and rate["ci_low"] is None and rate["ci_high"] is None
+        return
     low, high = proportion_confint(numerator, denominator, alpha=0.05, method="wilson")
     assert rate["rate"] == pytest.approx(numerator / denominator, abs=1e-6)
     assert (rate["ci_low"], rate["ci_high"]) == pytest.approx((low, high), abs=1e-6)
