@@ -36,7 +36,8 @@ STAGES = (
     ("consent (chain)", ("backend/chain/", "backend/services/gateway.py", "backend/services/consent_view.py",
                          "eth_tester", "eth/", "web3/", "eth_utils", "eth_abi", "trie", "rlp")),
     ("ranking + explanations", ("recommender/", "numpy", "scipy")),
-    ("database", ("sqlalchemy", "sqlmodel", "sqlite3", "backend/services/serving_log.py")),
+    ("database", ("sqlalchemy", "sqlmodel", "sqlite3", "backend/services/serving_log.py",
+                  "backend/core/db.py")),
     ("framework (FastAPI, Starlette, pydantic)", ("fastapi", "starlette", "pydantic", "anyio")),
 )  # fmt: skip
 
@@ -148,7 +149,7 @@ PARTS = (
     ("the app (middleware, routing, dependencies, handler)", "fastapi/applications.py", "__call__"),
     ("  dependencies (auth, services, body)", "fastapi/dependencies/utils.py", "solve_dependencies"),
     ("  consent on chain (head + consent view)", "backend/services/gateway.py", "require_consent"),
-    ("  database reads (SQLAlchemy execute)", "sqlalchemy/engine/base.py", "execute"),
+    ("  database reads (the driver's cursor)", "backend/core/db.py", "first"),
     ("  ranking + explanations (cache misses only)", "backend/services/recommend.py", "_rank"),
     ("  serving log (queue the row, wait for the commit)", "backend/services/serving_log.py", "write"),
     ("  response encoding (pydantic-core)", "~", "<built-in method pydantic_core._pydantic_core.to_json>"),

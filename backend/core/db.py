@@ -12,6 +12,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.expression import ClauseElement
 from sqlmodel import create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -51,6 +53,51 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+class DriverReads:
+    """Read-only statements run through the driver's own cursor, for the hot path.
+
+    Each statement is a SQLAlchemy expression, compiled once for the engine's dialect (so the SQL stays
+    portable between SQLite and PostgreSQL and is written once); a call checks a connection out of the
+    engine's pool, runs each statement with the driver's cursor and returns the connection (the pool resets
+    it). This skips SQLAlchemy's per-execution work (execution context, result proxy, type processing),
+    which is most of a short read's CPU; so only columns the driver already returns as Python values
+    (text, numbers) may be selected."""
+
+    def __init__(self, engine: Engine, **statements: ClauseElement) -> None:
+        self._engine = engine
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        for name, stmt in statements.items():
+            compiled = stmt.compile(dialect=engine.dialect)
+            # the parameters' order, where the driver's style is positional
+            order = getattr(compiled, "positiontup", None)
+            self._compiled[name] = (str(compiled), tuple(order) if order is not None else None)
+
+    @contextlib.contextmanager
+    def cursor(self) -> Any:
+        """A driver cursor on a pooled connection, for :meth:`first` (the connection goes back on exit)."""
+        raw = self._engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+        finally:
+            raw.close()
+
+    def first(self, cursor: Any, name: str, **params: Any) -> tuple[Any, ...] | None:
+        """The first row of statement ``name`` with ``params`` (None when there is none)."""
+        sql, order = self._compiled[name]
+        args = tuple(params[p] for p in order) if order is not None else params
+        dbapi = self._engine.dialect.loaded_dbapi
+        try:
+            cursor.execute(sql, args)
+            row = cursor.fetchone()
+        except dbapi.Error as exc:  # the same exception classes SQLAlchemy raises (a 503 for the service)
+            raise DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
+        return None if row is None else tuple(row)
 
 
 class WalCheckpointer:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from backend.chain import PURPOSE_NAMES
+from backend.core.db import DriverReads
 from backend.errors import NotFound, ServiceNotReady
 from backend.models import Profile, User, utcnow
 from backend.services.directory import Directory, PartnerAuth
@@ -117,7 +118,7 @@ class RecommendationService:
         experiment: tuple[tuple[str, ...], tuple[float, ...]],
         serving_log: ServingLog | None = None,
     ) -> None:
-        self._engine = engine
+        self._reads = DriverReads(engine, user=_USER_BY_PSEUDONYM, profile=_PROFILE_OF)
         #: The chain this service checks consent on (the route asks it whether the chain is in process).
         self.gateway = gateway
         self._directory = directory
@@ -148,16 +149,17 @@ class RecommendationService:
             raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
         subject = bytes.fromhex(subject_hex.removeprefix("0x"))
         pseudonym = "0x" + subject.hex()
-        with self._engine.connect() as conn:  # one connection for both reads
-            user_id = conn.execute(_USER_BY_PSEUDONYM, {"pseudonym": pseudonym}).scalar_one_or_none()
-            if user_id is None:
+        with self._reads.cursor() as cur:  # one connection for both reads
+            found = self._reads.first(cur, "user", pseudonym=pseudonym)
+            if found is None:
                 raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
+            user_id = found[0]
 
             # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
             check = self.gateway.require_consent(subject, partner.address)
 
             # 2. only now the profile
-            row = conn.execute(_PROFILE_OF, {"user_id": user_id}).first()
+            row = self._reads.first(cur, "profile", user_id=user_id)
         if row is None:
             raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
         arm = self._arm(subject)

@@ -205,6 +205,28 @@ def test_a_failed_commit_is_an_error_and_nothing_is_served(make_service: Callabl
     assert _row_of(svc, answer["recommendation_id"])["pseudonym"] == user["pseudonym"]
 
 
+def test_a_failed_read_is_an_error_and_nothing_is_served(make_service: Callable[..., Service]) -> None:
+    """The hot path reads through the driver's cursor: a failing read is still the 503 every other
+    database failure is, and no row is logged."""
+    svc = make_service()
+    user = _consenting(svc)
+    _recommend(svc, user)
+    with Session(svc.container.engine) as s:
+        before = s.exec(select(func.count()).select_from(Recommendation)).one()
+    with svc.container.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE profile RENAME TO profile_away"))
+    try:
+        r = _ask(svc, user)
+    finally:
+        with svc.container.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE profile_away RENAME TO profile"))
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "database_unavailable" and "products" not in r.text
+    with Session(svc.container.engine) as s:
+        assert s.exec(select(func.count()).select_from(Recommendation)).one() == before
+    assert _recommend(svc, user)["products"]  # and serves again once the table is back
+
+
 def _row_of(svc: Service, rec_id: str) -> dict[str, Any]:
     with Session(svc.container.engine) as s:
         row = s.get(Recommendation, rec_id)
