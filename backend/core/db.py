@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.sql.expression import ClauseElement
 from sqlmodel import create_engine
 
@@ -52,7 +54,40 @@ def make_engine(url: str) -> Engine:
                 checkpointer.stop()
 
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    _ping_idle_connections(engine)
+    return engine
+
+
+#: A pooled connection unused for longer than this is pinged before it is handed out.
+IDLE_PING_S = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections that sat idle: one checked in more than
+    :data:`IDLE_PING_S` ago is pinged (``SELECT 1``) on checkout and replaced if the server is gone (the pool
+    then connects again). A connection in steady use is not pinged: under load, SQLAlchemy's
+    ``pool_pre_ping`` would cost a round trip on every checkout, several per request. A server that dies
+    while connections are in use fails those statements; SQLAlchemy then invalidates the pool, and the
+    hot path's reads (:class:`DriverReads`) try once more on a fresh connection."""
+
+    @event.listens_for(engine, "checkin")
+    def _note(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("checked_in_at")
+        if last is not None and time.monotonic() - last <= IDLE_PING_S:
+            return
+        try:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+            finally:
+                cur.close()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection is gone ({exc}); connecting again") from exc
 
 
 class DriverReads:
@@ -75,29 +110,51 @@ class DriverReads:
             self._compiled[name] = (str(compiled), tuple(order) if order is not None else None)
 
     @contextlib.contextmanager
-    def cursor(self) -> Any:
-        """A driver cursor on a pooled connection, for :meth:`first` (the connection goes back on exit)."""
-        raw = self._engine.raw_connection()
+    def cursor(self) -> Iterator[_Cursor]:
+        """A cursor on a pooled connection, for :meth:`first` (the connection goes back on exit)."""
+        handle = _Cursor(self._engine.raw_connection())
         try:
-            cur = raw.cursor()
-            try:
-                yield cur
-            finally:
-                cur.close()
+            yield handle
         finally:
-            raw.close()
+            handle.raw.close()
 
-    def first(self, cursor: Any, name: str, **params: Any) -> tuple[Any, ...] | None:
-        """The first row of statement ``name`` with ``params`` (None when there is none)."""
+    def first(self, cursor: _Cursor, name: str, **params: Any) -> tuple[Any, ...] | None:
+        """The first row of statement ``name`` with ``params`` (None when there is none). A connection
+        the server dropped is replaced and the read made once more (a read can be repeated); any other
+        failure raises the exception class SQLAlchemy would (a 503 for the service)."""
         sql, order = self._compiled[name]
         args = tuple(params[p] for p in order) if order is not None else params
-        dbapi = self._engine.dialect.loaded_dbapi
-        try:
-            cursor.execute(sql, args)
-            row = cursor.fetchone()
-        except dbapi.Error as exc:  # the same exception classes SQLAlchemy raises (a 503 for the service)
-            raise DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
-        return None if row is None else tuple(row)
+        dialect = self._engine.dialect
+        dbapi = dialect.loaded_dbapi
+        for attempt in (1, 2):
+            raw = cursor.raw
+            cur = raw.cursor()
+            try:
+                cur.execute(sql, args)
+                row = cur.fetchone()
+                return None if row is None else tuple(row)
+            except dbapi.Error as exc:
+                dropped = dialect.is_disconnect(exc, raw.dbapi_connection, cur)
+                if not dropped or attempt == 2:
+                    raise DBAPIError.instance(
+                        sql, args, exc, dbapi.Error, connection_invalidated=dropped
+                    ) from exc
+                # what SQLAlchemy does on a disconnect: every pooled connection made before now is
+                # suspect and replaced when next checked out; then read again on a fresh one
+                self._engine.pool._invalidate(raw, exc)
+                raw.close()
+                cursor.raw = self._engine.raw_connection()
+            finally:
+                with contextlib.suppress(dbapi.Error):
+                    cur.close()
+        raise AssertionError("unreachable")
+
+
+class _Cursor:
+    """The pooled connection a :meth:`DriverReads.cursor` block reads on (replaced after a disconnect)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
 
 
 class WalCheckpointer:

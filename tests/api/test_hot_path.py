@@ -16,11 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, func, select
 
+from backend.core import db
 from backend.models import Recommendation
 from backend.services.model import ServedModel
+from backend.services.recommend import _USER_BY_PSEUDONYM
 from backend.services.serving_log import ServingLog
 from recommender.serving import ProductRanker
 
@@ -261,3 +265,50 @@ def test_concurrent_requests_on_the_event_loop_share_a_commit(make_service: Call
     assert log.commits - commits < 8  # some of the eight rows shared a transaction
     for r in answers:
         assert _row_of(svc, r.json()["recommendation_id"])["partner_id"] == "bank"
+
+
+def _drop_every_connection(svc: Service) -> int:
+    """The server ends every other connection to the service's database (as a restart or a failover
+    would); returns how many it ended."""
+    killer = create_engine(svc.container.engine.url, poolclass=NullPool)  # not one of the pool's own
+    with killer.connect() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    killer.dispose()
+    return int(ended)
+
+
+def test_idle_connections_the_server_dropped_are_replaced_before_use(
+    make_service: Callable[..., Service], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL ends the pooled connections: a connection idle past ``IDLE_PING_S`` is pinged when it is
+    checked out and replaced, so the next request is answered and logged."""
+    svc = make_service(database_url=pg_url)
+    user = _consenting(svc)
+    _recommend(svc, user)
+    monkeypatch.setattr(db, "IDLE_PING_S", 0.0)  # every pooled connection counts as idle
+    assert _drop_every_connection(svc) >= 1
+    answer = _recommend(svc, user)
+    assert _row_of(svc, answer["recommendation_id"])["pseudonym"] == user["pseudonym"]
+
+
+def test_the_hot_path_reads_again_on_a_fresh_connection_after_a_drop(
+    make_service: Callable[..., Service], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection in steady use is not pinged; when the server has dropped it, the hot path's reads
+    (which can be repeated) replace it and read again, where any other statement fails with a 503 once."""
+    svc = make_service(database_url=pg_url)
+    user = _consenting(svc)
+    monkeypatch.setattr(db, "IDLE_PING_S", 1e9)  # no connection is pinged
+    reads = db.DriverReads(svc.container.engine, user=_USER_BY_PSEUDONYM)
+    with reads.cursor() as cur:
+        [user_id] = reads.first(cur, "user", pseudonym=user["pseudonym"]) or [None]
+    assert user_id == user["id"]
+    assert _drop_every_connection(svc) >= 1
+    with reads.cursor() as cur:
+        assert reads.first(cur, "user", pseudonym=user["pseudonym"]) == (user_id,)
+        assert reads.first(cur, "user", pseudonym="0x" + "00" * 32) is None
