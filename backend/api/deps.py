@@ -144,7 +144,7 @@ async def current_partner(request: Request, x_api_key: Annotated[str | None, Hea
     directory = _container_of(request).directory
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (a partner API key)")
-    directory.current()
+    await directory.current_async()
     partner = directory.partner_for_key(x_api_key)
     if partner is None:
         if directory.is_operator_key(x_api_key):
@@ -158,7 +158,7 @@ async def current_operator(
 ) -> None:
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (the operator key)")
-    directory.current()
+    await directory.current_async()
     if not directory.is_operator_key(x_api_key):
         if directory.partner_for_key(x_api_key) is not None:
             raise Forbidden("this endpoint is for the operator")
@@ -184,7 +184,7 @@ async def current_caller(
     """The operator (``("operator", None)``) or a partner (``(partner id, partner)``)."""
     if not x_api_key:
         raise Unauthenticated("missing X-API-Key header (the operator key or a partner API key)")
-    directory.current()
+    await directory.current_async()
     if directory.is_operator_key(x_api_key):
         return "operator", None
     partner = directory.partner_for_key(x_api_key)

@@ -27,6 +27,8 @@ from eth_keys.datatypes import PrivateKey
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
+from backend.core.shared_read import SharedRead
+
 from . import errors
 from .abi import AbiFunction, ContractHandle, EventDecoder, FunctionCall, abi_type
 from .artifacts import load_artifact
@@ -97,6 +99,8 @@ class ChainClient:
         if embedded is None and self.target is not ChainTarget.RPC:
             self._local = AnvilControls(self._raw)
         self._url_option = url_option
+        #: Concurrent callers share one head request, each getting one sent after it asked.
+        self.heads = SharedRead(self._read_head)
         self._signers: dict[str, Wallet] = {}
         self.accounts: list[Wallet] = []
         for s in signers:
@@ -263,9 +267,13 @@ class ChainClient:
     def head(self) -> BlockHead:
         """The latest block's number, hash and timestamp in one request (a consent check's anchor). The
         in-process chain is asked directly for its canonical head (what ``eth_getBlockByNumber("latest")``
-        returns, without building the whole block)."""
+        returns, without building the whole block); a node is asked once for all concurrent callers, by a
+        request sent after each of them asked (:class:`backend.core.shared_read.SharedRead`)."""
         if self._embedded is not None:
             return self._embedded.head()
+        return self.heads.get()
+
+    def _read_head(self) -> BlockHead:
         block = self._raw("eth_getBlockByNumber", ["latest", False])
         if not block:
             raise ChainError("the node returned no latest block")

@@ -17,11 +17,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+import anyio.to_thread
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from backend.core.security import key_hash, same_key
+from backend.core.shared_read import AsyncSharedRead
 from backend.models import KnowledgeItem, Partner, Product, ServiceMeta
 from backend.services.model import ServedModel
 
@@ -70,6 +72,7 @@ class Directory:
         self._lock = threading.Lock()
         self._tables = _Tables({}, {}, {}, {})
         self._version: str | None = None
+        self._versions = AsyncSharedRead(self._read_version)
         #: Counts refreshes: anything derived from the tables (cached rankings) is keyed by it.
         self.generation = 0
         self.refresh()
@@ -79,10 +82,22 @@ class Directory:
         this process owns its database)."""
         if not self._shared:
             return
+        if self._read_version() != self._version:
+            self.refresh()
+
+    async def current_async(self) -> None:
+        """:meth:`current` for the event loop: concurrent requests share one read of the version row, made
+        in a worker thread after each of them asked (:class:`backend.core.shared_read.AsyncSharedRead`), so a
+        change another process committed before a request arrived is seen by that request."""
+        if not self._shared:
+            return
+        if await self._versions.get() != self._version:
+            await anyio.to_thread.run_sync(self.refresh)
+
+    def _read_version(self) -> str | None:
         with self._engine.connect() as conn:
             version = conn.execute(_READ, {"key": VERSION_KEY}).scalar()
-        if version != self._version:
-            self.refresh()
+        return None if version is None else str(version)
 
     def changed(self) -> None:
         """Mark the tables changed (in a transaction of its own) and re-read them."""
