@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import anyio
 import anyio.to_thread
 
 T = TypeVar("T")
@@ -77,6 +78,7 @@ class _LoopState:
         self.done = 0
         self.task: asyncio.Task[None] | None = None
         self.last: tuple[object, BaseException | None] = (None, None)
+        self.limiter: anyio.CapacityLimiter | None = None
 
 
 class AsyncSharedRead(Generic[T]):
@@ -110,7 +112,9 @@ class AsyncSharedRead(Generic[T]):
     async def _run(self, state: _LoopState, number: int) -> None:
         state.started = number  # from here on, a caller that asks needs the read after this one
         try:
-            state.last = (await anyio.to_thread.run_sync(self._read), None)
+            # its own limiter: the shared pool's tokens may all be held by requests that wait for this read
+            limiter = state.limiter = state.limiter or anyio.CapacityLimiter(1)
+            state.last = (await anyio.to_thread.run_sync(self._read, limiter=limiter), None)
         except BaseException as exc:  # handed to every caller that shares this read (cancelled too)
             state.last = (None, exc)
         finally:

@@ -136,3 +136,24 @@ def test_on_the_event_loop_a_cancelled_caller_does_not_cancel_the_others_read() 
 
     assert asyncio.run(scenario()) == 0  # both asked before the read began: its answer holds for them
     assert shared.reads == 1
+
+
+def test_on_the_event_loop_the_read_is_not_queued_behind_the_requests_that_wait_for_it() -> None:
+    """Requests hold the worker-thread pool's tokens while they wait; the shared read has its own."""
+    import anyio
+    import anyio.to_thread
+
+    shared = AsyncSharedRead(lambda: 42)
+    release = threading.Event()
+
+    async def scenario() -> int:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+        busy = asyncio.ensure_future(anyio.to_thread.run_sync(release.wait))  # holds the only token
+        await asyncio.sleep(0.01)
+        with anyio.fail_after(30):
+            value = await shared.get()
+        release.set()
+        await busy
+        return value
+
+    assert asyncio.run(scenario()) == 42
