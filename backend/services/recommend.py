@@ -149,16 +149,18 @@ class RecommendationService:
             raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
         subject = bytes.fromhex(subject_hex.removeprefix("0x"))
         pseudonym = "0x" + subject.hex()
-        with self._reads.cursor() as cur:  # one connection for both reads
+        # no database connection is held while the chain is asked (it would sit idle for a round trip)
+        with self._reads.cursor() as cur:
             found = self._reads.first(cur, "user", pseudonym=pseudonym)
-            if found is None:
-                raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
-            user_id = found[0]
+        if found is None:
+            raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
+        user_id = found[0]
 
-            # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
-            check = self.gateway.require_consent(subject, partner.address)
+        # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
+        check = self.gateway.require_consent(subject, partner.address)
 
-            # 2. only now the profile
+        # 2. only now the profile
+        with self._reads.cursor() as cur:
             row = self._reads.first(cur, "profile", user_id=user_id)
         if row is None:
             raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
