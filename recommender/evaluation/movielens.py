@@ -57,16 +57,17 @@ def candidates(split: MovieLensSplit, fast: bool = False) -> dict[str, Candidate
 
 
 def rated_seq_grid(fast: bool = False) -> tuple[dict[str, Any], ...]:
-    """The settings :class:`RatedSeqDLAE` is tuned over (the ratings' weight slope, the penalty, the
-    dropout and the weight of the time-order term; ``fast``: the middle of the grid)."""
+    """The settings :class:`RatedSeqDLAE` is tuned over: the ratings' weight slope, the penalty, the
+    dropout, the weight of the time-order term and its decay (``fast``: one setting in the grid)."""
     if fast:
-        return ({"slope": 0.2, "lam": 300.0, "dropout": 0.75, "seq_weight": 3.0},)
+        return ({"slope": 0.2, "lam": 300.0, "dropout": 0.83, "seq_weight": 3.0, "tau": 5.0},)
     return tuple(
-        {"slope": b, "lam": lam, "dropout": p, "seq_weight": w}
-        for b in (0.125, 0.2)
+        {"slope": b, "lam": lam, "dropout": p, "seq_weight": w, "tau": tau}
+        for b in (0.125, 0.2, 0.3)
         for lam in (300.0, 500.0)
-        for p in (0.67, 0.75, 0.83)
+        for p in (0.67, 0.75, 0.83, 0.9)
         for w in (1.0, 3.0, 6.0)
+        for tau in (2.0, 5.0, 15.0)
     )
 
 
