@@ -252,7 +252,8 @@ class ProductRanker:
     def score_batch(self, history: Any, profile_features: np.ndarray | None = None) -> np.ndarray:
         """Scores (n, n_products) for ``n`` users: ``history`` as for
         :meth:`~recommender.models.base.Recommender.score_history`, ``profile_features`` (n, feature_dim)."""
-        hist = as_history(history, self.n_products)
+        # the values (ratings) of a history pass on: the model binarises them unless it reads them
+        hist = as_history(history, self.n_products, binary=False)
         feats = None
         if self.feature_dim:
             if profile_features is None:

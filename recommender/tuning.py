@@ -61,10 +61,27 @@ def _binary(x: sp.spmatrix) -> sp.csr_matrix:
     return m
 
 
+def _restricted(m: sp.spmatrix | None, rows: np.ndarray, pattern: sp.csr_matrix) -> sp.csr_matrix | None:
+    """The entries of ``m[rows]`` where ``pattern`` (already of those rows) is non-zero."""
+    if m is None:
+        return None
+    out = sp.csr_matrix(sp.csr_matrix(m)[rows].multiply(pattern != 0), dtype=np.float64)
+    out.eliminate_zeros()
+    return out
+
+
 def _subset(data: InteractionData, rows: np.ndarray, x: sp.csr_matrix | None = None) -> InteractionData:
-    inter = (data.interactions if x is None else x)[rows]
+    """Rows ``rows`` of ``data`` restricted to the entries of ``x`` (default: all), values and times kept."""
+    inter = sp.csr_matrix((data.interactions if x is None else x)[rows])
     feats = None if data.user_features is None else np.asarray(data.user_features)[rows]
-    return InteractionData(sp.csr_matrix(inter), data.item_features, feats, dict(data.meta))
+    values, times = (_restricted(m, rows, inter) for m in (data.values, data.times))
+    return InteractionData(inter, data.item_features, feats, dict(data.meta), values, times)
+
+
+def _histories(data: InteractionData, rows: np.ndarray, pattern: sp.csr_matrix) -> sp.csr_matrix:
+    """Query histories: ``pattern`` (rows of ``rows``) with the data's values where it has them."""
+    valued = _restricted(data.values, rows, pattern)
+    return sp.csr_matrix(pattern if valued is None else valued, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -111,7 +128,9 @@ class HoldoutSplitter:
             kept = _binary(x - hide_csr)
             keep_rows = np.setdiff1d(np.arange(x.shape[0]), cold)
             queries = np.concatenate([warm, cold])
-            history = sp.vstack([kept[warm], sp.csr_matrix((cold.size, x.shape[1]), dtype=np.float32)])
+            history = sp.vstack(
+                [_histories(data, warm, kept[warm]), sp.csr_matrix((cold.size, x.shape[1]), dtype=np.float32)]
+            )
             target = sp.vstack([hide_csr[warm], x[cold]])
             feats = None if data.user_features is None else np.asarray(data.user_features)[queries]
             out.append(
@@ -159,7 +178,7 @@ def leave_one_out_queries(data: InteractionData, users: np.ndarray) -> Validatio
     )
     feats = None if data.user_features is None else np.asarray(data.user_features)[users[rows]]
     keep = np.setdiff1d(np.arange(x.shape[0]), users)
-    return ValidationFold(_subset(data, keep), _binary(history), feats, target)
+    return ValidationFold(_subset(data, keep), _histories(data, users[rows], _binary(history)), feats, target)
 
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -222,26 +222,33 @@ class MovieLensSplit:
 def frames_to_split(
     train_df: pd.DataFrame, test_df: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray
 ) -> MovieLensSplit:
-    """Binarise two rating frames into a :class:`MovieLensSplit` over the given id universe."""
+    """Binarise two rating frames into a :class:`MovieLensSplit` over the given id universe; the training
+    ratings and timestamps (where the frames have them) become ``values`` and ``times`` of ``train``."""
     uidx = {int(u): i for i, u in enumerate(user_ids)}
     iidx = {int(v): j for j, v in enumerate(item_ids)}
     shape = (len(user_ids), len(item_ids))
 
-    def to_csr(frame: pd.DataFrame) -> sp.csr_matrix:
+    def to_csr(frame: pd.DataFrame, column: str | None = None, dtype: type = np.float32) -> sp.csr_matrix:
         rows = frame["userID"].map(uidx).to_numpy()
         cols = frame["itemID"].map(iidx).to_numpy()
-        mat = sp.csr_matrix((np.ones(len(frame), dtype=np.float32), (rows, cols)), shape=shape)
+        vals = np.ones(len(frame)) if column is None else frame[column].to_numpy()
+        mat = sp.csr_matrix((vals.astype(dtype), (rows, cols)), shape=shape)
         mat.sum_duplicates()
-        mat.data[:] = 1.0
+        if column is None:
+            mat.data[:] = 1.0
         return mat
 
     train = to_csr(train_df)
     test = to_csr(test_df)
     recommendable = np.asarray(train.sum(axis=0)).ravel() > 0
+    values = to_csr(train_df, "rating") if "rating" in train_df else None
+    times = to_csr(train_df, "timestamp", np.float64) if "timestamp" in train_df else None
     data = InteractionData(
         interactions=train,
         item_features=genre_matrix(item_ids),
         meta={"dataset": "ml-100k", "genres": list(GENRES)},
+        values=values,
+        times=times,
     )
     return MovieLensSplit(data, test, recommendable, np.asarray(user_ids), np.asarray(item_ids))
 

@@ -57,12 +57,13 @@ class Queries:
         users: np.ndarray | None = None,
         item_mask: np.ndarray | None = None,
     ) -> Queries:
-        """The rows ``users`` (default: every row with a test item) of ``data`` against ``test``."""
+        """The rows ``users`` (default: every row with a test item) of ``data`` against ``test``; the
+        histories carry the data's values (ratings) where it has them."""
         test = sp.csr_matrix(test)
         if users is None:
             users = np.flatnonzero(np.diff(test.indptr) > 0)
         feats = None if data.user_features is None else np.asarray(data.user_features)[users]
-        return cls(sp.csr_matrix(data.interactions[users]), feats, sp.csr_matrix(test[users]), item_mask)
+        return cls(data.histories(users), feats, sp.csr_matrix(test[users]), item_mask)
 
     def subset(self, mask: np.ndarray) -> Queries:
         feats = None if self.features is None else self.features[mask]

@@ -6,13 +6,16 @@ can be recommended. The published figures use seed 42 (SAR 0.394, BPR 0.445, BiV
 with lambda=300 reaches 0.484, ``ease_lam300`` here); the protocol repeats the split with seeds 42, 43
 and 44 and reports the mean and spread, with the seed-42 figure next to it.
 
-Per seed, the served configuration is trained by :func:`recommender.training.train_served` on the
-training split alone: the candidate families (the linear autoencoders, EASE, item-kNN, popularity and
-the torch denoising network) are tuned, and the blend weights chosen, on a validation split carved out
-of the training data (a random quarter of every user's training items, :class:`HoldoutSplitter` with
-seed 7). The artifact is loaded by the ranker and scored on the test split; every tuned family on its
-own, the blend without its torch member and the two-tower hybrid (the previously served model, fixed
-settings) are scored in the same run.
+Per seed, the served configuration is trained by :func:`recommender.training.train_served` on the training
+split alone: the candidate families (the linear autoencoder on rated, time-ordered histories, the binary
+linear autoencoders, EASE, item-kNN, popularity and the torch denoising network) are tuned, and the blend
+weights chosen, on a validation split carved out of the training data (a random quarter of every user's
+training items, :class:`HoldoutSplitter` with seed 7). The artifact is loaded by the ranker and scored on
+the test split; every tuned family on its own, the blend without its torch member and the two-tower hybrid
+(the previously served model, fixed settings) are scored in the same run. The training split keeps every
+rating and its timestamp (``values`` and ``times`` of the data) and the test queries' histories carry the
+ratings: :class:`~recommender.models.sequence.RatedSeqDLAE` reads them, every other model sees the binary
+history.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from recommender.evaluation import Queries, aggregate, compare_to_singles, log, 
 from recommender.models.ease import EASE, UserDLAE
 from recommender.models.hybrid import HybridTwoTower
 from recommender.models.itemknn import ItemKNN
+from recommender.models.sequence import RatedSeqDLAE
 from recommender.training import SERVED, Candidate, default_candidates
 from recommender.tuning import HoldoutSplitter
 
@@ -36,7 +40,8 @@ GOAL_NDCG10 = 0.50
 
 
 def candidates(split: MovieLensSplit, fast: bool = False) -> dict[str, Candidate]:
-    """The default families for warm users, plus EASE, item-kNN and the user-side LAE."""
+    """The linear autoencoder on rated, time-ordered histories (the preferred family), the default
+    families for warm users, EASE, item-kNN and the user-side LAE."""
     out = default_candidates(split.train, "warm", epochs=5 if fast else None)
     if fast:
         out["dlae"] = Candidate(out["dlae"].make, ({"lam": 300.0, "dropout": 0.5, "alpha": 0.25},))
@@ -48,7 +53,22 @@ def candidates(split: MovieLensSplit, fast: bool = False) -> dict[str, Candidate
         out["user_dlae"] = Candidate(
             UserDLAE, tuple({"lam": lam, "dropout": 0.67, "alpha": 0.25} for lam in (200.0, 400.0))
         )
-    return out
+    return {"rated_seq_dlae": Candidate(RatedSeqDLAE, rated_seq_grid(fast)), **out}
+
+
+def rated_seq_grid(fast: bool = False) -> tuple[dict[str, Any], ...]:
+    """The settings :class:`RatedSeqDLAE` is tuned over: the ratings' weight slope, the penalty, the
+    dropout, the weight of the time-order term and its decay (``fast``: one setting in the grid)."""
+    if fast:
+        return ({"slope": 0.2, "lam": 300.0, "dropout": 0.83, "seq_weight": 3.0, "tau": 5.0},)
+    return tuple(
+        {"slope": b, "lam": lam, "dropout": p, "seq_weight": w, "tau": tau}
+        for b in (0.125, 0.2, 0.3)
+        for lam in (300.0, 500.0)
+        for p in (0.67, 0.75, 0.83, 0.9)
+        for w in (1.0, 3.0, 6.0)
+        for tau in (2.0, 5.0, 15.0)
+    )
 
 
 def hybrid_factory(fast: bool = False) -> HybridTwoTower:

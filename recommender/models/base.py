@@ -3,9 +3,11 @@
 A model is fitted on an :class:`InteractionData` (a users x items implicit-feedback matrix plus optional
 content features for items and side features for users) and scores users **from a history**: a binary
 (n, n_items) matrix of the items each user interacted with, plus the users' side features where the
-model reads them (:meth:`Recommender.score_history`). A history need not belong to a training user, so
-a learner who arrives after training, or a customer of a held-out fold, is scored by the same call the
-service makes. :meth:`Recommender.score` is the convenience form over rows of an ``InteractionData``.
+model reads them (:meth:`Recommender.score_history`). A history may carry a value per item (a rating):
+models that read it say so (``weighted_history``); every other model sees the binary pattern. A history
+need not belong to a training user, so a learner who arrives after training, or a customer of a
+held-out fold, is scored by the same call the service makes. :meth:`Recommender.score` is the
+convenience form over rows of an ``InteractionData``.
 
 Scores are dense ``float32`` arrays; higher is better. An empty history is a valid input: every model
 answers it with something better than column order (models that read features personalise it, the
@@ -43,6 +45,11 @@ class InteractionData:
     item_features: np.ndarray | None = None
     user_features: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Optional explicit value of each interaction (e.g. its rating), same shape and entries as
+    #: ``interactions``; read by the models with ``weighted_history``.
+    values: sp.csr_matrix | None = None
+    #: Optional time of each interaction (e.g. unix seconds), same shape and entries as ``interactions``.
+    times: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -52,10 +59,16 @@ class InteractionData:
     def n_items(self) -> int:
         return int(self.interactions.shape[1])
 
+    def histories(self, users: np.ndarray | None = None) -> sp.csr_matrix:
+        """The history rows of ``users`` (default: all): ``values`` where known, else ``interactions``."""
+        mat = self.interactions if self.values is None else self.values
+        return sp.csr_matrix(mat if users is None else mat[users])
 
-def as_history(history: Any, n_items: int) -> sp.csr_matrix:
-    """A binary float32 CSR history of width ``n_items`` from a sparse matrix, a dense (n, n_items) or
-    (n_items,) array, or a sequence of item-index lists (one list per user)."""
+
+def as_history(history: Any, n_items: int, binary: bool = True) -> sp.csr_matrix:
+    """A float32 CSR history of width ``n_items`` from a sparse matrix, a dense (n, n_items) or
+    (n_items,) array, or a sequence of item-index lists (one list per user); binary unless ``binary`` is
+    false, which keeps the values (e.g. ratings) of a matrix history."""
     if sp.issparse(history):
         mat = sp.csr_matrix(history, dtype=np.float32, copy=True)
     elif isinstance(history, Sequence) and (len(history) == 0 or not np.isscalar(history[0])):
@@ -78,7 +91,10 @@ def as_history(history: Any, n_items: int) -> sp.csr_matrix:
         mat = sp.csr_matrix(arr)
     if mat.shape[1] != n_items:
         raise ValueError(f"history has {mat.shape[1]} item columns, the model knows {n_items} items")
-    mat.data = (mat.data != 0).astype(np.float32)
+    if binary:
+        mat.data = (mat.data != 0).astype(np.float32)
+    elif not np.isfinite(mat.data).all():
+        raise ValueError("history contains NaN or infinite values")
     mat.eliminate_zeros()
     return mat
 
@@ -94,6 +110,8 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
     #: Whether :meth:`score_history` reads user side features (then they are required).
     uses_features: ClassVar[bool] = False
+    #: Whether :meth:`score_history` reads the values of a history (e.g. ratings); if not, it sees 0/1.
+    weighted_history: ClassVar[bool] = False
     #: Attributes holding the fitted numpy arrays, saved and restored by the default state methods.
     state_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -107,17 +125,19 @@ class Recommender(ABC):
 
     @abstractmethod
     def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
-        """Scores (n, n_items) for a checked binary history and checked features (or ``None``)."""
+        """Scores (n, n_items) for a checked history (binary unless ``weighted_history``) and checked
+        features (or ``None``)."""
 
     def score_history(self, history: Any, user_features: np.ndarray | None = None) -> np.ndarray:
         """Scores of shape (n, n_items) for ``n`` users given by their histories.
 
-        ``history``: binary (n, n_items) sparse or dense matrix, or one list of item indices per user.
+        ``history``: (n, n_items) sparse or dense matrix (binary, or valued, e.g. ratings), or one list
+        of item indices per user.
         ``user_features``: (n, e) side features, required by models that read them (``uses_features``)
         and ignored by the others.
         """
         n_items = self._fitted_items()
-        hist = as_history(history, n_items)
+        hist = as_history(history, n_items, binary=not self.weighted_history)
         feats = self._check_features(user_features, hist.shape[0]) if self.uses_features else None
         out = np.asarray(self._score(hist, feats), dtype=np.float32)
         if out.shape != (hist.shape[0], n_items):
@@ -136,7 +156,7 @@ class Recommender(ABC):
             if data.user_features is None:
                 raise ValueError(f"{type(self).__name__} reads user_features but data.user_features is None")
             feats = np.asarray(data.user_features)[users]
-        return self.score_history(data.interactions[users], feats)
+        return self.score_history(data.histories(users), feats)
 
     def recommend(
         self, users: np.ndarray, data: InteractionData, k: int, exclude_seen: bool = True

@@ -46,6 +46,8 @@ class Blend(Recommender):
     """``Blend(cf, content, alpha=0.5)``: ``alpha * norm(cf) + (1 - alpha) * norm(content)`` per user."""
 
     name: ClassVar[str] = "blend"
+    #: A history's values pass through to the members (each reads them or not).
+    weighted_history: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -41,6 +41,8 @@ class Ensemble(Recommender):
     """``Ensemble([(model, weight), ...])``: weighted sum of per-user z-scored member scores."""
 
     name: ClassVar[str] = "ensemble"
+    #: A history's values pass through to the members (each reads them or not).
+    weighted_history: ClassVar[bool] = True
 
     def __init__(self, members: Sequence[tuple[Recommender, float]]) -> None:
         if not members:
@@ -119,6 +121,8 @@ class RoutedBlend(Recommender):
     whose history is empty. ``members`` maps a name to a model; weights map names to shares >= 0."""
 
     name: ClassVar[str] = "hybrid"
+    #: A history's values pass through to the members (each reads them or not).
+    weighted_history: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -23,6 +23,8 @@ class ColdStartFallback(Recommender):
     users with an empty history, ``model`` the others."""
 
     name: ClassVar[str] = "cold_start_fallback"
+    #: A history's values pass through to the members (each reads them or not).
+    weighted_history: ClassVar[bool] = True
 
     def __init__(self, model: Recommender, fallback: Recommender | None = None) -> None:
         if not isinstance(model, Recommender):

@@ -27,6 +27,7 @@ from recommender.models.itemknn import ItemKNN
 from recommender.models.logistic import ItemLogistic
 from recommender.models.popularity import Popularity
 from recommender.models.ridge_map import RidgeMap
+from recommender.models.sequence import RatedSeqDLAE
 
 MODEL_CLASSES: dict[str, type[Recommender]] = {
     cls.name: cls
@@ -39,6 +40,7 @@ MODEL_CLASSES: dict[str, type[Recommender]] = {
         EDLAE,
         DLAE,
         UserDLAE,
+        RatedSeqDLAE,
         Ensemble,
         RoutedBlend,
         ColdStartFallback,

@@ -32,6 +32,7 @@ from recommender.models.logistic import ItemLogistic
 from recommender.models.popularity import Popularity
 from recommender.models.registry import MODEL_CLASSES, describe, restore, state_arrays
 from recommender.models.ridge_map import RidgeMap
+from recommender.models.sequence import RatedSeqDLAE
 from recommender.serving import ProductRanker, save_model_artifact
 from tests.recommender.toy_world import N_ITEMS, N_WARM, TOPIC_DIM, Toy, make_toy
 
@@ -54,6 +55,7 @@ MODELS: dict[str, Spec] = {
     "dlae_low_rank": Spec(lambda: DLAE(lam=5.0, dropout=0.5, alpha=0.25, rank=6), warm=True, cold=False),
     "dlae_torch": Spec(lambda: DLAE(lam=5.0, dropout=0.5, alpha=0.25, device="cpu"), warm=True, cold=False),
     "user_dlae": Spec(lambda: UserDLAE(lam=5.0, dropout=0.5, alpha=0.25), warm=True, cold=False),
+    "rated_seq_dlae": Spec(lambda: RatedSeqDLAE(lam=5.0, dropout=0.5, alpha=0.25), warm=True, cold=False),
     "two_sided_lae": Spec(
         lambda: two_sided_lae((5.0, 0.5, 0.25), (5.0, 0.5, 0.25), 0.5), warm=True, cold=False
     ),
@@ -234,7 +236,9 @@ def test_cold_start_fallback_uses_the_fallback_exactly_for_users_without_history
         ColdStartFallback(object())  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["itemknn", "ease", "edlae", "dlae", "dlae_low_rank", "user_dlae"])
+@pytest.mark.parametrize(
+    "name", ["itemknn", "ease", "edlae", "dlae", "dlae_low_rank", "user_dlae", "rated_seq_dlae"]
+)
 def test_item_item_models_answer_an_empty_history_with_the_training_popularity(
     name: str, toy: Toy, fitted: dict[str, Recommender]
 ) -> None:
