@@ -675,6 +675,21 @@ def processes_answering(served: Served, want: int, timeout: float = 60.0) -> set
     return seen
 
 
+def connections_per_process(served: Served, connections: int = 64) -> dict[str, int]:
+    """How many of ``connections`` opened at once (as a load balancer or a load generator opens its pool)
+    each process serves: every connection asks ``/health`` which process answers it."""
+
+    async def spread() -> list[str]:
+        clients = [httpx.AsyncClient(base_url=served.url, timeout=60) for _ in range(connections)]
+        try:
+            answers = await asyncio.gather(*(c.get("/health") for c in clients))
+            return [str(a.json()["leadership"]["process"]) for a in answers]
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    return dict(Counter(asyncio.run(spread())))
+
+
 def wait_leader(served: Served, *, other_than: str | None = None, timeout: float = 60.0) -> str | None:
     """The leading process once one (other than ``other_than``) leads, or None at ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -715,6 +730,7 @@ def failover(
         )
         try:
             answering = processes_answering(served, workers)
+            spread = connections_per_process(served)
             second = subprocess.run(  # another `serve` on the same state directory: refused, naming this one
                 [sys.executable, "-m", "backend.cli", "serve", "--port", str(free_port())],
                 cwd=ROOT, env=served.env, capture_output=True, text=True, timeout=120,
@@ -736,6 +752,7 @@ def failover(
                 posted=len(stream.posted),
                 refused=sum(1 for p in stream.posted if p.status != 202),
                 processes_answering=len(answering),
+                connections_per_process=sorted(spread.values()),
                 second_serve_refused=second.returncode == 2
                 and f"in use by process {served.proc.pid}" in second.stderr,
                 processes_after=len(after - {leader}),
