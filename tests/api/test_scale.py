@@ -56,6 +56,31 @@ def test_workers_on_sqlite_are_refused_naming_postgresql(tmp_path: Path) -> None
     assert "KNOWLEDGER_DATABASE_URL=postgresql" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_workers_on_a_port_another_server_listens_on_are_refused(tmp_path: Path) -> None:
+    """Each API process gets a socket of its own (``SO_REUSEPORT``); the port is still checked first, so a
+    server already there (one that did not opt into sharing its port) stops `serve` with a message."""
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    env = {
+        "KNOWLEDGER_STATE_DIR": str(tmp_path / "state"),
+        "KNOWLEDGER_CHAIN_TARGET": "devnet",
+        "KNOWLEDGER_RPC_URL": f"http://127.0.0.1:{faults.free_port()}",
+        "KNOWLEDGER_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+    }
+    try:
+        full = {k: v for k, v in faults.os.environ.items() if not k.startswith("KNOWLEDGER_")} | env
+        cmd = [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--workers", "2"]
+        done = subprocess.run(cmd, cwd=faults.ROOT, env=full, capture_output=True, text=True, timeout=120)
+    finally:
+        busy.close()
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"--port {port}: cannot listen on" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.anvil
 @pytest.mark.postgres
 def test_kill_9_of_the_leader_hands_the_workers_over_and_loses_or_doubles_nothing(
