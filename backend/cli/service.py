@@ -172,8 +172,9 @@ def _run_processes(
     for the first, ``listen()`` for each one after): the kernel spreads new connections evenly over them.
     With one shared socket, whichever process wakes first accepts most of a burst of connections (52 of
     64 measured), and a load balancer's long-lived connections then load one process while the other idles.
-    This command hands each socket over and closes its own copy, so a process that dies takes its socket
-    with it and new connections go to the others until it is started again."""
+    This command binds each socket, hands it over unlistened and closes its own copy: a process listens only
+    once it can answer, and one that dies takes its socket with it, so new connections go to the others
+    until it is started again and ready."""
     import uvicorn
     from uvicorn.supervisors.multiprocess import Multiprocess
 
@@ -262,7 +263,11 @@ def _bind(host: str, port: int, *, reuse_port: bool = False, probe: bool = True)
     if reuse_port and probe:
         bound(False).close()
     sock = bound(reuse_port)
-    sock.listen(2048)
+    if not reuse_port:
+        sock.listen(2048)
+    # else: the API process that receives it listens once its app has started (uvicorn's server calls
+    # listen() when it starts serving), so the kernel sends it no connection before it can answer: not at
+    # start, and not while the supervisor restarts a process that died
     sock.set_inheritable(True)
     return sock
 
