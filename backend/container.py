@@ -167,7 +167,7 @@ class Container:
     ) -> Container:
         """Wire the services from the started pieces (each built once)."""
         client = deployment.client
-        gateway = ChainGateway(client, deployment.consent)
+        gateway = ChainGateway(client, deployment.consent, threads=settings.chain_threads)
         # a process that owns its database needs no check for other processes' changes
         directory = Directory(engine, operator_key_hash, shared=not settings.exclusive_state)
         metrics = metrics or Metrics()

@@ -12,11 +12,14 @@ with ``app.dependency_overrides``.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from backend.container import Container
@@ -134,7 +137,21 @@ async def offload(gateway: ChainGateway, fn: Callable[..., T], *args: Any) -> T:
     when the chain is a node on the network (its calls wait on I/O)."""
     if gateway.in_process:
         return fn(*args)
-    return await run_in_threadpool(fn, *args)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=_threads(gateway.threads))
+
+
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _threads(total: int) -> anyio.CapacityLimiter:
+    """The worker-thread limiter of this event loop for requests that ask a chain on the network."""
+    loop = asyncio.get_running_loop()
+    limiter = _LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(total)
+    return limiter
 
 
 # ------------------------------------------------------------------------------------------ callers

@@ -83,6 +83,10 @@ class Settings(ChainSettings):
     #: in front (60 s for most), so the server never closes a connection that a client is reusing that
     #: instant (the client would see the connection reset, not an answer).
     keep_alive_s: int = Field(default=75, ge=1, le=3600)
+    #: Against a chain on the network, requests that ask it (consent checks, grants, revocations) run in
+    #: worker threads, at most this many at once per process; the others wait their turn. More threads
+    #: only fight for the interpreter's lock once the process is busy (docs/performance.md).
+    chain_threads: int = Field(default=40, ge=1, le=1000)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     #: Largest batch upload accepted (``POST /api/v1/ingest/{table}``), in bytes.

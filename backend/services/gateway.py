@@ -100,8 +100,10 @@ class ChainGateway:
     """Serialises access to an in-process chain (eth-tester is not thread-safe); a devnet or RPC node
     takes concurrent reads, and writes are ordered per sender by ``ChainClient``."""
 
-    def __init__(self, client: ChainClient, registry: ConsentRegistryClient) -> None:
+    def __init__(self, client: ChainClient, registry: ConsentRegistryClient, *, threads: int = 40) -> None:
         self.client = client
+        #: How many requests may wait on a chain on the network at once, each in a worker thread.
+        self.threads = threads
         self._serial = self.client.target is ChainTarget.EMBEDDED
         #: The chain runs in this process: calls are CPU work, not network waits.
         self.in_process = self._serial

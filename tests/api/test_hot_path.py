@@ -312,3 +312,29 @@ def test_the_hot_path_reads_again_on_a_fresh_connection_after_a_drop(
     with reads.cursor() as cur:
         assert reads.first(cur, "user", pseudonym=user["pseudonym"]) == (user_id,)
         assert reads.first(cur, "user", pseudonym="0x" + "00" * 32) is None
+
+
+def test_requests_that_wait_on_a_network_chain_use_at_most_chain_threads_threads() -> None:
+    """``KNOWLEDGER_CHAIN_THREADS``: at most that many requests per process wait on the node at once."""
+    from backend.api.deps import offload
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    together = threading.Barrier(3, timeout=60)  # passes only when three run at once
+
+    def ask_the_chain() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        together.wait()
+        with lock:
+            running -= 1
+
+    gateway: Any = dataclasses.make_dataclass("Gateway", ["in_process", "threads"])(False, 3)
+
+    async def burst() -> None:
+        await asyncio.gather(*(offload(gateway, ask_the_chain) for _ in range(12)))
+
+    asyncio.run(burst())
+    assert most == 3
