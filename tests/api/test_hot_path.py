@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -189,17 +190,24 @@ def test_rows_queued_during_a_commit_share_the_next_transaction(make_service: Ca
     assert n == 11
 
 
+@contextlib.contextmanager
+def _table_away(svc: Service, table: str) -> Iterator[None]:
+    """``table`` renamed away for the block (every statement on it fails), then back."""
+    with svc.container.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+    try:
+        yield
+    finally:
+        with svc.container.engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table}_away RENAME TO {table}"))
+
+
 def test_a_failed_commit_is_an_error_and_nothing_is_served(make_service: Callable[..., Service]) -> None:
     svc = make_service()
     user = _consenting(svc)
     _recommend(svc, user)
-    with svc.container.engine.begin() as conn:
-        conn.execute(text("ALTER TABLE recommendation RENAME TO recommendation_away"))
-    try:
+    with _table_away(svc, "recommendation"):
         r = _ask(svc, user)
-    finally:
-        with svc.container.engine.begin() as conn:
-            conn.execute(text("ALTER TABLE recommendation_away RENAME TO recommendation"))
     assert r.status_code == 503, r.text
     error = r.json()["error"]
     assert error["code"] == "database_unavailable" and "not be recorded" in error["message"]
@@ -217,13 +225,8 @@ def test_a_failed_read_is_an_error_and_nothing_is_served(make_service: Callable[
     _recommend(svc, user)
     with Session(svc.container.engine) as s:
         before = s.exec(select(func.count()).select_from(Recommendation)).one()
-    with svc.container.engine.begin() as conn:
-        conn.execute(text("ALTER TABLE profile RENAME TO profile_away"))
-    try:
+    with _table_away(svc, "profile"):
         r = _ask(svc, user)
-    finally:
-        with svc.container.engine.begin() as conn:
-            conn.execute(text("ALTER TABLE profile_away RENAME TO profile"))
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "database_unavailable" and "products" not in r.text
     with Session(svc.container.engine) as s:
