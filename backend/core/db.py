@@ -142,8 +142,9 @@ class DriverReads:
                 # what SQLAlchemy does on a disconnect: every pooled connection made before now is
                 # suspect and replaced when next checked out; then read again on a fresh one
                 self._engine.pool._invalidate(raw, exc)
+                fresh = self._engine.raw_connection()  # (if this fails, the block's exit returns `raw`)
                 raw.close()
-                cursor.raw = self._engine.raw_connection()
+                cursor.raw = fresh
             finally:
                 with contextlib.suppress(dbapi.Error):
                     cur.close()
