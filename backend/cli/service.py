@@ -110,6 +110,7 @@ def serve_command(
     except StateDirInUse as exc:
         fail(f"KNOWLEDGER_STATE_DIR: {exc}")
     sock = _bind(host, port, reuse_port=workers > 1)
+    bound_port = int(sock.getsockname()[1])  # with `--port 0`, every process listens on the port chosen
     model_root = settings.resolved_model_path
     if local and (not model_root.exists() or resolve_artifact(model_root) is None):
         _train_with_progress(model_root, epochs, 0)
@@ -125,7 +126,7 @@ def serve_command(
                 workers,
                 settings.keep_alive_s,
                 lambda: _announce(checked, settings, host, port, local),
-                lambda: _bind(host, port, reuse_port=True, probe=False),
+                lambda: _bind(host, bound_port, reuse_port=True, probe=False),
             )
         finally:
             lock.release()
