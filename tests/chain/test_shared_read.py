@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from backend.core.shared_read import AsyncSharedRead, SharedRead
+
+T = TypeVar("T")
 
 
 class _Store:
@@ -31,6 +34,27 @@ class _Store:
         if self.fail:
             raise ConnectionError("the node went away")
         return seen
+
+
+def _in_a_loop_of_its_own(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` in a thread of its own: the test process may already run an event loop in
+    this thread (the browser tests' Playwright does), where ``asyncio.run`` refuses to start another."""
+    out: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(asyncio.run(main()))
+        except BaseException as exc:  # handed back to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    if errors:
+        raise errors[0]
+    assert out, "the scenario did not finish"
+    return out[0]
 
 
 def _until(cond: Callable[[], bool]) -> None:
@@ -114,7 +138,7 @@ def test_on_the_event_loop_concurrent_callers_share_a_read_that_began_after_they
         store.gates[1].set()
         return {f"late{i}": v for i, v in enumerate(await asyncio.gather(*late))}
 
-    assert asyncio.run(scenario()) == {f"late{i}": 1 for i in range(5)}
+    assert _in_a_loop_of_its_own(scenario) == {f"late{i}": 1 for i in range(5)}
     assert shared.reads == 2 and shared.answers == 6
 
 
@@ -134,7 +158,7 @@ def test_on_the_event_loop_a_cancelled_caller_does_not_cancel_the_others_read() 
         store.gates[0].set()
         return await staying
 
-    assert asyncio.run(scenario()) == 0  # both asked before the read began: its answer holds for them
+    assert _in_a_loop_of_its_own(scenario) == 0  # both asked before the read began: its answer holds for them
     assert shared.reads == 1
 
 
@@ -156,4 +180,4 @@ def test_on_the_event_loop_the_read_is_not_queued_behind_the_requests_that_wait_
         await busy
         return value
 
-    assert asyncio.run(scenario()) == 42
+    assert _in_a_loop_of_its_own(scenario) == 42
