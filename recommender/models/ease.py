@@ -57,6 +57,22 @@ def _gram(x: sp.csr_matrix) -> np.ndarray:
     return np.asarray((x.T @ x).toarray(), dtype=np.float64)
 
 
+def _rows_weighted(x: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
+    """Rows weighted by ``1/n_u^alpha`` (``n_u``: the row's interactions) and rescaled so the Gram matrix
+    keeps its overall size (DLAE's user weighting)."""
+    n_u = np.diff(x.indptr).astype(np.float64)
+    w = 1.0 / np.maximum(n_u, 1.0) ** alpha
+    scale = float(np.mean(n_u ** (2 * alpha)))
+    return sp.csr_matrix(sp.diags(w * np.sqrt(scale)) @ x)
+
+
+def _dlae_solution(gram: np.ndarray, lam: float, dropout: float, device: str | None) -> np.ndarray:
+    """``(G + Lambda)^-1 G`` with DLAE's penalty ``Lambda = lam + p/(1-p) diag(G)``."""
+    g = gram.copy()
+    g[np.diag_indices_from(g)] += lam + dropout / (1.0 - dropout) * np.diag(gram)
+    return _solve(g, gram, device)
+
+
 def _solve(a: np.ndarray, b: np.ndarray, device: str | None) -> np.ndarray:
     """``a^-1 b`` in numpy, or in torch on ``device``."""
     if device is None:
@@ -191,11 +207,7 @@ class DLAE(_LinearItemModel):
 
     def _weighted(self, data: InteractionData) -> sp.csr_matrix:
         """Rows weighted by ``1/n_u^alpha`` and rescaled so the Gram matrix keeps its overall size."""
-        x = _binary(data.interactions)
-        n_u = np.asarray(x.sum(axis=1)).ravel()
-        w = 1.0 / np.maximum(n_u, 1.0) ** self.alpha
-        scale = float(np.mean(n_u ** (2 * self.alpha)))
-        return sp.csr_matrix(sp.diags(w * np.sqrt(scale)) @ x)
+        return _rows_weighted(_binary(data.interactions), self.alpha)
 
     def effective_rank(self, n_items: int) -> int | None:
         """The rank this model fits a catalogue of ``n_items`` with (``None``: exact)."""
@@ -210,10 +222,7 @@ class DLAE(_LinearItemModel):
         rank = self.effective_rank(data.n_items)
         self.weights = self.left = self.right = None
         if rank is None:
-            gram = _gram(xw)
-            g = gram.copy()
-            g[np.diag_indices_from(g)] += self.lam + self.dropout / (1.0 - self.dropout) * np.diag(gram)
-            self._finish(data, _solve(g, gram, self.device))
+            self._finish(data, _dlae_solution(_gram(xw), self.lam, self.dropout, self.device))
             return self
         diag = np.asarray(xw.multiply(xw).sum(axis=0)).ravel()
         penalty = self.lam + self.dropout / (1.0 - self.dropout) * diag

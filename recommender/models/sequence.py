@@ -28,7 +28,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.models.base import InteractionData, with_prior
-from recommender.models.ease import EXACT_MAX_ITEMS, _check_device, _check_dlae_args, _LinearItemModel, _solve
+from recommender.models.ease import (
+    EXACT_MAX_ITEMS,
+    _binary,
+    _check_device,
+    _check_dlae_args,
+    _dlae_solution,
+    _gram,
+    _LinearItemModel,
+    _rows_weighted,
+)
 
 
 def sequence_cooccurrence(times: sp.spmatrix, window: int = 30, tau: float = 5.0) -> np.ndarray:
@@ -109,23 +118,15 @@ class RatedSeqDLAE(_LinearItemModel):
         if data.n_items > EXACT_MAX_ITEMS:
             raise ValueError(f"RatedSeqDLAE is exact: at most {EXACT_MAX_ITEMS} items, got {data.n_items}")
         if data.values is None:
-            x = sp.csr_matrix(data.interactions, dtype=np.float64, copy=True)
-            x.eliminate_zeros()
-            x.data[:] = 1.0
+            x = _binary(data.interactions)
         else:
             x = self._weighted(data.values)
             if x.nnz and x.data.min() <= 0:
                 raise ValueError("slope and centre give some training values a weight <= 0")
-        n_u = np.diff(x.indptr).astype(np.float64)
-        w = 1.0 / np.maximum(n_u, 1.0) ** self.alpha
-        scale = float(np.mean(n_u ** (2 * self.alpha)))
-        xw = sp.csr_matrix(sp.diags(w * np.sqrt(scale)) @ x)
-        gram = np.asarray((xw.T @ xw).toarray(), dtype=np.float64)
+        gram = _gram(_rows_weighted(x, self.alpha))
         if data.times is not None and self.seq_weight > 0:
             gram += self.seq_weight * sequence_cooccurrence(data.times, self.window, self.tau)
-        g = gram.copy()
-        g[np.diag_indices_from(g)] += self.lam + self.dropout / (1.0 - self.dropout) * np.diag(gram)
-        self._finish(data, _solve(g, gram, self.device))
+        self._finish(data, _dlae_solution(gram, self.lam, self.dropout, self.device))
         return self
 
     def _score(self, history: sp.csr_matrix, features: np.ndarray | None) -> np.ndarray:
