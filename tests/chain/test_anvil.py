@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -148,14 +149,22 @@ def test_the_devnet_answers_for_old_blocks_like_an_archive_node(anvil_bin: Path,
         assert "error" not in answer, answer
         return answer["result"]
 
+    def mined(node: AnvilNode, tx: str) -> dict[str, Any]:
+        for _ in range(600):
+            receipt = rpc(node, "eth_getTransactionReceipt", tx)
+            if receipt is not None:
+                return dict(receipt)
+            time.sleep(0.05)
+        raise AssertionError(f"{tx} was never mined")
+
     node = AnvilNode(run_dir=tmp_path, binary=anvil_bin).start()
     try:
         sender = dev_wallets(1)[0].address
-        rpc(node, "eth_sendTransaction", {"from": sender, "to": sink, "value": "0x1"})
-        early = int(rpc(node, "eth_blockNumber"), 16)
+        tx = rpc(node, "eth_sendTransaction", {"from": sender, "to": sink, "value": "0x1"})
+        # anvil answers with the hash and mines just after: the block that holds it is the receipt's.
+        early = int(mined(node, tx)["blockNumber"], 16)
         rpc(node, "anvil_mine", hex(5_000))
-        rpc(node, "eth_sendTransaction", {"from": sender, "to": sink, "value": "0x1"})
-        rpc(node, "anvil_mine", hex(1))
+        mined(node, rpc(node, "eth_sendTransaction", {"from": sender, "to": sink, "value": "0x1"}))
         assert int(rpc(node, "eth_blockNumber"), 16) > early + 5_000
         assert int(rpc(node, "eth_getBalance", sink, hex(early)), 16) == 1
         assert int(rpc(node, "eth_getBalance", sink, "latest"), 16) == 2
