@@ -312,6 +312,12 @@ class Container:
         self.model_follower.stop()
         self._workers_started = False
 
+    async def aclose(self) -> None:
+        """Close the connections the running event loop's requests awaited on (at the app's shutdown,
+        before :meth:`close`)."""
+        await self.recommendations.aclose()
+        await self.directory.aclose()
+
     def close(self) -> None:
         self.stop_workers()
         self.recommendations.serving_log.close()

@@ -231,6 +231,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         try:
             yield
         finally:
+            await c.aclose()
             c.stop_workers()
             if own:
                 c.close()

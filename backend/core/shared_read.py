@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -82,11 +82,15 @@ class _LoopState:
 
 
 class AsyncSharedRead(Generic[T]):
-    """``read`` (blocking; it runs in a worker thread) shared by concurrent coroutines of an event loop
-    (see the module docstring). Each event loop has its own state."""
+    """``read`` shared by concurrent coroutines of an event loop (see the module docstring): a blocking
+    function (run in a worker thread) or, with ``awaitable``, a coroutine function awaited on the loop. Each
+    event loop has its own state."""
 
-    def __init__(self, read: Callable[[], T]) -> None:
+    def __init__(
+        self, read: Callable[[], T] | Callable[[], Awaitable[T]], *, awaitable: bool = False
+    ) -> None:
         self._read = read
+        self._awaitable = awaitable
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -112,9 +116,12 @@ class AsyncSharedRead(Generic[T]):
     async def _run(self, state: _LoopState, number: int) -> None:
         state.started = number  # from here on, a caller that asks needs the read after this one
         try:
-            # its own limiter: the shared pool's tokens may all be held by requests that wait for this read
-            limiter = state.limiter = state.limiter or anyio.CapacityLimiter(1)
-            state.last = (await anyio.to_thread.run_sync(self._read, limiter=limiter), None)
+            if self._awaitable:
+                state.last = (await self._read(), None)  # type: ignore[misc]
+            else:
+                # its own limiter: the shared pool's tokens may all be held by requests waiting for this read
+                limiter = state.limiter = state.limiter or anyio.CapacityLimiter(1)
+                state.last = (await anyio.to_thread.run_sync(self._read, limiter=limiter), None)
         except BaseException as exc:  # handed to every caller that shares this read (cancelled too)
             state.last = (None, exc)
         finally:

@@ -77,6 +77,19 @@ class ConsentView:
                 self._entries[key] = _Entry(mask, head.number, good_until, epoch)
         return mask
 
+    def known(self, subject: bytes, partner: str, head: BlockHead) -> int | None:
+        """The mask at ``head`` when it can be answered without asking the chain (this view has applied
+        the registry's events up to exactly ``head`` and holds an answer that still stands there); None
+        otherwise (then :meth:`mask_at` asks). Pure CPU: the event loop may call it."""
+        synced = self._synced
+        if synced is None or synced.number != head.number or synced.hash != head.hash:
+            return None
+        key = (subject, partner)
+        entry = self._entries.get(key)
+        if entry is not None and self._holds(key, partner, entry, head):
+            return entry.mask
+        return None
+
     def _holds(self, key: tuple[bytes, str], partner: str, entry: _Entry, head: BlockHead) -> bool:
         last_change = max(
             self._changed.get(key, -1), self._partner_changed.get(partner, -1), self._all_changed

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from backend.core.async_db import AsyncStatements
 from backend.core.security import key_hash, same_key
 from backend.core.shared_read import AsyncSharedRead
 from backend.models import KnowledgeItem, Partner, Product, ServiceMeta
@@ -72,7 +73,13 @@ class Directory:
         self._lock = threading.Lock()
         self._tables = _Tables({}, {}, {}, {})
         self._version: str | None = None
-        self._versions = AsyncSharedRead(self._read_version)
+        # on PostgreSQL the version row is awaited on the event loop; elsewhere read in a worker thread
+        self._statements = AsyncStatements.for_engine(engine, version=_READ) if shared else None
+        self._versions: AsyncSharedRead[str | None] = (
+            AsyncSharedRead(self._read_version)
+            if self._statements is None
+            else AsyncSharedRead(self._read_version_async, awaitable=True)
+        )
         #: Counts refreshes: anything derived from the tables (cached rankings) is keyed by it.
         self.generation = 0
         self.refresh()
@@ -98,6 +105,16 @@ class Directory:
         with self._engine.connect() as conn:
             version = conn.execute(_READ, {"key": VERSION_KEY}).scalar()
         return None if version is None else str(version)
+
+    async def _read_version_async(self) -> str | None:
+        assert self._statements is not None
+        row = await self._statements.first("version", key=VERSION_KEY)
+        return None if row is None or row[0] is None else str(row[0])
+
+    async def aclose(self) -> None:
+        """Close this event loop's connections (at the app's shutdown)."""
+        if self._statements is not None:
+            await self._statements.aclose()
 
     def changed(self) -> None:
         """Mark the tables changed (in a transaction of its own) and re-read them."""

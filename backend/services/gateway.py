@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio.to_thread
+
 from backend.chain import (
     PURPOSE_NAMES,
     BlockHead,
@@ -26,6 +28,7 @@ from backend.chain import (
     Purpose,
     purposes_in_mask,
 )
+from backend.core.shared_read import AsyncSharedRead
 from backend.errors import ChainUnavailable, ConsentRequired, from_chain_error
 from backend.services.consent_view import ConsentView
 
@@ -112,6 +115,8 @@ class ChainGateway:
         self.available = True
         #: The newest head this process has seen (its number only ever grows).
         self._last_head: BlockHead | None = None
+        #: The head for requests on the event loop: one request to the node for every caller waiting.
+        self._heads = AsyncSharedRead(client.head)
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
@@ -171,6 +176,33 @@ class ChainGateway:
         held = purposes_in_mask(mask)
         return ConsentCheck(head, held, frozenset(needed - held))
 
+    async def verify_consent_async(
+        self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
+    ) -> ConsentCheck:
+        """:meth:`verify_consent` awaited on the event loop, for a chain on the network: the head comes from
+        a request sent after this call (shared with every concurrent caller), and the consent from the view
+        when it can answer for that head without the node, else from the node (in a worker thread)."""
+        if self.in_process:
+            raise RuntimeError("the in-process chain is asked from the event loop directly (verify_consent)")
+        try:
+            head = self._seen(await self._heads.get())
+            mask = self.consents.known(subject, partner, head)
+            if mask is None:
+                mask = await anyio.to_thread.run_sync(self.consents.mask_at, subject, partner, head)
+            self.available = True
+        except ChainError as exc:
+            app_error = from_chain_error(exc, "checking consent on chain")
+            if app_error.status_code == 503:
+                self.available = False
+            raise app_error from None
+        held = purposes_in_mask(mask)
+        return ConsentCheck(head, held, frozenset(needed - held))
+
+    async def require_consent_async(
+        self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
+    ) -> ConsentCheck:
+        return self._required(await self.verify_consent_async(subject, partner, needed))
+
     def consents_at_one_head(
         self, subjects: Sequence[bytes], partner: str, *, chunk: int = 100
     ) -> tuple[BlockHead, list[frozenset[Purpose]]]:
@@ -190,7 +222,10 @@ class ChainGateway:
     def require_consent(
         self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
     ) -> ConsentCheck:
-        check = self.verify_consent(subject, partner, needed)
+        return self._required(self.verify_consent(subject, partner, needed))
+
+    @staticmethod
+    def _required(check: ConsentCheck) -> ConsentCheck:
         if not check.ok:
             names = ", ".join(sorted(PURPOSE_NAMES[p] for p in check.missing))
             raise ConsentRequired(

@@ -1,6 +1,7 @@
 """Consent-gated recommendations: the chain first, then the profile, then the model.
 
-Order matters and is the point of the product: the user row is looked up by pseudonym (no profile is read),
+Order matters and is the point of the product: the user row is looked up by pseudonym (no profile is read;
+its id is then kept, and the profile's read checks again that the learner is not erased),
 consent for profiling *and* product recommendation is checked on chain in this request, and only then is
 the profile loaded and scored. A refusal or an unreachable chain stops the request before the profile.
 
@@ -25,8 +26,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from backend.chain import PURPOSE_NAMES
+from backend.core.async_db import AsyncStatements
 from backend.core.db import DriverReads
-from backend.errors import NotFound, ServiceNotReady
+from backend.errors import ConsentRequired, NotFound, ServiceNotReady
 from backend.models import Profile, User, utcnow
 from backend.services.directory import Directory, PartnerAuth
 from backend.services.gateway import ChainGateway, ConsentCheck
@@ -40,16 +42,24 @@ from recommender.profiles import Profile as LearnerProfile
 _USER_BY_PSEUDONYM = select(col(User.id)).where(
     col(User.pseudonym) == bindparam("pseudonym"), col(User.erased_at).is_(None)
 )
-#: The profile as stored text (decoded only when the ranking is not cached for exactly this text).
-_PROFILE_OF = select(
-    cast(col(Profile.data), Text),
-    cast(col(Profile.course_indices), Text),
-    cast(col(Profile.product_indices), Text),
-    col(Profile.model_version),
-).where(col(Profile.user_id) == bindparam("user_id"))
+#: The profile as stored text (decoded only when the ranking is not cached for exactly this text), of a
+#: learner not erased (the learner's row is read in the same statement: a cached user id never outlives
+#: an erasure).
+_PROFILE_OF = (
+    select(
+        cast(col(Profile.data), Text),
+        cast(col(Profile.course_indices), Text),
+        cast(col(Profile.product_indices), Text),
+        col(Profile.model_version),
+    )
+    .join(User, col(User.id) == col(Profile.user_id))
+    .where(col(Profile.user_id) == bindparam("user_id"), col(User.erased_at).is_(None))
+)
 
 #: Rankings kept (the oldest is forgotten first; a forgotten one is computed again when next needed).
 MAX_RANKINGS = 50_000
+#: Learners' ids kept by pseudonym (an id never changes; a forgotten one is read again).
+MAX_USER_IDS = 200_000
 
 
 def _profile_features(data: dict[str, Any]) -> np.ndarray:
@@ -119,6 +129,12 @@ class RecommendationService:
         serving_log: ServingLog | None = None,
     ) -> None:
         self._reads = DriverReads(engine, user=_USER_BY_PSEUDONYM, profile=_PROFILE_OF)
+        # on PostgreSQL against a chain on the network, the request awaits its reads on the event loop
+        self._async_reads = (
+            None
+            if gateway.in_process
+            else AsyncStatements.for_engine(engine, user=_USER_BY_PSEUDONYM, profile=_PROFILE_OF)
+        )
         #: The chain this service checks consent on (the route asks it whether the chain is in process).
         self.gateway = gateway
         self._directory = directory
@@ -126,8 +142,14 @@ class RecommendationService:
         self._profiles = profiles
         self._experiment_name = experiment_name
         self._arms, self._weights = experiment
-        self.serving_log = serving_log or ServingLog(engine, inline=gateway.in_process)
+        self.serving_log = serving_log or ServingLog(
+            engine, inline=gateway.in_process, awaits=self._async_reads is not None
+        )
         self.rankings = RankingCache()
+        #: Learner id by pseudonym: an id never changes, and the profile's read checks the learner is not
+        #: erased, so a cached id saves a read per request and can never serve an erased learner.
+        self._user_ids: dict[str, str] = {}
+        self._ids_lock = threading.Lock()
 
     def recommend(self, partner: PartnerAuth, subject_hex: str, k: int) -> dict[str, Any]:
         """:meth:`answer`, then the row committed (from a worker thread or a script; the route awaits the
@@ -144,24 +166,97 @@ class RecommendationService:
         values (the hot path skips building and re-validating a model per request; the route declares the
         schema and a test checks every answer against it) and the serving-log row, which the caller must
         commit (:class:`ServingLog`) before the body leaves."""
-        served = self._model.served  # one model from here to the answer, even if another is promoted
-        if served is None:
-            raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
-        subject = bytes.fromhex(subject_hex.removeprefix("0x"))
-        pseudonym = "0x" + subject.hex()
+        served = self._served()
+        subject, pseudonym = _subject(subject_hex)
         # no database connection is held while the chain is asked (it would sit idle for a round trip)
-        with self._reads.cursor() as cur:
-            found = self._reads.first(cur, "user", pseudonym=pseudonym)
-        if found is None:
-            raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
-        user_id = found[0]
+        cached = user_id = self._user_ids.get(pseudonym)
+        if user_id is None:
+            with self._reads.cursor() as cur:
+                user_id = self._known(pseudonym, self._reads.first(cur, "user", pseudonym=pseudonym))
 
         # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
-        check = self.gateway.require_consent(subject, partner.address)
+        try:
+            check = self.gateway.require_consent(subject, partner.address)
+        except ConsentRequired:
+            if cached:  # an erased learner (erasure revokes) is unknown, as to a process that never saw it
+                with self._reads.cursor() as cur:
+                    self._known(pseudonym, self._reads.first(cur, "user", pseudonym=pseudonym))
+            raise
 
         # 2. only now the profile
         with self._reads.cursor() as cur:
             row = self._reads.first(cur, "profile", user_id=user_id)
+            if row is None:  # erased since its id was cached, or no profile yet: which one, for the answer
+                self._known(pseudonym, self._reads.first(cur, "user", pseudonym=pseudonym))
+        return self._answer(served, partner, subject, pseudonym, user_id, row, check, k)
+
+    def _known(self, pseudonym: str, found: tuple[Any, ...] | None) -> str:
+        """The learner's id from its row (404 when there is none, and the cached id forgotten)."""
+        if found is None:
+            self._user_ids.pop(pseudonym, None)
+            raise NotFound(f"unknown user {pseudonym}", subject=pseudonym)
+        user_id = str(found[0])
+        with self._ids_lock:
+            if len(self._user_ids) >= MAX_USER_IDS:
+                self._user_ids.pop(next(iter(self._user_ids)), None)
+            self._user_ids[pseudonym] = user_id
+        return user_id
+
+    @property
+    def awaits(self) -> bool:
+        """Whether :meth:`answer_async` serves requests (PostgreSQL and a chain on the network)."""
+        return self._async_reads is not None
+
+    async def answer_async(
+        self, partner: PartnerAuth, subject_hex: str, k: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`answer` on the event loop: the same steps in the same order, each wait awaited (the two
+        reads on this loop's connections, the chain's head shared with every concurrent request)."""
+        reads = self._async_reads
+        if reads is None:
+            raise RuntimeError("answer_async needs PostgreSQL and a chain on the network (see awaits)")
+        served = self._served()
+        subject, pseudonym = _subject(subject_hex)
+        cached = user_id = self._user_ids.get(pseudonym)
+        if user_id is None:
+            user_id = self._known(pseudonym, await reads.first("user", pseudonym=pseudonym))
+        # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
+        try:
+            check = await self.gateway.require_consent_async(subject, partner.address)
+        except ConsentRequired:
+            if cached:
+                self._known(pseudonym, await reads.first("user", pseudonym=pseudonym))
+            raise
+        # 2. only now the profile
+        row = await reads.first("profile", user_id=user_id)
+        if row is None:
+            self._known(pseudonym, await reads.first("user", pseudonym=pseudonym))
+        return self._answer(served, partner, subject, pseudonym, user_id, row, check, k)
+
+    async def aclose(self) -> None:
+        """Close this event loop's connections (at the app's shutdown)."""
+        if self._async_reads is not None:
+            await self._async_reads.aclose()
+        await self.serving_log.aclose()
+
+    def _served(self) -> ServedModel:
+        served = self._model.served  # one model from here to the answer, even if another is promoted
+        if served is None:
+            raise ServiceNotReady("no recommendation model is loaded: run `knowledger train`")
+        return served
+
+    def _answer(
+        self,
+        served: ServedModel,
+        partner: PartnerAuth,
+        subject: bytes,
+        pseudonym: str,
+        user_id: str,
+        row: tuple[Any, ...] | None,
+        check: ConsentCheck,
+        k: int,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The ranking for the profile ``row`` read after ``check``, the body and the serving-log row."""
         if row is None:
             raise NotFound(f"user {pseudonym} has no learning profile yet", subject=pseudonym)
         arm = self._arm(subject)
@@ -253,6 +348,11 @@ class RecommendationService:
         if not self._arms:
             return None
         return assign(subject.hex(), self._experiment_name, self._arms, self._weights)
+
+
+def _subject(subject_hex: str) -> tuple[bytes, str]:
+    subject = bytes.fromhex(subject_hex.removeprefix("0x"))
+    return subject, "0x" + subject.hex()
 
 
 def _explanation(why: dict[str, Any] | None) -> dict[str, Any]:

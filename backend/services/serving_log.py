@@ -12,9 +12,13 @@ Committing one row per request costs a transaction each. Here the rows of concur
   the loop later, so every request that reached the same point by then is in the batch; the flush inserts
   them in one statement, commits once, and wakes each. No thread is involved: a committer thread would
   fight the event loop for the GIL at every SQLite call (measured: batches of one or two);
-- where requests run in worker threads (a chain on the network), a committer thread takes every row queued
-  while it committed the previous batch, inserts them in one statement, commits once, then wakes each
-  waiting request (:meth:`ServingLog.write_sync`, or :meth:`ServingLog.write` awaiting it).
+- where requests await their reads on the event loop (PostgreSQL and a chain on the network), a flush task
+  of the loop takes every row queued while it committed the previous batch and writes them in one
+  transaction on the loop's own connections (:class:`backend.core.async_db.AsyncStatements`), then wakes
+  each waiting request: no thread either;
+- where requests run in worker threads (a chain on the network with SQLite), a committer thread takes every
+  row queued while it committed the previous batch, inserts them in one statement, commits once, then wakes
+  each waiting request (:meth:`ServingLog.write_sync`, or :meth:`ServingLog.write` awaiting it).
 
 Under load a batch grows with the number of requests in flight; alone, a request waits for one commit, as
 before.
@@ -28,26 +32,40 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import insert
+from psycopg.types.json import Json
+from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
 
+from backend.core.async_db import AsyncStatements
 from backend.errors import DatabaseUnavailable
 from backend.models import Recommendation
 
 log = logging.getLogger("knowledger")
 
 _INSERT = insert(Recommendation)
+_COLUMNS = tuple(c.name for c in Recommendation.__table__.columns)  # type: ignore[attr-defined]
+#: One row, every column bound by name (the loop's flush runs it once per row, pipelined).
+_INSERT_ROW = insert(Recommendation).values({c: bindparam(c) for c in _COLUMNS})
+
+_Waiting = tuple[dict[str, Any], "asyncio.Future[None]"]
 
 #: At most this many rows in one transaction.
 MAX_BATCH = 512
 
 
 class ServingLog:
-    def __init__(self, engine: Engine, *, inline: bool = False, max_batch: int = MAX_BATCH) -> None:
-        """``inline``: :meth:`write` commits on the event loop (requests run there); otherwise through the
-        committer thread."""
+    def __init__(
+        self, engine: Engine, *, inline: bool = False, awaits: bool = False, max_batch: int = MAX_BATCH
+    ) -> None:
+        """``inline``: :meth:`write` commits on the event loop, in the loop's thread (the in-process chain:
+        requests run there); ``awaits``: :meth:`write` commits from a task of the event loop, awaiting the
+        database (PostgreSQL only); otherwise through the committer thread."""
         self._engine = engine
         self.inline = inline
+        self._statements = AsyncStatements.for_engine(engine, row=_INSERT_ROW) if awaits else None
+        #: Per event loop where a flush task runs: the rows waiting for it.
+        self._flushing: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._max_batch = max_batch
         #: Rows waiting for the next flush, per event loop (one in a server; a test client may run several).
         self._loop_batches: dict[
@@ -77,6 +95,9 @@ class ServingLog:
     async def write(self, row: dict[str, Any]) -> None:
         """Commit ``row`` (with whatever else is queued) and return once it is durable; raises
         ``DatabaseUnavailable`` (503) if it could not be committed."""
+        if self._statements is not None:
+            await self._write_awaiting(row)
+            return
         if not self.inline:
             await asyncio.wrap_future(self.submit(row))
             return
@@ -105,6 +126,54 @@ class ServingLog:
                     done.set_result(None)
                 else:
                     done.set_exception(_refused())
+
+    async def _write_awaiting(self, row: dict[str, Any]) -> None:
+        if self._closed:
+            raise DatabaseUnavailable("the service is stopping: nothing was served")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        queue = self._flushing.get(loop)
+        if queue is None:  # no flush task runs on this loop: start one (it ends when the queue is empty)
+            queue = self._flushing[loop] = []
+            task = loop.create_task(self._flush_task(loop, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        queue.append((row, done))
+        await done
+
+    async def _flush_task(self, loop: asyncio.AbstractEventLoop, queue: list[_Waiting]) -> None:
+        assert self._statements is not None
+        try:
+            await asyncio.sleep(0)  # requests that reach the log in this pass of the loop join the batch
+            while queue:
+                batch = queue[: self._max_batch]
+                del queue[: self._max_batch]
+                rows = [{**row, "products": Json(row["products"])} for row, _ in batch]
+                try:
+                    await self._statements.write_many("row", rows)
+                    error = None
+                    self.commits += 1
+                    self.rows += len(rows)
+                except Exception as exc:
+                    log.warning("the serving log could not commit %d rows: %s", len(rows), exc)
+                    error = exc
+                for _, done in batch:
+                    if done.done():  # the request was cancelled (its client went away)
+                        continue
+                    if error is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(_refused())
+        finally:
+            self._flushing.pop(loop, None)
+            for _, done in queue:  # only if this task itself was cancelled (the loop is closing)
+                if not done.done():
+                    done.set_exception(_refused())
+
+    async def aclose(self) -> None:
+        """Close this event loop's connections (at the app's shutdown)."""
+        if self._statements is not None:
+            await self._statements.aclose()
 
     def write_sync(self, row: dict[str, Any]) -> None:
         """:meth:`write` for a caller outside the event loop."""

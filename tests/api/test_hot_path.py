@@ -344,3 +344,16 @@ def test_requests_that_wait_on_a_network_chain_use_at_most_chain_threads_threads
     runner.start()
     runner.join(120)
     assert most == 3
+
+
+def test_an_erased_learner_is_unknown_though_their_id_was_kept(make_service: Callable[..., Service]) -> None:
+    """The hot path keeps a learner's id after the first request; after an erasure the next answer is still
+    the 404 of an unknown learner, and no profile is used."""
+    svc = make_service()
+    user = _consenting(svc)
+    _recommend(svc, user)
+    r = svc.api.request("DELETE", "/api/v1/me", json={"confirm": "erase"}, headers=user["headers"])
+    assert r.status_code == 200, r.text
+    gone = _ask(svc, user)
+    assert gone.status_code == 404 and "unknown user" in gone.json()["error"]["message"], gone.text
+    assert "products" not in gone.text

@@ -36,12 +36,16 @@ async def recommendations(
     The answer leaves only once its serving-log row is committed (503 if it cannot be).
 
     On the in-process chain the request is CPU work of well under a millisecond and runs on the event loop
-    (a worker-thread hop would cost more than it saves); against a node it runs in a worker thread, since
-    the chain call waits on the network. Either way the row is committed by the serving log's committer
+    (a worker-thread hop would cost more than it saves). Against a node with PostgreSQL it runs on the event
+    loop too, awaiting its reads and the chain's head; against a node with SQLite, in a worker thread. Either
+    way the row is committed by the serving log's committer
     together with those of concurrent requests (group commit), while the event loop serves others. The
     body is encoded by pydantic-core directly (the route declares the schema; a test checks every answer
     against it)."""
-    answer, row = await offload(service.gateway, service.answer, partner, body.subject, body.k)
+    if service.awaits:
+        answer, row = await service.answer_async(partner, body.subject, body.k)
+    else:
+        answer, row = await offload(service.gateway, service.answer, partner, body.subject, body.k)
     await service.serving_log.write(row)
     return Response(to_json(answer), media_type="application/json")
 

@@ -1,0 +1,130 @@
+"""Statements awaited on the event loop, for the hot path on PostgreSQL.
+
+Against a chain on the network, a consent-gated recommendation waits three times: for the learner's row, for
+the chain's head and for the profile. Run in a worker thread per request, those waits cost more CPU than the
+work itself: every thread switch, the GIL handed back and forth among dozens of threads, and a pooled
+connection checked out per statement. Measured on two cores (``scripts/bench_api.py --chain devnet --db
+postgresql``), the thread per request spent about 1.8 ms of CPU per recommendation; awaiting the reads on
+the event loop instead takes the waits off the CPU (see ``docs/performance.md``).
+
+:class:`AsyncStatements` compiles each statement once for the engine's dialect (the SQL is written once, as a
+SQLAlchemy expression, for SQLite and PostgreSQL alike) and runs it on a psycopg ``AsyncConnection`` from a
+small pool of this event loop (``psycopg_pool``; connections in autocommit, so a read holds no transaction
+and :meth:`AsyncStatements.write_many` makes one of its own). A connection the server dropped is discarded
+and a read made once more on a fresh one; any other failure, or no connection within
+:data:`CONNECT_TIMEOUT_S`, is ``DatabaseUnavailable`` (503): nothing was served. Only PostgreSQL engines have
+one (:meth:`AsyncStatements.for_engine` is None for SQLite, whose statements are local CPU work with nothing
+to wait for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.expression import ClauseElement
+
+from backend.errors import DatabaseUnavailable
+
+#: Connections per event loop (a process serves from one loop): reads are short, so a few serve many
+#: requests in flight.
+POOL_SIZE = 12
+#: How long a read waits for a connection before the request is refused (503).
+CONNECT_TIMEOUT_S = 5.0
+
+
+class AsyncStatements:
+    def __init__(self, engine: Engine, **statements: ClauseElement) -> None:
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._sql: dict[str, str] = {
+            name: str(stmt.compile(dialect=engine.dialect)) for name, stmt in statements.items()
+        }
+        # per event loop, the task that opens its pool (every caller awaits the same one)
+        self._pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool]
+        ] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_engine(cls, engine: Engine, **statements: ClauseElement) -> AsyncStatements | None:
+        """Statements for ``engine`` when it is PostgreSQL through psycopg; None otherwise."""
+        if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+            return None
+        return cls(engine, **statements)
+
+    async def first(self, name: str, **params: Any) -> tuple[Any, ...] | None:
+        """The first row of statement ``name`` with ``params`` (None when there is none)."""
+        sql = self._sql[name]
+        pool = await self._pool()
+        for attempt in (1, 2):
+            try:
+                async with pool.connection() as conn:
+                    cur = await conn.execute(sql, params)
+                    row = await cur.fetchone()
+                    return None if row is None else tuple(row)
+            except psycopg.OperationalError as exc:
+                # a connection the server dropped is discarded on its way back; the others that sat idle
+                # in the pool are checked before the read is made again
+                if attempt == 2 or isinstance(exc, PoolTimeout):
+                    raise DatabaseUnavailable(
+                        "the database is unavailable; nothing was served, try again"
+                    ) from exc
+                await pool.check()
+        raise AssertionError("unreachable")
+
+    async def write_many(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Insert statement ``name`` once per row of ``rows``, all in one transaction (one round trip:
+        psycopg pipelines them). Raises ``psycopg.Error`` if it failed; then none of them was written.
+
+        A connection the server dropped is discarded and the transaction made once more. If the first try
+        was committed after all (the connection died before its answer came), the second finds the same
+        keys: that is success, not an error, and nothing is written twice."""
+        sql = self._sql[name]
+        pool = await self._pool()
+        for attempt in (1, 2):
+            try:
+                async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(sql, rows)
+                return
+            except psycopg.errors.UniqueViolation:
+                if attempt == 2:  # the first try's commit went through: every row is there once
+                    return
+                raise
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or isinstance(exc, PoolTimeout):
+                    raise
+                await pool.check()
+
+    async def _pool(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        opening = self._pools.get(loop)
+        if opening is None:
+            # a loop that ended (a test client's) leaves its pool behind: forget it (its connections close
+            # as they are collected)
+            for ended in [other for other in self._pools if other.is_closed()]:
+                self._pools.pop(ended, None)
+            opening = self._pools[loop] = loop.create_task(self._open())
+        return await asyncio.shield(opening)
+
+    async def _open(self) -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=POOL_SIZE,
+            timeout=CONNECT_TIMEOUT_S,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            open=False,
+            name="knowledger-hot-path",
+        )
+        await pool.open(wait=False)
+        return pool
+
+    async def aclose(self) -> None:
+        """Close this event loop's pool (at the app's shutdown)."""
+        opening = self._pools.pop(asyncio.get_running_loop(), None)
+        if opening is not None:
+            await (await opening).close()
