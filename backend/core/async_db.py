@@ -116,6 +116,9 @@ class AsyncStatements:
             min_size=1,
             max_size=POOL_SIZE,
             timeout=CONNECT_TIMEOUT_S,
+            # no server-side prepared statements: measured on the hot path (1 process, anvil, 64 clients),
+            # preparing cost the service 0.96-1.26 ms of CPU per recommendation against 0.70-0.79 without,
+            # for 0.2 ms less in PostgreSQL
             kwargs={"autocommit": True, "prepare_threshold": None},
             open=False,
             name="knowledger-hot-path",
