@@ -9,10 +9,11 @@ follows the registry's events). There is no time-based cache, so there is nothin
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -176,19 +177,34 @@ class ChainGateway:
         held = purposes_in_mask(mask)
         return ConsentCheck(head, held, frozenset(needed - held))
 
+    def head_soon(self) -> asyncio.Future[BlockHead]:
+        """The head, read from now on (shared with every concurrent caller, sent after this call), for a
+        request that has other waits first: pass it to :meth:`verify_consent_async` so the two overlap. A
+        request that stops before it needs the head leaves it unread without a warning."""
+        future = asyncio.ensure_future(self._heads.get())
+        future.add_done_callback(_retrieved)
+        return future
+
     async def verify_consent_async(
-        self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
+        self,
+        subject: bytes,
+        partner: str,
+        needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES,
+        *,
+        head: Awaitable[BlockHead] | None = None,
     ) -> ConsentCheck:
         """:meth:`verify_consent` awaited on the event loop, for a chain on the network: the head comes from
-        a request sent after this call (shared with every concurrent caller), and the consent from the view
-        when it can answer for that head without the node, else from the node (in a worker thread)."""
+        a request sent after this call (shared with every concurrent caller), or ``head`` (from
+        :meth:`head_soon`, sent after the request arrived), and the consent from the view when it can answer
+        for that head without the node, else from the node (in a worker thread)."""
         if self.in_process:
             raise RuntimeError("the in-process chain is asked from the event loop directly (verify_consent)")
         try:
-            head = self._seen(await self._heads.get())
-            mask = self.consents.known(subject, partner, head)
+            block = self._seen(await (head if head is not None else self._heads.get()))
+            head = None
+            mask = self.consents.known(subject, partner, block)
             if mask is None:
-                mask = await anyio.to_thread.run_sync(self.consents.mask_at, subject, partner, head)
+                mask = await anyio.to_thread.run_sync(self.consents.mask_at, subject, partner, block)
             self.available = True
         except ChainError as exc:
             app_error = from_chain_error(exc, "checking consent on chain")
@@ -196,12 +212,17 @@ class ChainGateway:
                 self.available = False
             raise app_error from None
         held = purposes_in_mask(mask)
-        return ConsentCheck(head, held, frozenset(needed - held))
+        return ConsentCheck(block, held, frozenset(needed - held))
 
     async def require_consent_async(
-        self, subject: bytes, partner: str, needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES
+        self,
+        subject: bytes,
+        partner: str,
+        needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES,
+        *,
+        head: Awaitable[BlockHead] | None = None,
     ) -> ConsentCheck:
-        return self._required(await self.verify_consent_async(subject, partner, needed))
+        return self._required(await self.verify_consent_async(subject, partner, needed, head=head))
 
     def consents_at_one_head(
         self, subjects: Sequence[bytes], partner: str, *, chunk: int = 100
@@ -235,3 +256,8 @@ class ChainGateway:
                 block=check.head.number,
             )
         return check
+
+
+def _retrieved(future: asyncio.Future[BlockHead]) -> None:
+    if not future.cancelled():
+        future.exception()  # marks a failure seen: the request it was for answered without it

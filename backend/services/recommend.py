@@ -17,6 +17,7 @@ import hashlib
 import json
 import secrets
 import threading
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from backend.chain import PURPOSE_NAMES
+from backend.chain import PURPOSE_NAMES, BlockHead
 from backend.core.async_db import AsyncStatements
 from backend.core.db import DriverReads
 from backend.errors import ConsentRequired, NotFound, ServiceNotReady
@@ -208,10 +209,11 @@ class RecommendationService:
         return self._async_reads is not None
 
     async def answer_async(
-        self, partner: PartnerAuth, subject_hex: str, k: int
+        self, partner: PartnerAuth, subject_hex: str, k: int, head: Awaitable[BlockHead] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """:meth:`answer` on the event loop: the same steps in the same order, each wait awaited (the two
-        reads on this loop's connections, the chain's head shared with every concurrent request)."""
+        reads on this loop's connections, the chain's head shared with every concurrent request; ``head``,
+        from ``gateway.head_soon()``, is one the route started reading when the request arrived)."""
         reads = self._async_reads
         if reads is None:
             raise RuntimeError("answer_async needs PostgreSQL and a chain on the network (see awaits)")
@@ -222,7 +224,7 @@ class RecommendationService:
             user_id = self._known(pseudonym, await reads.first("user", pseudonym=pseudonym))
         # 1. consent, on chain, now (raises 403 ConsentRequired or 503 ChainUnavailable)
         try:
-            check = await self.gateway.require_consent_async(subject, partner.address)
+            check = await self.gateway.require_consent_async(subject, partner.address, head=head)
         except ConsentRequired:
             if cached:
                 self._known(pseudonym, await reads.first("user", pseudonym=pseudonym))

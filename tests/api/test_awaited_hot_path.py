@@ -172,6 +172,14 @@ def test_a_node_out_of_reach_is_a_503_and_no_profile_is_read(
             r = _ask(http, svc, user)
             assert r.status_code == 503 and r.json()["error"]["code"] == "chain_unavailable", r.text
             assert "products" not in r.text
+            # the head is read while the key is checked: an unknown key is still a 401, the node's absence
+            # unread and unreported
+            stranger = http.post(
+                "/api/v1/recommendations",
+                json={"subject": user["pseudonym"]},
+                headers={"X-API-Key": "pk_nobody"},
+            )
+            assert stranger.status_code == 401, stranger.text
             proxy.restore()
             assert _ask(http, svc, user).status_code == 200
     finally:

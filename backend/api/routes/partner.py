@@ -51,10 +51,12 @@ async def recommendations(request: Request) -> Response:
     body is encoded by pydantic-core directly (the route declares the schema; a test checks every answer
     against it)."""
     body = await hot_path_body(request, RecommendationRequest)
-    partner = await current_partner(request, request.headers.get("x-api-key"))
     service = container_of(request).recommendations
+    # against a node, the head is read while the partner's key is checked (both begun after arrival)
+    head = service.gateway.head_soon() if service.awaits else None
+    partner = await current_partner(request, request.headers.get("x-api-key"))
     if service.awaits:
-        answer, row = await service.answer_async(partner, body.subject, body.k)
+        answer, row = await service.answer_async(partner, body.subject, body.k, head)
     else:
         answer, row = await offload(service.gateway, service.answer, partner, body.subject, body.k)
     await service.serving_log.write(row)
