@@ -201,7 +201,6 @@ class ChainGateway:
             raise RuntimeError("the in-process chain is asked from the event loop directly (verify_consent)")
         try:
             block = self._seen(await (head if head is not None else self._heads.get()))
-            head = None
             mask = self.consents.known(subject, partner, block)
             if mask is None:
                 mask = await anyio.to_thread.run_sync(self.consents.mask_at, subject, partner, block)

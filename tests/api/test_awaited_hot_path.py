@@ -29,7 +29,7 @@ from backend.models import Recommendation, utcnow
 from backend.services.serving_log import ServingLog
 
 from ._live import ChainProxy, live_server
-from .conftest import Service
+from .conftest import Service, drop_every_connection
 
 pytestmark = [pytest.mark.anvil, pytest.mark.postgres]
 
@@ -128,16 +128,7 @@ def test_dropped_connections_are_replaced_and_failures_are_503_with_nothing_serv
     with live_server(create_app(container=svc.container)) as http:
         assert _ask(http, svc, user).status_code == 200
         # the server ends every connection (a restart, a failover): the next request is answered
-        killer = create_engine(svc.container.engine.url, poolclass=NullPool)
-        with killer.connect() as conn:
-            ended = conn.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
-        killer.dispose()
-        assert ended >= 1
+        assert drop_every_connection(svc) >= 1
         answer = _ask(http, svc, user)
         assert answer.status_code == 200, answer.text
         assert _row(svc, answer.json()["recommendation_id"]) is not None

@@ -18,8 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
 from sqlmodel import Session, func, select
 
 from backend.core import db
@@ -29,7 +28,7 @@ from backend.services.recommend import _USER_BY_PSEUDONYM
 from backend.services.serving_log import ServingLog
 from recommender.serving import ProductRanker
 
-from .conftest import Service
+from .conftest import Service, drop_every_connection
 
 
 def _ask(service: Service, user: dict[str, Any], k: int = 4) -> Any:
@@ -270,21 +269,6 @@ def test_concurrent_requests_on_the_event_loop_share_a_commit(make_service: Call
         assert _row_of(svc, r.json()["recommendation_id"])["partner_id"] == "bank"
 
 
-def _drop_every_connection(svc: Service) -> int:
-    """The server ends every other connection to the service's database (as a restart or a failover
-    would); returns how many it ended."""
-    killer = create_engine(svc.container.engine.url, poolclass=NullPool)  # not one of the pool's own
-    with killer.connect() as conn:
-        ended = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    killer.dispose()
-    return int(ended)
-
-
 def test_idle_connections_the_server_dropped_are_replaced_before_use(
     make_service: Callable[..., Service], pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -294,7 +278,7 @@ def test_idle_connections_the_server_dropped_are_replaced_before_use(
     user = _consenting(svc)
     _recommend(svc, user)
     monkeypatch.setattr(db, "IDLE_PING_S", 0.0)  # every pooled connection counts as idle
-    assert _drop_every_connection(svc) >= 1
+    assert drop_every_connection(svc) >= 1
     answer = _recommend(svc, user)
     assert _row_of(svc, answer["recommendation_id"])["pseudonym"] == user["pseudonym"]
 
@@ -311,7 +295,7 @@ def test_the_hot_path_reads_again_on_a_fresh_connection_after_a_drop(
     with reads.cursor() as cur:
         [user_id] = reads.first(cur, "user", pseudonym=user["pseudonym"]) or [None]
     assert user_id == user["id"]
-    assert _drop_every_connection(svc) >= 1
+    assert drop_every_connection(svc) >= 1
     with reads.cursor() as cur:
         assert reads.first(cur, "user", pseudonym=user["pseudonym"]) == (user_id,)
         assert reads.first(cur, "user", pseudonym="0x" + "00" * 32) is None
