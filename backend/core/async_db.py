@@ -1,11 +1,12 @@
 """Statements awaited on the event loop, for the hot path on PostgreSQL.
 
-Against a chain on the network, a consent-gated recommendation waits three times: for the learner's row, for
-the chain's head and for the profile. Run in a worker thread per request, those waits cost more CPU than the
-work itself: every thread switch, the GIL handed back and forth among dozens of threads, and a pooled
-connection checked out per statement. Measured on two cores (``scripts/bench_api.py --chain devnet --db
-postgresql``), the thread per request spent about 1.8 ms of CPU per recommendation; awaiting the reads on
-the event loop instead takes the waits off the CPU (see ``docs/performance.md``).
+Against a chain on the network, a consent-gated recommendation waits several times: for the directory's
+version, the learner's row (the first time), the chain's head, the profile and the serving log's commit.
+Run in a worker thread per request, those waits cost more CPU than the work itself: every thread switch,
+the GIL handed back and forth among dozens of threads, and a pooled connection checked out per statement.
+Measured on two cores (``scripts/bench_api.py --chain devnet --db postgresql``), the thread per request
+spent about 1.8 ms of CPU per recommendation; awaiting the waits on the event loop instead takes them off
+the CPU (see ``docs/performance.md``).
 
 :class:`AsyncStatements` compiles each statement once for the engine's dialect (the SQL is written once, as a
 SQLAlchemy expression, for SQLite and PostgreSQL alike) and runs it on a psycopg ``AsyncConnection`` from a
