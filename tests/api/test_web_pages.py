@@ -653,6 +653,8 @@ def test_the_operator_sees_the_experiment_with_intervals_the_srm_check_and_the_b
     page.wait_for_function("() => document.querySelector('#versions-status').textContent.includes('gate')")
     assert "same held-out split" in page.locator("#versions-status").inner_text()
     refused = page.locator(f"#versions tr[data-version='{candidate}']")
+    # the page says why once the table shows the refusal; wait for the row all the same
+    page.locator(f"#versions tr[data-version='{candidate}'][data-status='rejected']").wait_for()
     assert refused.get_attribute("data-status") == "rejected"
     assert svc.container.model.version == served
     screenshot(page, "operator")

@@ -323,9 +323,13 @@ async function modelAction(path, body) {
     if (r.status === "training") pollTraining(r.version);
     return versions;
   } catch (error) {
-    out.textContent = describe(error);
-    if (error instanceof ApiError && error.status === 401) signedOut(describe(error));
-    else await loadVersions().catch(() => null); // a refusal is recorded: show it
+    if (error instanceof ApiError && error.status === 401) {
+      out.textContent = describe(error);
+      signedOut(describe(error));
+    } else {
+      await loadVersions().catch(() => null); // a refusal is recorded: show it, then say why
+      out.textContent = describe(error);
+    }
     return null;
   }
 }
