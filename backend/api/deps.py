@@ -167,7 +167,6 @@ async def hot_path_body(request: Request, model: type[ModelT]) -> ModelT:
     model accepts), and failing with the same ``RequestValidationError`` (so the same 400 or 422)."""
     raw = await request.body()
     content_type = request.headers.get("content-type")
-    data: Any = raw.decode("utf-8", errors="replace")
     if not raw:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
@@ -189,6 +188,8 @@ async def hot_path_body(request: Request, model: type[ModelT]) -> ModelT:
             ) from None
         except ValueError:  # not UTF-8
             raise HTTPException(status_code=400, detail="There was an error parsing the body") from None
+    else:
+        data = raw.decode("utf-8", errors="replace")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

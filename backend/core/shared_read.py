@@ -16,6 +16,7 @@ freshness is what one read per request gives, at a cost of one read per round tr
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -83,14 +84,12 @@ class _LoopState:
 
 class AsyncSharedRead(Generic[T]):
     """``read`` shared by concurrent coroutines of an event loop (see the module docstring): a blocking
-    function (run in a worker thread) or, with ``awaitable``, a coroutine function awaited on the loop. Each
-    event loop has its own state."""
+    function (run in a worker thread) or a coroutine function (awaited on the loop). Each event loop has its
+    own state."""
 
-    def __init__(
-        self, read: Callable[[], T] | Callable[[], Awaitable[T]], *, awaitable: bool = False
-    ) -> None:
+    def __init__(self, read: Callable[[], T] | Callable[[], Awaitable[T]]) -> None:
         self._read = read
-        self._awaitable = awaitable
+        self._awaitable = inspect.iscoroutinefunction(read)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )

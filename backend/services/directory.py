@@ -78,7 +78,7 @@ class Directory:
         self._versions: AsyncSharedRead[str | None] = (
             AsyncSharedRead(self._read_version)
             if self._statements is None
-            else AsyncSharedRead(self._read_version_async, awaitable=True)
+            else AsyncSharedRead(self._read_version_async)
         )
         #: Counts refreshes: anything derived from the tables (cached rankings) is keyed by it.
         self.generation = 0

@@ -130,16 +130,21 @@ class ChainGateway:
     def run(self, doing: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` against the chain; chain errors become the API's errors (4xx for refusals, 503 when
         the node is unreachable)."""
+        with self._as_app_errors(doing), self.guard():
+            return fn()
+
+    @contextlib.contextmanager
+    def _as_app_errors(self, doing: str) -> Iterator[None]:
+        """Chain errors raised inside become the API's (4xx for refusals, 503 when the node is unreachable,
+        which also marks the chain unavailable); a block that ends without one marks it available."""
         try:
-            with self.guard():
-                result = fn()
-            self.available = True
-            return result
+            yield
         except ChainError as exc:
             app_error = from_chain_error(exc, doing)
             if app_error.status_code == 503:
                 self.available = False
             raise app_error from None
+        self.available = True
 
     def _seen(self, head: BlockHead) -> BlockHead:
         last = self._last_head
@@ -199,17 +204,11 @@ class ChainGateway:
         for that head without the node, else from the node (in a worker thread)."""
         if self.in_process:
             raise RuntimeError("the in-process chain is asked from the event loop directly (verify_consent)")
-        try:
+        with self._as_app_errors("checking consent on chain"):
             block = self._seen(await (head if head is not None else self._heads.get()))
             mask = self.consents.known(subject, partner, block)
             if mask is None:
                 mask = await anyio.to_thread.run_sync(self.consents.mask_at, subject, partner, block)
-            self.available = True
-        except ChainError as exc:
-            app_error = from_chain_error(exc, "checking consent on chain")
-            if app_error.status_code == 503:
-                self.available = False
-            raise app_error from None
         held = purposes_in_mask(mask)
         return ConsentCheck(block, held, frozenset(needed - held))
 
