@@ -184,33 +184,11 @@ class ChainGateway:
 
     def head_soon(self) -> asyncio.Future[BlockHead]:
         """The head, read from now on (shared with every concurrent caller, sent after this call), for a
-        request that has other waits first: pass it to :meth:`verify_consent_async` so the two overlap. A
+        request that has other waits first: pass it to :meth:`require_consent_async` so the two overlap. A
         request that stops before it needs the head leaves it unread without a warning."""
         future = asyncio.ensure_future(self._heads.get())
         future.add_done_callback(_retrieved)
         return future
-
-    async def verify_consent_async(
-        self,
-        subject: bytes,
-        partner: str,
-        needed: frozenset[Purpose] = RECOMMENDATION_PURPOSES,
-        *,
-        head: Awaitable[BlockHead] | None = None,
-    ) -> ConsentCheck:
-        """:meth:`verify_consent` awaited on the event loop, for a chain on the network: the head comes from
-        a request sent after this call (shared with every concurrent caller), or ``head`` (from
-        :meth:`head_soon`, sent after the request arrived), and the consent from the view when it can answer
-        for that head without the node, else from the node (in a worker thread)."""
-        if self.in_process:
-            raise RuntimeError("the in-process chain is asked from the event loop directly (verify_consent)")
-        with self._as_app_errors("checking consent on chain"):
-            block = self._seen(await (head if head is not None else self._heads.get()))
-            mask = self.consents.known(subject, partner, block)
-            if mask is None:
-                mask = await anyio.to_thread.run_sync(self.consents.mask_at, subject, partner, block)
-        held = purposes_in_mask(mask)
-        return ConsentCheck(block, held, frozenset(needed - held))
 
     async def require_consent_async(
         self,
@@ -220,7 +198,19 @@ class ChainGateway:
         *,
         head: Awaitable[BlockHead] | None = None,
     ) -> ConsentCheck:
-        return self._required(await self.verify_consent_async(subject, partner, needed, head=head))
+        """:meth:`require_consent` awaited on the event loop, for a chain on the network: the head comes from
+        a request sent after this call (shared with every concurrent caller), or ``head`` (from
+        :meth:`head_soon`, sent after the request arrived), and the consent from the view when it can answer
+        for that head without the node, else from the node (in a worker thread)."""
+        if self.in_process:
+            raise RuntimeError("the in-process chain is asked from the event loop directly (require_consent)")
+        with self._as_app_errors("checking consent on chain"):
+            block = self._seen(await (head if head is not None else self._heads.get()))
+            mask = self.consents.known(subject, partner, block)
+            if mask is None:
+                mask = await anyio.to_thread.run_sync(self.consents.mask_at, subject, partner, block)
+        held = purposes_in_mask(mask)
+        return self._required(ConsentCheck(block, held, frozenset(needed - held)))
 
     def consents_at_one_head(
         self, subjects: Sequence[bytes], partner: str, *, chunk: int = 100
