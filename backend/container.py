@@ -167,7 +167,9 @@ class Container:
     ) -> Container:
         """Wire the services from the started pieces (each built once)."""
         client = deployment.client
-        gateway = ChainGateway(client, deployment.consent, threads=settings.chain_threads)
+        gateway = ChainGateway(
+            client, deployment.consent, threads=settings.chain_threads, rpc_timeout_s=settings.rpc_timeout_s
+        )
         # a process that owns its database needs no check for other processes' changes
         directory = Directory(engine, operator_key_hash, shared=not settings.exclusive_state)
         metrics = metrics or Metrics()
@@ -317,6 +319,7 @@ class Container:
         before :meth:`close`)."""
         await self.recommendations.aclose()
         await self.directory.aclose()
+        await self.gateway.aclose()
 
     def close(self) -> None:
         self.stop_workers()

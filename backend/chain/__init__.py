@@ -21,6 +21,7 @@ from __future__ import annotations
 from . import errors
 from .abi import ContractHandle, FunctionCall
 from .agreements import AgreementsClient
+from .async_rpc import AsyncHeads
 from .client import ChainClient
 from .connect import connect, connect_devnet, connect_embedded, connect_rpc, load_key
 from .consent import ConsentRegistryClient
@@ -114,6 +115,7 @@ __all__ = [
     "AgreementsClient",
     "AnvilNode",
     "AnvilUnavailable",
+    "AsyncHeads",
     "BatchFinalizedEvent",
     "BatchState",
     "BlockHead",

@@ -98,7 +98,7 @@ class ChainClient:
         self._local: LocalControls | None = embedded
         if embedded is None and self.target is not ChainTarget.RPC:
             self._local = AnvilControls(self._raw)
-        self._url_option = url_option
+        self.url_option = url_option
         #: Concurrent callers share one head request, each getting one sent after it asked.
         self.heads = SharedRead(self._read_head)
         self._signers: dict[str, Wallet] = {}
@@ -192,7 +192,7 @@ class ChainClient:
         except Exception as exc:
             if is_connection_error(exc):
                 detail = "timed out" if isinstance(exc, requests.exceptions.Timeout) else ""
-                raise ChainUnreachable(self.url or str(self.target), detail, option=self._url_option) from exc
+                raise ChainUnreachable(self.url or str(self.target), detail, option=self.url_option) from exc
             raise
 
     def _reverted(self, exc: BaseException, label: str | None) -> ContractReverted:

@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from backend.chain import (
     PURPOSE_NAMES,
+    AsyncHeads,
     BlockHead,
     ChainClient,
     ChainError,
@@ -104,7 +105,14 @@ class ChainGateway:
     """Serialises access to an in-process chain (eth-tester is not thread-safe); a devnet or RPC node
     takes concurrent reads, and writes are ordered per sender by ``ChainClient``."""
 
-    def __init__(self, client: ChainClient, registry: ConsentRegistryClient, *, threads: int = 40) -> None:
+    def __init__(
+        self,
+        client: ChainClient,
+        registry: ConsentRegistryClient,
+        *,
+        threads: int = 40,
+        rpc_timeout_s: float = 10.0,
+    ) -> None:
         self.client = client
         #: How many requests may wait on a chain on the network at once, each in a worker thread.
         self.threads = threads
@@ -116,8 +124,18 @@ class ChainGateway:
         self.available = True
         #: The newest head this process has seen (its number only ever grows).
         self._last_head: BlockHead | None = None
-        #: The head for requests on the event loop: one request to the node for every caller waiting.
-        self._heads = AsyncSharedRead(client.head)
+        #: The head for requests on the event loop: one request to the node for every caller waiting, sent
+        #: from the loop (a chain in process has no URL: its head is asked directly).
+        self._async_heads = (
+            None
+            if self.in_process or not client.url
+            else AsyncHeads.for_target(
+                client.url, client.target, timeout_s=rpc_timeout_s, option=client.url_option
+            )
+        )
+        self._heads: AsyncSharedRead[BlockHead] = AsyncSharedRead(
+            client.head if self._async_heads is None else self._async_heads.head
+        )
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
@@ -244,6 +262,11 @@ class ChainGateway:
                 block=check.head.number,
             )
         return check
+
+    async def aclose(self) -> None:
+        """Close this event loop's connection to the node (at the app's shutdown)."""
+        if self._async_heads is not None:
+            await self._async_heads.aclose()
 
 
 def _retrieved(future: asyncio.Future[BlockHead]) -> None:

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy import String, Text, any_, bindparam, cast, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from backend.chain import PURPOSE_NAMES, BlockHead
-from backend.core.async_db import AsyncStatements
+from backend.core.async_db import AsyncStatements, BatchedLookup
 from backend.core.db import DriverReads
 from backend.errors import ConsentRequired, NotFound, ServiceNotReady
 from backend.models import Profile, User, utcnow
@@ -55,6 +56,21 @@ _PROFILE_OF = (
     )
     .join(User, col(User.id) == col(Profile.user_id))
     .where(col(Profile.user_id) == bindparam("user_id"), col(User.erased_at).is_(None))
+)
+
+#: The same for many learners at once (PostgreSQL): the concurrent requests' profile reads of one turn of
+#: the event loop are one statement (:class:`backend.core.async_db.BatchedLookup`), keyed by the learner.
+#: Both tables are filtered by the keys, so the plan probes both primary keys whatever the statistics say
+#: (with only the profile filtered, a planner that thinks the user table tiny scans it whole).
+_USER_IDS = bindparam("user_ids", type_=ARRAY(String))
+_PROFILES_OF = (
+    select(col(Profile.user_id), *_PROFILE_OF.selected_columns)
+    .join(User, col(User.id) == col(Profile.user_id))
+    .where(
+        col(Profile.user_id) == any_(_USER_IDS),
+        col(User.id) == any_(_USER_IDS),
+        col(User.erased_at).is_(None),
+    )
 )
 
 #: Rankings kept (the oldest is forgotten first; a forgotten one is computed again when next needed).
@@ -134,7 +150,10 @@ class RecommendationService:
         self._async_reads = (
             None
             if gateway.in_process
-            else AsyncStatements.for_engine(engine, user=_USER_BY_PSEUDONYM, profile=_PROFILE_OF)
+            else AsyncStatements.for_engine(engine, user=_USER_BY_PSEUDONYM, profiles=_PROFILES_OF)
+        )
+        self._profiles_read = (
+            None if self._async_reads is None else BatchedLookup(self._async_reads, "profiles", "user_ids")
         )
         #: The chain this service checks consent on (the route asks it whether the chain is in process).
         self.gateway = gateway
@@ -214,8 +233,8 @@ class RecommendationService:
         """:meth:`answer` on the event loop: the same steps in the same order, each wait awaited (the two
         reads on this loop's connections, the chain's head shared with every concurrent request; ``head``,
         from ``gateway.head_soon()``, is one the route started reading when the request arrived)."""
-        reads = self._async_reads
-        if reads is None:
+        reads, profiles = self._async_reads, self._profiles_read
+        if reads is None or profiles is None:
             raise RuntimeError("answer_async needs PostgreSQL and a chain on the network (see awaits)")
         served = self._served()
         subject, pseudonym = _subject(subject_hex)
@@ -229,8 +248,8 @@ class RecommendationService:
             if cached:
                 self._known(pseudonym, await reads.first("user", pseudonym=pseudonym))
             raise
-        # 2. only now the profile
-        row = await reads.first("profile", user_id=user_id)
+        # 2. only now the profile (read with the profiles of the other requests that ask in this turn)
+        row = await profiles.get(user_id)
         if row is None:
             self._known(pseudonym, await reads.first("user", pseudonym=pseudonym))
         return self._answer(served, partner, subject, pseudonym, user_id, row, check, k)
