@@ -13,8 +13,9 @@ Committing one row per request costs a transaction each. Here the rows of concur
   them in one statement, commits once, and wakes each. No thread is involved: a committer thread would
   fight the event loop for the GIL at every SQLite call (measured: batches of one or two);
 - where requests await their reads on the event loop (PostgreSQL and a chain on the network), a flush task
-  of the loop takes every row queued while it committed the previous batch and writes them in one
-  transaction on the loop's own connections (:class:`backend.core.async_db.AsyncStatements`), then wakes
+  of the loop takes every row queued while it committed the previous batch and writes them with one
+  statement (one array per column, ``unnest``: one round trip and one implicit transaction whatever the
+  batch's size) on the loop's own connections (:class:`backend.core.async_db.AsyncStatements`), then wakes
   each waiting request: no thread either;
 - where requests run in worker threads (a chain on the network with SQLite), a committer thread takes every
   row queued while it committed the previous batch, inserts them in one statement, commits once, then wakes
@@ -27,16 +28,16 @@ before.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from concurrent.futures import Future
 from typing import Any
 
-from psycopg.types.json import Json
-from sqlalchemy import bindparam, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from backend.core.async_db import AsyncStatements
+from backend.core.async_db import AsyncStatements, unnest_insert
 from backend.errors import DatabaseUnavailable
 from backend.models import Recommendation
 
@@ -44,8 +45,8 @@ log = logging.getLogger("knowledger")
 
 _INSERT = insert(Recommendation)
 _COLUMNS = tuple(c.name for c in Recommendation.__table__.columns)  # type: ignore[attr-defined]
-#: One row, every column bound by name (the loop's flush runs it once per row, pipelined).
-_INSERT_ROW = insert(Recommendation).values({c: bindparam(c) for c in _COLUMNS})
+#: Any number of rows, one array per column (PostgreSQL, the loop's flush: one statement per batch).
+_INSERT_ROWS = unnest_insert(Recommendation.__table__)  # type: ignore[attr-defined]
 
 _Waiting = tuple[dict[str, Any], "asyncio.Future[None]"]
 
@@ -62,7 +63,7 @@ class ServingLog:
         database (PostgreSQL only); otherwise through the committer thread."""
         self._engine = engine
         self.inline = inline
-        self._statements = AsyncStatements.for_engine(engine, row=_INSERT_ROW) if awaits else None
+        self._statements = AsyncStatements.for_engine(engine, rows=_INSERT_ROWS) if awaits else None
         #: Per event loop where a flush task runs: the rows waiting for it.
         self._flushing: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -148,9 +149,9 @@ class ServingLog:
             while queue:
                 batch = queue[: self._max_batch]
                 del queue[: self._max_batch]
-                rows = [{**row, "products": Json(row["products"])} for row, _ in batch]
+                rows = [{**row, "products": json.dumps(row["products"])} for row, _ in batch]
                 try:
-                    await self._statements.write_many("row", rows)
+                    await self._statements.write_rows("rows", rows)
                     error = None
                     self.commits += 1
                     self.rows += len(rows)
