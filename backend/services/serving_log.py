@@ -16,7 +16,8 @@ Committing one row per request costs a transaction each. Here the rows of concur
   of the loop takes every row queued while it committed the previous batch and writes them with one
   statement (one array per column, ``unnest``: one round trip and one implicit transaction whatever the
   batch's size) on the loop's own connections (:class:`backend.core.async_db.AsyncStatements`), then wakes
-  each waiting request: no thread either;
+  each waiting request: no thread either. A row that arrives while the flush task is writing starts a
+  second one (:data:`MAX_FLUSHERS`), so it does not wait for a commit that began before it came;
 - where requests run in worker threads (a chain on the network with SQLite), a committer thread takes every
   row queued while it committed the previous batch, inserts them in one statement, commits once, then wakes
   each waiting request (:meth:`ServingLog.write_sync`, or :meth:`ServingLog.write` awaiting it).
@@ -32,6 +33,7 @@ import json
 import logging
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert
@@ -54,9 +56,29 @@ _Waiting = tuple[dict[str, Any], "asyncio.Future[None]"]
 MAX_BATCH = 512
 
 
+#: Batches being committed at once from one event loop (PostgreSQL): a row that arrives while every flush
+#: task is writing goes out in a batch of its own at once, instead of after the commit in flight.
+MAX_FLUSHERS = 2
+
+
+@dataclass
+class _Flushing:
+    """One event loop's rows waiting for a flush task, and its flush tasks (all, and those writing now)."""
+
+    queue: list[_Waiting] = field(default_factory=list)
+    flushers: int = 0
+    writing: int = 0
+
+
 class ServingLog:
     def __init__(
-        self, engine: Engine, *, inline: bool = False, awaits: bool = False, max_batch: int = MAX_BATCH
+        self,
+        engine: Engine,
+        *,
+        inline: bool = False,
+        awaits: bool = False,
+        max_batch: int = MAX_BATCH,
+        max_flushers: int = MAX_FLUSHERS,
     ) -> None:
         """``inline``: :meth:`write` commits on the event loop, in the loop's thread (the in-process chain:
         requests run there); ``awaits``: :meth:`write` commits from a task of the event loop, awaiting the
@@ -65,7 +87,8 @@ class ServingLog:
         self.inline = inline
         self._statements = AsyncStatements.for_engine(engine, rows=_INSERT_ROWS) if awaits else None
         #: Per event loop where a flush task runs: the rows waiting for it.
-        self._flushing: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
+        self._flushing: dict[asyncio.AbstractEventLoop, _Flushing] = {}
+        self._max_flushers = max_flushers
         self._tasks: set[asyncio.Task[None]] = set()
         self._max_batch = max_batch
         #: Rows waiting for the next flush, per event loop (one in a server; a test client may run several).
@@ -133,23 +156,29 @@ class ServingLog:
             raise DatabaseUnavailable("the service is stopping: nothing was served")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        queue = self._flushing.get(loop)
-        if queue is None:  # no flush task runs on this loop: start one (it ends when the queue is empty)
-            queue = self._flushing[loop] = []
-            task = loop.create_task(self._flush_task(loop, queue))
+        state = self._flushing.get(loop)
+        if state is None:
+            state = self._flushing[loop] = _Flushing()
+        state.queue.append((row, done))
+        # a flush task that is not writing now takes this row in its next batch; when every one is writing,
+        # another starts (up to MAX_FLUSHERS), so a row never waits for a commit that began before it came
+        if state.flushers == state.writing and state.flushers < self._max_flushers:
+            state.flushers += 1
+            task = loop.create_task(self._flush_task(loop, state))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        queue.append((row, done))
         await done
 
-    async def _flush_task(self, loop: asyncio.AbstractEventLoop, queue: list[_Waiting]) -> None:
+    async def _flush_task(self, loop: asyncio.AbstractEventLoop, state: _Flushing) -> None:
         assert self._statements is not None
+        queue = state.queue
         try:
             await asyncio.sleep(0)  # requests that reach the log in this pass of the loop join the batch
             while queue:
                 batch = queue[: self._max_batch]
                 del queue[: self._max_batch]
                 rows = [{**row, "products": json.dumps(row["products"])} for row, _ in batch]
+                state.writing += 1
                 try:
                     await self._statements.write_rows("rows", rows)
                     error = None
@@ -158,6 +187,8 @@ class ServingLog:
                 except Exception as exc:
                     log.warning("the serving log could not commit %d rows: %s", len(rows), exc)
                     error = exc
+                finally:
+                    state.writing -= 1
                 for _, done in batch:
                     if done.done():  # the request was cancelled (its client went away)
                         continue
@@ -166,10 +197,12 @@ class ServingLog:
                     else:
                         done.set_exception(_refused())
         finally:
-            self._flushing.pop(loop, None)
-            for _, done in queue:  # only if this task itself was cancelled (the loop is closing)
-                if not done.done():
-                    done.set_exception(_refused())
+            state.flushers -= 1
+            if not state.flushers:
+                self._flushing.pop(loop, None)
+                for _, done in queue:  # only if this task itself was cancelled (the loop is closing)
+                    if not done.done():
+                        done.set_exception(_refused())
 
     async def aclose(self) -> None:
         """Close this event loop's connections (at the app's shutdown)."""

@@ -219,3 +219,61 @@ def test_rows_written_in_one_pass_of_the_loop_share_one_transaction(svc: Service
     assert (log.rows, log.commits) == (8, 1)  # eight rows, one transaction
     assert all(_row(svc, r["id"]) is not None for r in rows)
     assert "not be recorded" in outcome["refused"] and _row(svc, "rec_awaited_xx") is None
+
+
+def test_a_row_that_comes_while_a_commit_is_in_flight_is_sent_at_once(svc: Service) -> None:
+    """Two flush tasks at most: a row queued while the only flush task is writing goes out at once in a
+    second statement (it does not wait for the commit in flight); a third waits for one of the two."""
+    engine = svc.container.engine
+    log = ServingLog(engine, awaits=True)
+    base = dict(partner_id="bank", products=["p1"], model_version="v", consent_block=1, served_at=1, arm=None)
+    rows = [
+        dict(base, id=f"rec_inflight_{i}", pseudonym="0x" + f"{i:02x}" * 32, created_at=utcnow())
+        for i in range(3)
+    ]
+    blocker = _reader(svc).connect()
+    blocker.execute(text("LOCK TABLE recommendation IN ACCESS EXCLUSIVE MODE"))  # every insert waits
+
+    def inserts_waiting() -> int:
+        with _reader(svc).connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO recommendation%'"
+                    )
+                ).scalar_one()
+            )
+
+    async def until(n: int) -> None:
+        for _ in range(200):
+            if await asyncio.to_thread(inserts_waiting) == n:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never {n} inserts waiting")
+
+    seen: dict[str, int] = {}
+
+    async def scenario() -> None:
+        try:
+            first = asyncio.ensure_future(log.write(rows[0]))
+            await until(1)
+            second = asyncio.ensure_future(log.write(rows[1]))
+            await until(2)  # sent while the first commit is in flight
+            third = asyncio.ensure_future(log.write(rows[2]))
+            await asyncio.sleep(0.5)
+            seen["waiting_with_three_queued"] = await asyncio.to_thread(inserts_waiting)
+            await asyncio.to_thread(blocker.rollback)  # the lock goes
+            await asyncio.gather(first, second, third)
+        finally:
+            await log.aclose()
+
+    try:
+        runner = threading.Thread(target=asyncio.run, args=(scenario(),))
+        runner.start()
+        runner.join(120)
+    finally:
+        blocker.close()
+    assert seen["waiting_with_three_queued"] == 2  # no third statement while two are in flight
+    assert (log.rows, log.commits) == (3, 3)
+    assert all(_row(svc, r["id"]) is not None for r in rows)
