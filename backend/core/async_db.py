@@ -21,13 +21,15 @@ to wait for).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import weakref
 from typing import Any
 
 import psycopg
 import psycopg.errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from sqlalchemy import JSON, Table, text
+from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.expression import ClauseElement, TextClause
@@ -90,20 +92,20 @@ class AsyncStatements:
         raise AssertionError("unreachable")
 
     async def write_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows`` with statement ``name``, which takes one array per column (``unnest``; see
-        :func:`unnest_insert`): one statement, so one round trip and one implicit transaction, every row
-        written or none. Raises ``psycopg.Error`` if it failed.
+        """Insert ``rows`` with statement ``name``, which takes them as one JSON array in its parameter
+        ``rows`` (see :func:`json_insert`): one statement, so one round trip and one implicit transaction,
+        every row written or none. Raises ``psycopg.Error`` if it failed.
 
         A connection the server dropped is discarded and the statement made once more. If the first try was
         committed after all (the connection died before its answer came), the second finds the same keys:
         that is success, not an error, and nothing is written twice."""
         sql = self._sql[name]
-        columns = {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+        params = {"rows": json.dumps(rows, default=_json_value, separators=(",", ":"))}
         pool = await self._pool()
         for attempt in (1, 2):
             try:
                 async with pool.connection() as conn:
-                    await conn.execute(sql, columns)
+                    await conn.execute(sql, params)
                 return
             except psycopg.errors.UniqueViolation:
                 if attempt == 2:  # the first try's commit went through: every row is there once
@@ -148,24 +150,25 @@ class AsyncStatements:
             await (await opening).close()
 
 
-def unnest_insert(table: Table) -> TextClause:
-    """``INSERT INTO table SELECT FROM unnest(...)`` for PostgreSQL, one array parameter per column (named
-    as the column): any number of rows in one statement of one text, so one plan and one round trip for a
-    batch (:meth:`AsyncStatements.write_rows`). A JSON column's array holds each value's JSON text."""
-    pg = postgresql.dialect()
-    quote = pg.identifier_preparer.quote
-    names = [c.name for c in table.columns]
-    arrays = ", ".join(
-        f"CAST(:{c.name} AS {'TEXT' if isinstance(c.type, JSON) else c.type.compile(dialect=pg)}[])"
-        for c in table.columns
-    )
-    values = ", ".join(
-        f"CAST({quote(c.name)} AS JSON)" if isinstance(c.type, JSON) else quote(c.name) for c in table.columns
-    )
-    listed = ", ".join(quote(n) for n in names)
+def json_insert(table: Table) -> TextClause:
+    """``INSERT INTO table SELECT FROM json_populate_recordset(...)`` for PostgreSQL: any number of rows as
+    one JSON array (parameter ``rows``, objects keyed by column name), so one statement of one text, one plan
+    and one round trip for a batch (:meth:`AsyncStatements.write_rows`). One JSON text is built by the
+    standard library's C encoder; a list of values per column was dumped element by element in Python."""
+    quote = postgresql.dialect().identifier_preparer.quote
+    listed = ", ".join(quote(c.name) for c in table.columns)
+    name = quote(table.name)
     return text(
-        f"INSERT INTO {quote(table.name)} ({listed}) SELECT {values} FROM unnest({arrays}) AS r({listed})"
+        f"INSERT INTO {name} ({listed}) SELECT {listed} "
+        f"FROM json_populate_recordset(CAST(NULL AS {name}), CAST(:rows AS JSON))"
     )
+
+
+def _json_value(value: Any) -> Any:
+    """A row's value that ``json`` does not encode itself: a timestamp (a naive one is UTC)."""
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
 
 
 class BatchedLookup:

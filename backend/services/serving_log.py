@@ -14,7 +14,7 @@ Committing one row per request costs a transaction each. Here the rows of concur
   fight the event loop for the GIL at every SQLite call (measured: batches of one or two);
 - where requests await their reads on the event loop (PostgreSQL and a chain on the network), a flush task
   of the loop takes every row queued while it committed the previous batch and writes them with one
-  statement (one array per column, ``unnest``: one round trip and one implicit transaction whatever the
+  statement (the rows as one JSON array: one round trip and one implicit transaction whatever the
   batch's size) on the loop's own connections (:class:`backend.core.async_db.AsyncStatements`), then wakes
   each waiting request: no thread either. A row that arrives while the flush task is writing starts a
   second one (:data:`MAX_FLUSHERS`), so it does not wait for a commit that began before it came;
@@ -29,7 +29,6 @@ before.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from concurrent.futures import Future
@@ -39,7 +38,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from backend.core.async_db import AsyncStatements, unnest_insert
+from backend.core.async_db import AsyncStatements, json_insert
 from backend.errors import DatabaseUnavailable
 from backend.models import Recommendation
 
@@ -47,8 +46,8 @@ log = logging.getLogger("knowledger")
 
 _INSERT = insert(Recommendation)
 _COLUMNS = tuple(c.name for c in Recommendation.__table__.columns)  # type: ignore[attr-defined]
-#: Any number of rows, one array per column (PostgreSQL, the loop's flush: one statement per batch).
-_INSERT_ROWS = unnest_insert(Recommendation.__table__)  # type: ignore[attr-defined]
+#: Any number of rows as one JSON array (PostgreSQL, the loop's flush: one statement per batch).
+_INSERT_ROWS = json_insert(Recommendation.__table__)  # type: ignore[attr-defined]
 
 _Waiting = tuple[dict[str, Any], "asyncio.Future[None]"]
 
@@ -177,7 +176,7 @@ class ServingLog:
             while queue:
                 batch = queue[: self._max_batch]
                 del queue[: self._max_batch]
-                rows = [{**row, "products": json.dumps(row["products"])} for row, _ in batch]
+                rows = [row for row, _ in batch]
                 state.writing += 1
                 try:
                     await self._statements.write_rows("rows", rows)

@@ -11,6 +11,7 @@ nothing served.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,8 +92,12 @@ def test_answers_are_served_and_logged_and_a_revocation_bites_at_once(svc: Servi
             assert body["subject"] == user["pseudonym"] and body["products"]
             assert body["consent"]["verified_at_block"] <= head
             row = _row(svc, body["recommendation_id"])  # committed before the answer left
-            assert row is not None and row.pseudonym == user["pseudonym"] and row.products
+            assert row is not None and row.pseudonym == user["pseudonym"] and row.partner_id == "bank"
+            assert row.products == [p["product_id"] for p in body["products"]]
             assert row.consent_block == body["consent"]["verified_at_block"]
+            assert row.model_version == body["model_version"] and row.arm is None
+            stamped = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
+            assert abs((utcnow() - stamped).total_seconds()) < 600  # the instant it was served, as a time
 
         revoked = users[0]
         out = svc.api.delete("/api/v1/me/consents/bank/profiling", headers=revoked["headers"])
