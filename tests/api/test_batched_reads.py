@@ -6,8 +6,7 @@ it, a dropped connection is replaced, and a failure reaches every caller that sh
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from backend.core.async_db import AsyncStatements, BatchedLookup
+from tests.loops import in_a_loop_of_its_own as _run
 
 pytestmark = pytest.mark.postgres
 
@@ -37,26 +37,6 @@ def engine(pg_url: str) -> Iterator[Engine]:
 def _set(engine: Engine, key: str, label: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE item SET label = :label WHERE id = :id"), {"label": label, "id": key})
-
-
-def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())`` in a thread of its own (the browser tests' Playwright may run a loop here)."""
-    out: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(asyncio.run(main()))
-        except BaseException as exc:  # handed back to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(120)
-    if errors:
-        raise errors[0]
-    assert out, "the scenario did not finish"
-    return out[0]
 
 
 def _lookup(engine: Engine) -> tuple[AsyncStatements, BatchedLookup]:

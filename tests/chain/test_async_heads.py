@@ -4,11 +4,10 @@ JSON-RPC error each a named chain error that says what to check."""
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import socket
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -16,28 +15,9 @@ import pytest
 from backend.chain import AsyncHeads, ChainTarget, connect_devnet
 from backend.chain.devnet import AnvilNode
 from backend.chain.errors import ChainError, ChainUnreachable
+from tests.loops import in_a_loop_of_its_own as _run
 
 T = TypeVar("T")
-
-
-def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())`` in a thread of its own (the browser tests' Playwright may run a loop here)."""
-    out: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(asyncio.run(main()))
-        except BaseException as exc:  # handed back to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    if errors:
-        raise errors[0]
-    assert out, "the scenario did not finish"
-    return out[0]
 
 
 async def _head_then_close(heads: AsyncHeads) -> Any:

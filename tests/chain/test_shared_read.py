@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
 from backend.core.shared_read import AsyncSharedRead, SharedRead
+from tests.loops import in_a_loop_of_its_own as _in_a_loop_of_its_own
 
 T = TypeVar("T")
 
@@ -34,27 +35,6 @@ class _Store:
         if self.fail:
             raise ConnectionError("the node went away")
         return seen
-
-
-def _in_a_loop_of_its_own(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())`` in a thread of its own: the test process may already run an event loop in
-    this thread (the browser tests' Playwright does), where ``asyncio.run`` refuses to start another."""
-    out: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(asyncio.run(main()))
-        except BaseException as exc:  # handed back to the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(120)
-    if errors:
-        raise errors[0]
-    assert out, "the scenario did not finish"
-    return out[0]
 
 
 def _until(cond: Callable[[], bool]) -> None:
