@@ -11,11 +11,14 @@ the CPU (see ``docs/performance.md``).
 :class:`AsyncStatements` compiles each statement once for the engine's dialect (the SQL is written once, as a
 SQLAlchemy expression, for SQLite and PostgreSQL alike) and runs it on a psycopg ``AsyncConnection`` from a
 small pool of this event loop (``psycopg_pool``; connections in autocommit, so a read holds no transaction
-and :meth:`AsyncStatements.write_many` makes one of its own). A connection the server dropped is discarded
-and a read made once more on a fresh one; any other failure, or no connection within
-:data:`CONNECT_TIMEOUT_S`, is ``DatabaseUnavailable`` (503): nothing was served. Only PostgreSQL engines have
-one (:meth:`AsyncStatements.for_engine` is None for SQLite, whose statements are local CPU work with nothing
-to wait for).
+and :meth:`AsyncStatements.write_rows` writes a batch as one statement, its own implicit transaction). A
+connection the server dropped is discarded and a read made once more on a fresh one; any other failure, or no
+connection within :data:`CONNECT_TIMEOUT_S`, is ``DatabaseUnavailable`` (503): nothing was served. Only
+PostgreSQL engines have one (:meth:`AsyncStatements.for_engine` is None for SQLite, whose statements are local
+CPU work with nothing to wait for).
+
+:class:`BatchedLookup` reads the keys that concurrent requests ask for in one turn of the loop with one
+statement (the hot path's profile read); :func:`json_insert` is the one statement for a batch of rows.
 """
 
 from __future__ import annotations
