@@ -22,7 +22,7 @@ import aiohttp
 from .constants import ChainTarget
 from .exceptions import ChainError, ChainUnreachable
 from .results import BlockHead
-from .rpc import as_hex, as_int
+from .rpc import block_head
 
 _LATEST = json.dumps(
     {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["latest", False]}
@@ -70,10 +70,7 @@ class AsyncHeads:
             raise ChainUnreachable(self.url, f"not a JSON-RPC answer ({exc})", option=self._option) from exc
         if "error" in answer:
             raise ChainError(f"eth_getBlockByNumber failed: {answer['error']}")
-        block = answer.get("result")
-        if not block:
-            raise ChainError("the node returned no latest block")
-        return BlockHead(as_int(block["number"]), as_hex(block["hash"]), as_int(block["timestamp"]))
+        return block_head(answer.get("result"))
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()

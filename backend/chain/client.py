@@ -45,7 +45,7 @@ from .exceptions import (
     WrongChain,
 )
 from .results import BlockHead, Event, TxResult
-from .rpc import as_hex, as_int, is_connection_error, is_funds_error, is_missing_state
+from .rpc import as_hex, block_head, is_connection_error, is_funds_error, is_missing_state
 from .types import Wallet, checksum
 
 if TYPE_CHECKING:
@@ -274,10 +274,7 @@ class ChainClient:
         return self.heads.get()
 
     def _read_head(self) -> BlockHead:
-        block = self._raw("eth_getBlockByNumber", ["latest", False])
-        if not block:
-            raise ChainError("the node returned no latest block")
-        return BlockHead(as_int(block["number"]), as_hex(block["hash"]), as_int(block["timestamp"]))
+        return block_head(self._raw("eth_getBlockByNumber", ["latest", False]))
 
     def block_hash(self, number: int) -> str | None:
         """The canonical hash of block ``number`` (None if the chain has no such block yet)."""

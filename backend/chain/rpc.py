@@ -6,6 +6,9 @@ from typing import Any
 
 import requests
 
+from .exceptions import ChainError
+from .results import BlockHead
+
 
 def is_funds_error(exc: BaseException) -> bool:
     """Nodes word it differently: geth/anvil "insufficient funds", py-evm "cannot afford txn gas"."""
@@ -23,6 +26,13 @@ def as_int(value: Any) -> int:
     if isinstance(value, str):
         return int(value, 16) if value.startswith("0x") else int(value)
     return int(value)
+
+
+def block_head(block: Any) -> BlockHead:
+    """A head from an ``eth_getBlockByNumber`` answer's block (``ChainError`` when the node gave none)."""
+    if not block:
+        raise ChainError("the node returned no latest block")
+    return BlockHead(as_int(block["number"]), as_hex(block["hash"]), as_int(block["timestamp"]))
 
 
 def as_hex(value: Any) -> str:

@@ -45,7 +45,6 @@ from backend.models import Recommendation
 log = logging.getLogger("knowledger")
 
 _INSERT = insert(Recommendation)
-_COLUMNS = tuple(c.name for c in Recommendation.__table__.columns)  # type: ignore[attr-defined]
 #: Any number of rows as one JSON array (PostgreSQL, the loop's flush: one statement per batch).
 _INSERT_ROWS = json_insert(Recommendation.__table__)  # type: ignore[attr-defined]
 
@@ -85,7 +84,7 @@ class ServingLog:
         self._engine = engine
         self.inline = inline
         self._statements = AsyncStatements.for_engine(engine, rows=_INSERT_ROWS) if awaits else None
-        #: Per event loop where a flush task runs: the rows waiting for it.
+        #: Per event loop awaiting PostgreSQL: the rows waiting for a flush task, and its flush tasks.
         self._flushing: dict[asyncio.AbstractEventLoop, _Flushing] = {}
         self._max_flushers = max_flushers
         self._tasks: set[asyncio.Task[None]] = set()
